@@ -1,0 +1,72 @@
+"""Configuration: the one place that reads the environment.
+
+Library code takes a :class:`Config`; only :meth:`Config.from_env` (called by the CLI and by
+``Store()`` when no config is given) looks at ``AGENTMEM_*`` variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from agentmem import constants
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    """Tunables of a store. Frozen; derive variants with ``dataclasses.replace``."""
+
+    #: zstd level for warm frames. Level 3: 7.3x on conversation JSON at ~365 MB/s (DESIGN.md).
+    zstd_level: int = 3
+    #: Decode and re-hash every frame before its chunk counts as stored (STYLE principle 11).
+    verify_frames: bool = True
+    #: Bytes of one SMU type seen before a dictionary is trained for it. A 112 KiB dictionary
+    #: wants ~100x its size of samples to be worth it (zstd's guidance); 2 MiB is a compromise
+    #: that lets a small swarm benefit within minutes.
+    dict_train_bytes: int = 2 << 20
+    #: Dictionary size. 112 KiB lifted 1 KiB messages from 2.3x to 4.7x (DESIGN.md).
+    dict_size: int = 112 << 10
+    #: Largest SMU accepted.
+    max_smu_bytes: int = constants.MAX_SMU_BYTES
+    #: Hot segment size.
+    segment_bytes: int = constants.SEGMENT_BYTES
+    #: Per-agent quota of logical bytes held (0: unlimited).
+    agent_quota_bytes: int = 0
+    #: Per-agent quota of live handles (0: unlimited).
+    agent_quota_handles: int = 0
+    #: Domain quota of physical bytes stored (0: unlimited).
+    domain_quota_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.zstd_level <= 22:
+            raise ValueError(f"zstd_level must be 1..22, got {self.zstd_level}")
+        for name in ("dict_train_bytes", "agent_quota_bytes", "agent_quota_handles",
+                     "domain_quota_bytes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.dict_size < 1024:
+            raise ValueError("dict_size must be >= 1024")
+        if self.max_smu_bytes <= 0:
+            raise ValueError("max_smu_bytes must be > 0")
+        if self.segment_bytes < 65536 or self.segment_bytes % 4096:
+            raise ValueError("segment_bytes must be a multiple of 4096 and >= 64 KiB")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Build a config from ``AGENTMEM_<FIELD>`` variables (e.g. ``AGENTMEM_ZSTD_LEVEL=6``)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get("AGENTMEM_" + field.name.upper())
+            if raw is None:
+                continue
+            default = field.default
+            try:
+                if isinstance(default, bool):
+                    values[field.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+                else:
+                    values[field.name] = int(raw)
+            except ValueError as exc:
+                raise ValueError(f"AGENTMEM_{field.name.upper()}={raw!r} is not valid") from exc
+        return cls(**values)  # type: ignore[arg-type]
