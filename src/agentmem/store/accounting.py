@@ -1,0 +1,175 @@
+"""Statistics from the store's records: totals are running counters, splits are computed.
+
+Computing who shares what walks every distinct SMU and message once, plus each agent's own
+chunk occurrences: O(chunk references) per call. Cheap for conversations; for very large
+prompts held by many agents (100 x 40,000 chunks) it takes on the order of a second, which is
+why the totals themselves never need it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from agentmem.ids import ChunkId
+from agentmem.states import SMUType, Tier
+from agentmem.store.records import SMU, Agent, ChunkEntry, ConversationRef, MessageNode, Ref
+from agentmem.store.stats import AgentStats, StoreStats, TypeStats
+
+if TYPE_CHECKING:
+    from agentmem.store.store import Store
+
+_SHARED = -1
+
+
+def _dict_slot_bytes() -> int:
+    """Average bytes a dict spends per entry at scale (index + entry table, amortised growth)."""
+    d = {i: None for i in range(1 << 16)}
+    return sys.getsizeof(d) // len(d)
+
+
+def _record_bytes() -> dict[str, int]:
+    key = ChunkId(bytes(32))
+    slot = _dict_slot_bytes()
+    entry = ChunkEntry(key, 0, None, 0)  # type: ignore[arg-type]
+    smu = SMU(key, SMUType.BLOB, 0, (entry,))
+    node = MessageNode(key, None, (entry,), 0)  # type: ignore[arg-type]
+    chunk_tuple = sys.getsizeof((entry,)) - 8  # the tuple without its one pointer
+    return {
+        # entry + its 32-byte id object + its slot in the chunk index
+        "chunk": sys.getsizeof(entry) + sys.getsizeof(key) + slot,
+        "smu": sys.getsizeof(smu) + chunk_tuple + slot,
+        "node": sys.getsizeof(node) + sys.getsizeof(key) + chunk_tuple + slot,
+        "pointer": 8,
+        "ref": sys.getsizeof(Ref) // 8 + 64 + slot,  # slotted object of 4 fields + handle slot
+    }
+
+
+_SIZES: dict[str, int] | None = None
+
+
+def metadata_bytes(store: Store) -> int:
+    """Estimated bytes of the store's index records (measured sizes times counts)."""
+    global _SIZES
+    if _SIZES is None:
+        _SIZES = _record_bytes()
+    s = _SIZES
+    pointers = sum(len(smu.chunks) for smu in store.smus.values())
+    pointers += sum(len(n.chunks) for n in store.nodes.values())
+    pointers += sum(len(r.path) for r in store.refs.values() if isinstance(r, ConversationRef))
+    return (
+        len(store.chunks) * s["chunk"]
+        + len(store.smus) * s["smu"]
+        + len(store.nodes) * s["node"]
+        + len(store.refs) * s["ref"]
+        + pointers * s["pointer"]
+    )
+
+
+def physical_bytes(store: Store) -> int:
+    """Bytes the store holds for content: hot pages touched, warm frames, dictionaries."""
+    return (
+        store.hot.stats().physical_bytes
+        + store.warm.stats().physical_bytes
+        + store.dictionaries.memory_bytes
+    )
+
+
+def _owners(store: Store) -> dict[int, int]:
+    """id(chunk entry) -> the one agent id referencing it, or _SHARED."""
+    holders: dict[int, tuple[SMU | MessageNode, set[int]]] = {}
+    for ref in store.refs.values():
+        aid = ref.agent.agent_id
+        if isinstance(ref, Ref):
+            holders.setdefault(id(ref.smu), (ref.smu, set()))[1].add(aid)
+        else:
+            for node in ref.path:
+                holders.setdefault(id(node), (node, set()))[1].add(aid)
+    owner: dict[int, int] = {}
+    for holder, agents in holders.values():
+        single = next(iter(agents)) if len(agents) == 1 else _SHARED
+        for e in holder.chunks:
+            k = id(e)
+            prev = owner.get(k)
+            if prev is None:
+                owner[k] = single
+            elif prev != single:
+                owner[k] = _SHARED
+    return owner
+
+
+def _agent_stats(store: Store, agent: Agent, owner: dict[int, int]) -> AgentStats:
+    seen: set[int] = set()
+    unique = shared = compressed = 0
+    for ref in store.refs.values():
+        if ref.agent is not agent:
+            continue
+        holders: list[SMU | MessageNode] = [ref.smu] if isinstance(ref, Ref) else ref.path
+        for holder in holders:
+            for e in holder.chunks:
+                k = id(e)
+                if k in seen:
+                    continue
+                seen.add(k)
+                if owner.get(k) == agent.agent_id:
+                    unique += e.size
+                else:
+                    shared += e.size
+                if e.tier is not Tier.HOT:
+                    compressed += e.size
+    return AgentStats(
+        name=agent.name,
+        pid=agent.pid,
+        state=agent.state.label,
+        importance=agent.importance,
+        handles=agent.handles,
+        logical_bytes=agent.logical_bytes,
+        unique_bytes=unique,
+        shared_bytes=shared,
+        compressed_bytes=compressed,
+        by_type={t.label: agent.by_type[t] for t in SMUType if agent.by_type[t]},
+    )
+
+
+def agent_stats(store: Store, agent: Agent) -> AgentStats:
+    """One agent's statistics."""
+    return _agent_stats(store, agent, _owners(store))
+
+
+def store_stats(store: Store) -> StoreStats:
+    """The whole store's statistics, with every agent's."""
+    owner = _owners(store)
+    hot = store.hot.stats()
+    warm = store.warm.stats()
+    logical = sum(a.logical_bytes for a in store.agents.values())
+    unique = hot.raw_bytes + warm.raw_bytes
+    counts = dict.fromkeys(SMUType, 0)
+    sizes = dict.fromkeys(SMUType, 0)
+    for ref in store.refs.values():
+        counts[ref.smu_type] += 1
+        sizes[ref.smu_type] += ref.size
+    dict_bytes = store.dictionaries.memory_bytes
+    return StoreStats(
+        agents=len(store.agents),
+        handles=len(store.refs),
+        logical_bytes=logical,
+        unique_bytes=unique,
+        physical_bytes=hot.physical_bytes + warm.physical_bytes + dict_bytes,
+        dedup_ratio=logical / unique if unique else 1.0,
+        compression_ratio=warm.raw_bytes / warm.stored_bytes if warm.stored_bytes else 1.0,
+        chunks=len(store.chunks),
+        segments=hot.containers,
+        messages=len(store.nodes),
+        dictionaries=len(store.dictionaries),
+        dictionary_bytes=dict_bytes,
+        metadata_bytes=metadata_bytes(store),
+        hot=hot,
+        warm=warm,
+        by_type={
+            t.label: TypeStats(smu_type=t.label, handles=counts[t], logical_bytes=sizes[t])
+            for t in SMUType
+        },
+        per_agent=tuple(
+            _agent_stats(store, a, owner) for a in sorted(store.agents.values(), key=lambda a: a.name)
+        ),
+    )

@@ -1,0 +1,166 @@
+"""The store's records: chunks, SMUs, messages, warm groups, agents and refs.
+
+Plain slotted classes, no behaviour beyond trivial accessors: the store and the tiers act on
+them. They are kept small on purpose because there is one :class:`ChunkEntry` per unique chunk
+(a 100 MB tool catalogue is ~80,000 chunks): the budget is <= 256 bytes of metadata per chunk,
+measured by ``agentmem bench store`` (``metadata_bytes_per_chunk``).
+
+Reference counting, who counts what:
+
+* ``ChunkEntry.refs``: occurrences of the chunk in live SMUs and message nodes;
+* ``SMU.refs``: handles (refs) that hold the SMU;
+* ``MessageNode.refs``: child nodes plus conversation refs whose tip it is.
+"""
+
+from __future__ import annotations
+
+from agentmem.ids import ChunkId, Handle, MessageId
+from agentmem.states import AgentState, SMUType, Tier
+from agentmem.store.segments import Segment
+
+
+class WarmGroup:
+    """One warm frame holding the plain bytes of one or more chunks, concatenated."""
+
+    __slots__ = ("frame", "live", "raw_size", "smu_type")
+
+    def __init__(self, frame: bytes, raw_size: int, members: int, smu_type: SMUType) -> None:
+        self.frame = frame
+        self.raw_size = raw_size
+        #: Member chunks still referenced; the frame is dropped when this reaches 0.
+        self.live = members
+        self.smu_type = smu_type
+
+
+class ChunkEntry:
+    """One unique chunk of a domain and where its bytes are.
+
+    ``loc`` is the :class:`Segment` (hot) or :class:`WarmGroup` (warm) holding it, at ``offset``.
+    """
+
+    __slots__ = ("id", "loc", "offset", "refs", "size", "tier")
+
+    def __init__(self, cid: ChunkId, size: int, loc: Segment | WarmGroup, offset: int) -> None:
+        self.id = cid
+        self.size = size
+        self.refs = 0
+        self.tier = Tier.HOT
+        self.loc: Segment | WarmGroup = loc
+        self.offset = offset
+
+
+class SMU:
+    """A semantic memory unit: typed, immutable content made of chunks.
+
+    ``content_id`` is the BLAKE3 of the whole content (for content up to the CDC threshold, the
+    same as its only chunk's id), so an identical allocation is found without chunking.
+    """
+
+    __slots__ = ("_extents", "chunks", "content_id", "refs", "size", "smu_type")
+
+    def __init__(
+        self, content_id: ChunkId, smu_type: SMUType, size: int, chunks: tuple[ChunkEntry, ...]
+    ) -> None:
+        self.content_id = content_id
+        self.smu_type = smu_type
+        self.size = size
+        self.chunks = chunks
+        self.refs = 0
+        #: (layout epoch, extents) cache for zero-copy reads; see ``Store._extents``.
+        self._extents: tuple[int, tuple[tuple[Segment, int, int], ...] | None] | None = None
+
+
+class MessageNode:
+    """One message of a conversation; its id chains its parent's, so forks share history."""
+
+    __slots__ = ("chunks", "depth", "id", "parent", "refs", "size")
+
+    def __init__(
+        self,
+        mid: MessageId,
+        parent: MessageNode | None,
+        chunks: tuple[ChunkEntry, ...],
+        size: int,
+    ) -> None:
+        self.id = mid
+        self.parent = parent
+        self.chunks = chunks
+        self.size = size
+        self.depth = 0 if parent is None else parent.depth + 1
+        self.refs = 0
+
+
+class Agent:
+    """A registered client identity and its running totals.
+
+    Mutable counters are maintained by the store on every operation, so ``get_stats`` is cheap
+    for totals; ``unique``/``shared`` splits are computed when asked.
+    """
+
+    __slots__ = (
+        "agent_id",
+        "by_type",
+        "handles",
+        "importance",
+        "logical_bytes",
+        "name",
+        "pid",
+        "state",
+    )
+
+    def __init__(
+        self, agent_id: int, name: str, pid: int, state: AgentState, importance: int
+    ) -> None:
+        self.agent_id = agent_id
+        self.name = name
+        self.pid = pid
+        self.state = state
+        self.importance = importance
+        #: Live handles held.
+        self.handles = 0
+        #: Bytes of content held through handles (what the agent would hold on its own).
+        self.logical_bytes = 0
+        #: Logical bytes per SMU type, indexed by ``SMUType`` value.
+        self.by_type = [0] * (max(SMUType) + 1)
+
+    def __repr__(self) -> str:
+        return f"Agent({self.name!r}, pid={self.pid}, state={self.state.label})"
+
+
+class Ref:
+    """A counted claim of a handle on an SMU, held by one agent."""
+
+    __slots__ = ("agent", "handle", "pinned", "smu")
+
+    def __init__(self, handle: Handle, agent: Agent, smu: SMU) -> None:
+        self.handle = handle
+        self.agent = agent
+        self.smu = smu
+        #: Set by ``mark_hot``: the content stays in the hot tier.
+        self.pinned = False
+
+    @property
+    def smu_type(self) -> SMUType:
+        return self.smu.smu_type
+
+    @property
+    def size(self) -> int:
+        return self.smu.size
+
+
+class ConversationRef:
+    """A handle on a conversation: a cursor at a tip message, with the path from the root.
+
+    ``path`` is derived from ``path[-1]``'s parent chain and kept for O(1) indexing.
+    """
+
+    __slots__ = ("agent", "handle", "path", "pinned", "size")
+
+    smu_type = SMUType.CONVERSATION
+
+    def __init__(self, handle: Handle, agent: Agent, path: list[MessageNode], size: int) -> None:
+        self.handle = handle
+        self.agent = agent
+        self.path = path
+        self.size = size
+        self.pinned = False

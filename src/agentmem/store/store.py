@@ -1,0 +1,527 @@
+"""The store: one domain's content-addressed, tiered chunk store and its API.
+
+This is the library behind the daemon and the in-process mode. It speaks the vocabulary of
+the original design: ``alloc_smu``, ``share_content``, ``mark_hot``, ``get_stats``.
+
+Thread-safety: a ``Store`` is not thread-safe. The daemon serves it from one event loop; an
+in-process user with threads must hold a lock around calls.
+
+Buffer ownership: data passed in is copied (into a segment) before the call returns; views
+returned by ``read``/``views``/``messages`` are read-only and stay valid as long as the caller
+keeps them, even after the handle is released or the content moves tier.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterable, Iterator
+
+from agentmem import constants
+from agentmem.chunking import Chunker, default_chunker
+from agentmem.codec import DictionarySet
+from agentmem.config import Config
+from agentmem.errors import (
+    AgentExists,
+    InvalidArgument,
+    QuotaExceeded,
+    StoreClosed,
+    TooLarge,
+    UnknownAgent,
+    UnknownHandle,
+    WrongType,
+)
+from agentmem.hashing import chunk_id
+from agentmem.ids import ChunkId, Handle
+from agentmem.states import AgentState, SMUType, Tier
+from agentmem.store import accounting, conversations
+from agentmem.store.check import CheckReport, run_check
+from agentmem.store.hot import HotTier
+from agentmem.store.records import SMU, Agent, ChunkEntry, ConversationRef, MessageNode, Ref
+from agentmem.store.segments import Segment
+from agentmem.store.stats import AgentStats, StoreStats
+from agentmem.store.warm import WarmTier
+
+Buffer = bytes | bytearray | memoryview
+AnyRef = Ref | ConversationRef
+
+_CONVERSATION = SMUType.CONVERSATION
+
+
+def _as_buffer(data: object, what: str) -> Buffer:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    raise InvalidArgument(f"{what} must be bytes, bytearray, memoryview or str, not {type(data).__name__}")
+
+
+class Store:
+    """A content-addressed store of semantic memory units for one domain."""
+
+    def __init__(self, config: Config | None = None, *, chunker: Chunker | None = None) -> None:
+        self.config = config if config is not None else Config()
+        self.chunker: Chunker = chunker if chunker is not None else default_chunker()
+        self.dictionaries = DictionarySet(
+            train_bytes=self.config.dict_train_bytes, dict_size=self.config.dict_size
+        )
+        self.hot = HotTier(self.config.segment_bytes)
+        self.warm = WarmTier(
+            self.dictionaries, level=self.config.zstd_level, verify=self.config.verify_frames
+        )
+        self.chunks: dict[ChunkId, ChunkEntry] = {}
+        self.smus: dict[ChunkId, SMU] = {}
+        self.nodes: dict[bytes, MessageNode] = {}
+        self.refs: dict[int, AnyRef] = {}
+        self.agents: dict[str, Agent] = {}
+        #: Pin counts of chunks held by ``mark_hot`` refs.
+        self.pins: dict[ChunkId, int] = {}
+        self._handles = itertools.count(1)  # shared with conversations
+        self._agent_ids = itertools.count(1)
+        #: Bumped whenever a chunk changes location; invalidates cached extents.
+        self.epoch = 0
+        self._closed = False
+
+    # --- agents ----------------------------------------------------------------------------
+
+    def register_agent(
+        self,
+        name: str,
+        *,
+        pid: int | None = None,
+        state: AgentState | str = AgentState.ACTIVE,
+        importance: int = 0,
+    ) -> Agent:
+        """Register an agent; names are unique in the store. Raises ``AgentExists``."""
+        self._check_open()
+        if not isinstance(name, str) or not name or len(name.encode()) > constants.MAX_AGENT_NAME:
+            raise InvalidArgument(f"agent name must be a non-empty str of at most {constants.MAX_AGENT_NAME} bytes")
+        if not isinstance(importance, int) or isinstance(importance, bool):
+            raise InvalidArgument("importance must be an int")
+        try:
+            st = AgentState.parse(state)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        if name in self.agents:
+            raise AgentExists(f"an agent named {name!r} is already registered")
+        agent = Agent(next(self._agent_ids), name, os.getpid() if pid is None else pid, st, importance)
+        self.agents[name] = agent
+        return agent
+
+    def agent(self, name: str) -> Agent:
+        """The registered agent called ``name``; raises ``UnknownAgent``."""
+        try:
+            return self.agents[name]
+        except (KeyError, TypeError):
+            raise UnknownAgent(f"no agent named {name!r}") from None
+
+    def _resolve(self, agent: Agent | str) -> Agent:
+        if isinstance(agent, Agent):
+            if self.agents.get(agent.name) is not agent:
+                raise UnknownAgent(f"agent {agent.name!r} is not registered in this store")
+            return agent
+        if isinstance(agent, str):
+            return self.agent(agent)
+        raise InvalidArgument(f"agent must be an Agent or a name, not {type(agent).__name__}")
+
+    def set_state(
+        self, agent: Agent | str, state: AgentState | str | None = None, importance: int | None = None
+    ) -> None:
+        """Change an agent's state and/or importance."""
+        a = self._resolve(agent)
+        if state is not None:
+            try:
+                a.state = AgentState.parse(state)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
+        if importance is not None:
+            if not isinstance(importance, int) or isinstance(importance, bool):
+                raise InvalidArgument("importance must be an int")
+            a.importance = importance
+
+    def unregister_agent(self, agent: Agent | str) -> int:
+        """Release every handle the agent holds and forget it; returns handles released."""
+        a = self._resolve(agent)
+        mine = [h for h, r in self.refs.items() if r.agent is a]
+        for h in mine:
+            self.release(Handle(h))
+        del self.agents[a.name]
+        return len(mine)
+
+    # --- the four calls --------------------------------------------------------------------
+
+    def alloc_smu(self, smu_type: SMUType | str, data: object, agent: Agent | str) -> Handle:
+        """Store ``data`` as an SMU of ``smu_type`` for ``agent``; return a new handle.
+
+        Identical content (in this store's domain) is stored once. For ``conversation``, ``data``
+        is an iterable of messages (each bytes or str), possibly empty.
+        Raises ``InvalidArgument``, ``TooLarge``, ``QuotaExceeded``, ``UnknownAgent``.
+        """
+        self._check_open()
+        if smu_type.__class__ is not SMUType:
+            try:
+                smu_type = SMUType.parse(smu_type)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
+        a = agent if agent.__class__ is Agent and self.agents.get(agent.name) is agent else self._resolve(agent)  # type: ignore[union-attr]
+        if smu_type is _CONVERSATION:
+            return self._new_conversation(a, data)
+        buf = _as_buffer(data, "data")
+        size = len(buf)
+        if size > self.config.max_smu_bytes:
+            raise TooLarge(f"content of {size} bytes exceeds the {self.config.max_smu_bytes}-byte limit")
+        self._check_quota(a, size)
+        cid = chunk_id(buf)
+        smu = self.smus.get(cid)
+        if smu is None or smu.smu_type is not smu_type:
+            smu = self._ingest_smu(cid, smu_type, buf)
+        return self.new_ref(a, smu)
+
+    def share_content(self, handle: Handle, target_agent: Agent | str) -> Handle:
+        """Give ``target_agent`` its own handle on the same content (no copy); return it."""
+        ref = self._ref(handle)
+        target = (
+            target_agent
+            if target_agent.__class__ is Agent and self.agents.get(target_agent.name) is target_agent  # type: ignore[union-attr]
+            else self._resolve(target_agent)
+        )
+        if ref.__class__ is Ref:
+            self._check_quota(target, ref.size)
+            return self.new_ref(target, ref.smu)  # type: ignore[union-attr]
+        assert isinstance(ref, ConversationRef)
+        self._check_quota(target, ref.size)
+        return conversations.fork(self, ref, target)
+
+    def mark_hot(self, handle: Handle, hot: bool = True) -> None:
+        """Pin (``hot=True``) the content in the hot tier, promoting it now if it is not hot;
+        or unpin it. Pins are counted per chunk; idempotent per handle."""
+        ref = self._ref(handle)
+        if bool(hot) == ref.pinned:
+            return
+        ref.pinned = bool(hot)
+        entries = list(self._entries_of(ref))
+        pins = self.pins
+        if hot:
+            for e in entries:
+                pins[e.id] = pins.get(e.id, 0) + 1
+            self._promote(entries, ref.smu_type)
+        else:
+            self._unpin(entries)
+
+    def get_stats(self, agent: Agent | str | None = None) -> StoreStats | AgentStats:
+        """Statistics of the whole store, or of one agent when ``agent`` is given."""
+        self._check_open()
+        if agent is not None:
+            return accounting.agent_stats(self, self._resolve(agent))
+        return accounting.store_stats(self)
+
+    # --- content ---------------------------------------------------------------------------
+
+    def read(self, handle: Handle) -> memoryview:
+        """The SMU's content. Zero-copy when it is hot and contiguous (one extent); otherwise
+        the pieces are joined into a new buffer. Conversations: use ``messages``."""
+        ref = self._ref(handle)
+        if ref.__class__ is ConversationRef:
+            raise WrongType("read() takes an SMU handle; use messages() for a conversation")
+        smu = ref.smu  # type: ignore[union-attr]
+        extents = self._extents(smu)
+        if extents is not None and len(extents) == 1:
+            seg, off, n = extents[0]
+            return seg.view(off, n)
+        return memoryview(b"".join(self._pieces(smu)))
+
+    def views(self, handle: Handle) -> list[memoryview]:
+        """The content as a list of pieces in order, zero-copy for hot chunks (merged where
+        adjacent). Suitable for ``socket.sendmsg`` without joining."""
+        ref = self._ref(handle)
+        if ref.__class__ is ConversationRef:
+            raise WrongType("views() takes an SMU handle; use messages() for a conversation")
+        return self._pieces(ref.smu)  # type: ignore[union-attr]
+
+    def size(self, handle: Handle) -> int:
+        """Content size in bytes (for a conversation: the sum of its messages)."""
+        return self._ref(handle).size
+
+    def smu_type(self, handle: Handle) -> SMUType:
+        """The handle's SMU type."""
+        return self._ref(handle).smu_type
+
+    def release(self, handle: Handle) -> None:
+        """Drop the handle; content is freed when its last ref goes. Raises ``UnknownHandle``."""
+        ref = self._ref(handle)
+        del self.refs[handle]
+        a = ref.agent
+        a.handles -= 1
+        a.logical_bytes -= ref.size
+        a.by_type[ref.smu_type] -= ref.size
+        if ref.pinned:
+            self._unpin(list(self._entries_of(ref)))
+        if ref.__class__ is ConversationRef:
+            path = ref.path  # type: ignore[union-attr]
+            if path:
+                conversations.unref_node(self, path[-1])
+        else:
+            self._unref_smu(ref.smu)  # type: ignore[union-attr]
+
+    def demote(self, handle: Handle) -> int:
+        """Move the handle's hot, unpinned chunks to the warm tier; return plain bytes moved."""
+        ref = self._ref(handle)
+        pins = self.pins
+        seen: set[int] = set()
+        entries: list[ChunkEntry] = []
+        for e in self._entries_of(ref):
+            if e.tier is Tier.HOT and e.id not in pins and id(e) not in seen:
+                seen.add(id(e))
+                entries.append(e)
+        if not entries:
+            return 0
+        payloads = [self.hot.load(e) for e in entries]
+        segments = [e.loc for e in entries]
+        self.warm.put(entries, payloads, ref.smu_type)
+        for e, seg in zip(entries, segments, strict=True):
+            self.hot.forget(seg, e.size)  # type: ignore[arg-type]
+        self.epoch += 1
+        return sum(e.size for e in entries)
+
+    # --- conversations ---------------------------------------------------------------------
+
+    def append(self, handle: Handle, message: object) -> Handle:
+        """Append one message (bytes or str) to a conversation; the handle now refers to the
+        longer conversation and is returned. Raises ``WrongType`` for other SMU types."""
+        ref = self._conversation(handle)
+        conversations.append(self, ref, _as_buffer(message, "message"))
+        return handle
+
+    def extend(self, handle: Handle, messages: Iterable[object]) -> Handle:
+        """Append several messages in order."""
+        ref = self._conversation(handle)
+        for m in messages:
+            conversations.append(self, ref, _as_buffer(m, "message"))
+        return handle
+
+    def fork(self, handle: Handle) -> Handle:
+        """A new handle of the same agent on the same history; appends to either diverge."""
+        ref = self._conversation(handle)
+        return conversations.fork(self, ref, ref.agent)
+
+    def messages(self, handle: Handle, start: int = 0, stop: int | None = None) -> list[memoryview]:
+        """Messages ``start:stop`` (slice semantics, negative indices allowed)."""
+        ref = self._conversation(handle)
+        if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
+            raise InvalidArgument("start and stop must be ints")
+        return [self._node_bytes(node) for node in ref.path[start:stop]]
+
+    def length(self, handle: Handle) -> int:
+        """Number of messages in the conversation."""
+        return len(self._conversation(handle).path)
+
+    # --- maintenance -----------------------------------------------------------------------
+
+    def check(self, *, verify_bytes: bool = True) -> CheckReport:
+        """Mark-sweep: recompute every refcount from the live refs and report drift; with
+        ``verify_bytes``, re-hash every chunk in every tier."""
+        self._check_open()
+        return run_check(self, verify_bytes=verify_bytes)
+
+    def close(self) -> None:
+        """Release everything. Views already handed out stay readable."""
+        if self._closed:
+            return
+        self._closed = True
+        self.hot.close()
+        self.warm.close()
+        self.refs.clear()
+        self.chunks.clear()
+        self.smus.clear()
+        self.nodes.clear()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("the store is closed")
+
+    def _ref(self, handle: Handle) -> AnyRef:
+        try:
+            return self.refs[handle]
+        except (KeyError, TypeError):
+            if self._closed:
+                raise StoreClosed("the store is closed") from None
+            raise UnknownHandle(f"unknown handle {handle!r}") from None
+
+    def _conversation(self, handle: Handle) -> ConversationRef:
+        ref = self._ref(handle)
+        if ref.__class__ is not ConversationRef:
+            raise WrongType(f"handle {handle} is a {ref.smu_type.label}, not a conversation")
+        return ref  # type: ignore[return-value]
+
+    def _check_quota(self, agent: Agent, size: int) -> None:
+        cfg = self.config
+        if cfg.agent_quota_bytes and agent.logical_bytes + size > cfg.agent_quota_bytes:
+            raise QuotaExceeded(
+                f"agent {agent.name!r} would hold {agent.logical_bytes + size} bytes "
+                f"(quota {cfg.agent_quota_bytes})"
+            )
+        if cfg.agent_quota_handles and agent.handles + 1 > cfg.agent_quota_handles:
+            raise QuotaExceeded(f"agent {agent.name!r} holds {agent.handles} handles (quota {cfg.agent_quota_handles})")
+
+    def _check_domain_quota(self, new_bytes: int) -> None:
+        quota = self.config.domain_quota_bytes
+        if quota and accounting.physical_bytes(self) + new_bytes > quota:
+            raise QuotaExceeded(f"the domain would exceed its {quota}-byte quota")
+
+    def new_ref(self, agent: Agent, smu: SMU) -> Handle:
+        h = Handle(next(self._handles))
+        self.refs[h] = Ref(h, agent, smu)
+        smu.refs += 1
+        size = smu.size
+        agent.handles += 1
+        agent.logical_bytes += size
+        agent.by_type[smu.smu_type] += size
+        return h
+
+    def ingest_chunks(self, buf: Buffer, smu_type: SMUType) -> tuple[ChunkEntry, ...]:
+        """Chunk, hash and place new chunks of ``buf`` (hot); return its entries, ref'd once each
+        occurrence. New chunks of one call are placed contiguously."""
+        view = memoryview(buf)
+        chunks = self.chunks
+        ends = self.chunker.cut(view)
+        entries: list[ChunkEntry] = []
+        missing: list[tuple[ChunkEntry, memoryview]] = []
+        start = 0
+        pending: dict[ChunkId, ChunkEntry] = {}
+        for end in ends:
+            piece = view[start:end]
+            start = end
+            cid = chunk_id(piece)
+            entry = chunks.get(cid) or pending.get(cid)
+            if entry is None:
+                entry = ChunkEntry(cid, len(piece), None, 0)  # type: ignore[arg-type]
+                pending[cid] = entry
+                missing.append((entry, piece))
+            entries.append(entry)
+        if missing:
+            new_bytes = sum(e.size for e, _ in missing)
+            self._check_domain_quota(new_bytes)
+            self.hot.put([e for e, _ in missing], [p for _, p in missing], smu_type)
+            chunks.update(pending)
+        for entry in entries:
+            entry.refs += 1
+        return tuple(entries)
+
+    def _ingest_smu(self, cid: ChunkId, smu_type: SMUType, buf: Buffer) -> SMU:
+        smu = SMU(cid, smu_type, len(buf), self.ingest_chunks(buf, smu_type))
+        # Same bytes under another type: a separate SMU (types drive dictionaries and policy);
+        # the chunks are shared all the same. The index keeps the first.
+        self.smus.setdefault(cid, smu)
+        return smu
+
+    def _unref_smu(self, smu: SMU) -> None:
+        smu.refs -= 1
+        if smu.refs:
+            return
+        if self.smus.get(smu.content_id) is smu:
+            del self.smus[smu.content_id]
+        self.unref_chunks(smu.chunks)
+
+    def unref_chunks(self, entries: Iterable[ChunkEntry]) -> None:
+        chunks = self.chunks
+        for e in entries:
+            e.refs -= 1
+            if e.refs == 0:
+                del chunks[e.id]
+                if e.tier is Tier.HOT:
+                    self.hot.release(e)
+                else:
+                    self.warm.release(e)
+
+    def _unpin(self, entries: list[ChunkEntry]) -> None:
+        pins = self.pins
+        for e in entries:
+            n = pins.get(e.id, 0) - 1
+            if n > 0:
+                pins[e.id] = n
+            else:
+                pins.pop(e.id, None)
+
+    def _entries_of(self, ref: AnyRef) -> Iterator[ChunkEntry]:
+        if ref.__class__ is ConversationRef:
+            for node in ref.path:  # type: ignore[union-attr]
+                yield from node.chunks
+        else:
+            yield from ref.smu.chunks  # type: ignore[union-attr]
+
+    def _promote(self, entries: list[ChunkEntry], smu_type: SMUType) -> None:
+        seen: set[int] = set()
+        cold = [e for e in entries if e.tier is not Tier.HOT and not (id(e) in seen or seen.add(id(e)))]  # type: ignore[func-returns-value]
+        if not cold:
+            return
+        payloads = [self.warm.load(e) for e in cold]
+        groups = [e.loc for e in cold]
+        self.hot.put(cold, payloads, smu_type)
+        for e, g in zip(cold, groups, strict=True):
+            self.warm.forget(g, e.size)  # type: ignore[arg-type]
+        self.epoch += 1
+
+    def _load(self, entry: ChunkEntry) -> memoryview:
+        if entry.tier is Tier.HOT:
+            return self.hot.load(entry)
+        return self.warm.load(entry)
+
+    def _extents(self, smu: SMU) -> tuple[tuple[Segment, int, int], ...] | None:
+        """Hot content as merged (segment, offset, length) runs; None if any chunk is not hot."""
+        cached = smu._extents
+        if cached is not None and cached[0] == self.epoch:
+            return cached[1]
+        runs: list[tuple[Segment, int, int]] = []
+        result: tuple[tuple[Segment, int, int], ...] | None
+        for e in smu.chunks:
+            if e.tier is not Tier.HOT:
+                result = None
+                break
+            seg = e.loc
+            if runs:
+                pseg, poff, plen = runs[-1]
+                if pseg is seg and poff + plen == e.offset:
+                    runs[-1] = (pseg, poff, plen + e.size)
+                    continue
+            runs.append((seg, e.offset, e.size))  # type: ignore[arg-type]
+        else:
+            result = tuple(runs)
+        smu._extents = (self.epoch, result)
+        return result
+
+    def _pieces(self, smu: SMU) -> list[memoryview]:
+        extents = self._extents(smu)
+        if extents is not None:
+            return [seg.view(off, n) for seg, off, n in extents]
+        return [self._load(e) for e in smu.chunks]
+
+    def _node_bytes(self, node: MessageNode) -> memoryview:
+        chunks = node.chunks
+        if len(chunks) == 1:
+            return self._load(chunks[0])
+        return memoryview(b"".join(self._load(e) for e in chunks))
+
+    def _new_conversation(self, agent: Agent, data: object) -> Handle:
+        if isinstance(data, bytes | bytearray | memoryview | str):
+            raise InvalidArgument("a conversation is allocated from an iterable of messages, not one buffer")
+        try:
+            messages = [_as_buffer(m, "message") for m in data]  # type: ignore[attr-defined]
+        except TypeError:
+            raise InvalidArgument("conversation data must be an iterable of messages") from None
+        self._check_quota(agent, sum(len(m) for m in messages))
+        h = Handle(next(self._handles))
+        ref = ConversationRef(h, agent, [], 0)
+        self.refs[h] = ref
+        agent.handles += 1
+        for m in messages:
+            conversations.append(self, ref, m)
+        return h
+

@@ -1,0 +1,62 @@
+"""Shared fixtures. Tests generate their own data; the corpus is optional (``corpus`` marker)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+
+import pytest
+
+from agentmem.config import Config
+from agentmem.store import Store
+
+
+def corpus_dir() -> pathlib.Path | None:
+    """The shared corpus, if present (AGENTMEM_CORPUS or ../shared/corpus)."""
+    env = os.environ.get("AGENTMEM_CORPUS")
+    if env:
+        p = pathlib.Path(env)
+        return p if p.is_dir() else None
+    p = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+    return p if p.is_dir() else None
+
+
+@pytest.fixture
+def corpus() -> pathlib.Path:
+    path = corpus_dir()
+    if path is None:
+        pytest.skip("shared corpus not available (set AGENTMEM_CORPUS)")
+    return path
+
+
+@pytest.fixture
+def store() -> Store:
+    s = Store(Config(dict_train_bytes=64 << 10, dict_size=16 << 10, segment_bytes=1 << 20))
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def text(seed: int, size: int) -> bytes:
+    """Deterministic English-like text of ``size`` bytes (compressible, not repetitive)."""
+    rng = random.Random(seed)
+    words = [
+        "agent", "memory", "tool", "result", "prompt", "the", "a", "of", "file", "read",
+        "write", "conversation", "system", "user", "assistant", "function", "call", "error",
+        "test", "repository", "branch", "commit", "python", "json", "value", "return",
+    ]
+    out: list[str] = []
+    n = 0
+    while n < size:
+        w = rng.choice(words) + rng.choice([" ", " ", " ", ", ", ".\n"])
+        out.append(w)
+        n += len(w)
+    return "".join(out).encode()[:size]
+
+
+def message(seed: int) -> bytes:
+    """A JSON-encoded agent message of roughly 0.3-3 KiB."""
+    rng = random.Random(seed)
+    role = rng.choice(["user", "assistant", "tool"])
+    body = text(seed, rng.randint(300, 3000)).decode()
+    return ('{"role":"%s","content":%s}' % (role, repr(body).replace("'", '"'))).encode()
