@@ -6,23 +6,39 @@ decide formats (changing them moves chunk cut points or frame layouts) or bound 
 
 from __future__ import annotations
 
+from typing import Final
+
 #: Length of a chunk id: BLAKE3-256 of the plain bytes.
 ID_BYTES = 32
 
 # --- chunking --------------------------------------------------------------------------------
-# Content up to CDC_THRESHOLD bytes is one chunk (no content-defined chunking): a 1 KiB message
-# costs one BLAKE3 call (~2.4 us) instead of a chunker pass. Above it, FastCDC cuts.
+# Chunk sizes trade dedup of near-duplicate prompts against per-chunk cost: ~200 B of index
+# metadata and ~2 us of Python work (BLAKE3 + dict) per chunk. Measured on ../shared/corpus by
+# `.venv/bin/python bench/chunk_sizes.py` (table in bench/results/chunk_sizes.md); FastCDC's real
+# mean chunk is about avg + min:
 #
-# Chunk sizes are a trade between dedup of near-duplicate prompts and per-chunk cost
-# (metadata ~200 B/chunk in the index, ~2 us/chunk of Python work on ingest). Measured on
-# ../shared/corpus (bench/results/chunk_sizes.md, `python bench/chunk_sizes.py`): see there for
-# the table; the values below are the chosen row.
-CDC_MIN_SIZE = 256
-CDC_AVG_SIZE = 1024
-CDC_MAX_SIZE = 8192
+#   min/avg/max      mean chunk  100 agents' prompt  version k-1 covered  metadata/MB  ingest
+#   256/1024/8192      1244 B        20.4x               38 %              161 KB      ~470 MB/s
+#   512/2048/16384     2498 B        14.0x               26 %               80 KB      ~690 MB/s
+#   1024/4096/32768    5558 B         7.5x               16 %               36 KB      ~990 MB/s
+#
+# (100 agents: one 132 KB Claude Code prompt each, ~340 B of per-agent session fields in place;
+# ingest: cut + BLAKE3 + dict insert over 20 MB of conversation JSON, 2 cores.) 512/2048/16384 is
+# the cheapest row that keeps >= 10x on the 100-agent prompt (14.0x; 12.8x with one `<env>`
+# block) and >= 400 MB/s: half the chunks of 256/1024/8192 (8 % of the data in metadata, not
+# 16 %) with room for the store's own per-chunk work, for 26 % rather than 38 % of a new
+# prompt version found. 64/256/2048 finds 63 % but costs 67 % in metadata at ~200 MB/s.
+CDC_MIN_SIZE = 512
+CDC_AVG_SIZE = 2048
+CDC_MAX_SIZE = 16384
+# Content up to CDC_THRESHOLD bytes is one chunk: one BLAKE3 call, no chunker pass. At these
+# sizes CDC would typically cut such a buffer into 1-2 chunks, and hashing it whole found the same
+# version coverage on the corpus's prompt histories (26 % at thresholds 0..4096, 19 % at 8192)
+# while message-by-message ingest of conversations made 685 chunks/MB instead of 796 (-14 %).
+# Keep it <= CDC_MAX_SIZE: then no chunk, whole or cut, is larger than CDC_MAX_SIZE.
 CDC_THRESHOLD = 4096
 #: Normalised chunking level of FastCDC 2020 (pyfastcdc's default); part of the cut-point format.
-CDC_NORMALIZATION = 1
+CDC_NORMALIZATION: Final = 1
 
 # --- bounds ----------------------------------------------------------------------------------
 #: Largest SMU accepted in one allocation. The original design's largest unit is a 100 MB tool
@@ -34,8 +50,9 @@ MAX_AGENT_NAME = 256
 MAX_MESSAGE_BYTES = 64 << 20
 
 # --- hot tier --------------------------------------------------------------------------------
-#: Size of one hot segment. 4 MiB holds ~3400 chunks of 1.2 KiB; a 50 MB prompt spans 13
-#: segments; 100 agents' unique data (~300 MB) is ~75 segments, well under fd limits.
+#: Size of one hot segment. 4 MiB holds ~1700 chunks of 2.5 KiB; content over a quarter of it
+#: gets a dedicated segment (a 50 MB prompt is one segment, so it reads as one view); 100
+#: agents' unique data (~300 MB) is ~75 segments, well under fd limits.
 SEGMENT_BYTES = 4 << 20
 
 # --- warm tier -------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ class FastCDCChunker:
     ) -> None:
         if not 64 <= min_size <= avg_size <= max_size:
             raise ValueError("need 64 <= min_size <= avg_size <= max_size")
+        if threshold < 0:
+            raise ValueError("threshold must be >= 0")
         self.min_size = min_size
         self.avg_size = avg_size
         self.max_size = max_size

@@ -104,7 +104,7 @@ def _agent_stats(store: Store, agent: Agent, owner: dict[int, int]) -> AgentStat
     for ref in store.refs.values():
         if ref.agent is not agent:
             continue
-        holders: list[SMU | MessageNode] = [ref.smu] if isinstance(ref, Ref) else ref.path
+        holders: list[SMU] | list[MessageNode] = [ref.smu] if isinstance(ref, Ref) else ref.path
         for holder in holders:
             for e in holder.chunks:
                 k = id(e)
@@ -170,6 +170,7 @@ def store_stats(store: Store) -> StoreStats:
             for t in SMUType
         },
         per_agent=tuple(
-            _agent_stats(store, a, owner) for a in sorted(store.agents.values(), key=lambda a: a.name)
+            _agent_stats(store, a, owner)
+            for a in sorted(store.agents.values(), key=lambda a: a.name)
         ),
     )

@@ -64,7 +64,8 @@ def run_check(store: Store, *, verify_bytes: bool) -> CheckReport:
         if node.parent is not None:
             node_refs[id(node.parent)] = node_refs.get(id(node.parent), 0) + 1
     chunk_refs: dict[int, int] = {}
-    for holder in [*smus.values(), *nodes.values()]:
+    holders: list[SMU | MessageNode] = [*smus.values(), *nodes.values()]
+    for holder in holders:
         for e in holder.chunks:
             chunk_refs[id(e)] = chunk_refs.get(id(e), 0) + 1
 
@@ -75,7 +76,9 @@ def run_check(store: Store, *, verify_bytes: bool) -> CheckReport:
             drift.append(f"smu {short(smu.content_id)}: refs {smu.refs}, expected {smu_refs[k]}")
     for k, node in nodes.items():
         if node.refs != node_refs.get(k, 0):
-            drift.append(f"message {short(node.id)}: refs {node.refs}, expected {node_refs.get(k, 0)}")
+            drift.append(
+                f"message {short(node.id)}: refs {node.refs}, expected {node_refs.get(k, 0)}"
+            )
         if store.nodes.get(node.id) is not node:
             drift.append(f"message {short(node.id)} is live but not indexed")
     for mid, node in store.nodes.items():
@@ -85,7 +88,7 @@ def run_check(store: Store, *, verify_bytes: bool) -> CheckReport:
         if id(smu) not in smus:
             orphans.append(f"smu {short(cid)} is indexed but unreachable")
     reachable_chunks: set[int] = set()
-    for holder in [*smus.values(), *nodes.values()]:
+    for holder in holders:
         for e in holder.chunks:
             if id(e) in reachable_chunks:
                 continue

@@ -50,8 +50,10 @@ class HotTier:
             self._retire(old)
         return seg
 
-    def put(self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType) -> None:
-        """Place ``payloads`` (plain bytes of ``entries``, same order) contiguously; set locations."""
+    def put(
+        self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType
+    ) -> None:
+        """Place ``payloads`` (plain bytes of ``entries``, in order) contiguously; set locations."""
         del smu_type  # hot placement does not depend on the type
         total = 0
         for p in payloads:

@@ -2,7 +2,7 @@
 
 Plain slotted classes, no behaviour beyond trivial accessors: the store and the tiers act on
 them. They are kept small on purpose because there is one :class:`ChunkEntry` per unique chunk
-(a 100 MB tool catalogue is ~80,000 chunks): the budget is <= 256 bytes of metadata per chunk,
+(a 100 MB tool catalogue is ~40,000 chunks of 2.5 KiB): the budget is <= 256 bytes of metadata per chunk,
 measured by ``agentmem bench store`` (``metadata_bytes_per_chunk``).
 
 Reference counting, who counts what:
@@ -86,7 +86,7 @@ class MessageNode:
         self.parent = parent
         self.chunks = chunks
         self.size = size
-        self.depth = 0 if parent is None else parent.depth + 1
+        self.depth: int = 0 if parent is None else parent.depth + 1
         self.refs = 0
 
 

@@ -53,7 +53,9 @@ def _as_buffer(data: object, what: str) -> Buffer:
         return data
     if isinstance(data, str):
         return data.encode("utf-8")
-    raise InvalidArgument(f"{what} must be bytes, bytearray, memoryview or str, not {type(data).__name__}")
+    raise InvalidArgument(
+        f"{what} must be bytes, bytearray, memoryview or str, not {type(data).__name__}"
+    )
 
 
 class Store:
@@ -95,7 +97,9 @@ class Store:
         """Register an agent; names are unique in the store. Raises ``AgentExists``."""
         self._check_open()
         if not isinstance(name, str) or not name or len(name.encode()) > constants.MAX_AGENT_NAME:
-            raise InvalidArgument(f"agent name must be a non-empty str of at most {constants.MAX_AGENT_NAME} bytes")
+            raise InvalidArgument(
+                f"agent name must be a non-empty str of at most {constants.MAX_AGENT_NAME} bytes"
+            )
         if not isinstance(importance, int) or isinstance(importance, bool):
             raise InvalidArgument("importance must be an int")
         try:
@@ -104,7 +108,9 @@ class Store:
             raise InvalidArgument(str(exc)) from None
         if name in self.agents:
             raise AgentExists(f"an agent named {name!r} is already registered")
-        agent = Agent(next(self._agent_ids), name, os.getpid() if pid is None else pid, st, importance)
+        agent = Agent(
+            next(self._agent_ids), name, os.getpid() if pid is None else pid, st, importance
+        )
         self.agents[name] = agent
         return agent
 
@@ -125,7 +131,10 @@ class Store:
         raise InvalidArgument(f"agent must be an Agent or a name, not {type(agent).__name__}")
 
     def set_state(
-        self, agent: Agent | str, state: AgentState | str | None = None, importance: int | None = None
+        self,
+        agent: Agent | str,
+        state: AgentState | str | None = None,
+        importance: int | None = None,
     ) -> None:
         """Change an agent's state and/or importance."""
         a = self._resolve(agent)
@@ -163,13 +172,19 @@ class Store:
                 smu_type = SMUType.parse(smu_type)
             except ValueError as exc:
                 raise InvalidArgument(str(exc)) from None
-        a = agent if agent.__class__ is Agent and self.agents.get(agent.name) is agent else self._resolve(agent)  # type: ignore[union-attr]
+        a = (
+            agent
+            if agent.__class__ is Agent and self.agents.get(agent.name) is agent
+            else self._resolve(agent)
+        )
         if smu_type is _CONVERSATION:
             return self._new_conversation(a, data)
         buf = _as_buffer(data, "data")
         size = len(buf)
         if size > self.config.max_smu_bytes:
-            raise TooLarge(f"content of {size} bytes exceeds the {self.config.max_smu_bytes}-byte limit")
+            raise TooLarge(
+                f"content of {size} bytes exceeds the {self.config.max_smu_bytes}-byte limit"
+            )
         self._check_quota(a, size)
         cid = chunk_id(buf)
         smu = self.smus.get(cid)
@@ -182,12 +197,13 @@ class Store:
         ref = self._ref(handle)
         target = (
             target_agent
-            if target_agent.__class__ is Agent and self.agents.get(target_agent.name) is target_agent  # type: ignore[union-attr]
+            if target_agent.__class__ is Agent
+            and self.agents.get(target_agent.name) is target_agent
             else self._resolve(target_agent)
         )
         if ref.__class__ is Ref:
             self._check_quota(target, ref.size)
-            return self.new_ref(target, ref.smu)  # type: ignore[union-attr]
+            return self.new_ref(target, ref.smu)
         assert isinstance(ref, ConversationRef)
         self._check_quota(target, ref.size)
         return conversations.fork(self, ref, target)
@@ -257,7 +273,7 @@ class Store:
         if ref.pinned:
             self._unpin(list(self._entries_of(ref)))
         if ref.__class__ is ConversationRef:
-            path = ref.path  # type: ignore[union-attr]
+            path = ref.path
             if path:
                 conversations.unref_node(self, path[-1])
         else:
@@ -359,7 +375,7 @@ class Store:
         ref = self._ref(handle)
         if ref.__class__ is not ConversationRef:
             raise WrongType(f"handle {handle} is a {ref.smu_type.label}, not a conversation")
-        return ref  # type: ignore[return-value]
+        return ref
 
     def _check_quota(self, agent: Agent, size: int) -> None:
         cfg = self.config
@@ -369,7 +385,10 @@ class Store:
                 f"(quota {cfg.agent_quota_bytes})"
             )
         if cfg.agent_quota_handles and agent.handles + 1 > cfg.agent_quota_handles:
-            raise QuotaExceeded(f"agent {agent.name!r} holds {agent.handles} handles (quota {cfg.agent_quota_handles})")
+            raise QuotaExceeded(
+                f"agent {agent.name!r} holds {agent.handles} handles "
+                f"(quota {cfg.agent_quota_handles})"
+            )
 
     def _check_domain_quota(self, new_bytes: int) -> None:
         quota = self.config.domain_quota_bytes
@@ -452,14 +471,13 @@ class Store:
 
     def _entries_of(self, ref: AnyRef) -> Iterator[ChunkEntry]:
         if ref.__class__ is ConversationRef:
-            for node in ref.path:  # type: ignore[union-attr]
+            for node in ref.path:
                 yield from node.chunks
         else:
             yield from ref.smu.chunks  # type: ignore[union-attr]
 
     def _promote(self, entries: list[ChunkEntry], smu_type: SMUType) -> None:
-        seen: set[int] = set()
-        cold = [e for e in entries if e.tier is not Tier.HOT and not (id(e) in seen or seen.add(id(e)))]  # type: ignore[func-returns-value]
+        cold = list({id(e): e for e in entries if e.tier is not Tier.HOT}.values())
         if not cold:
             return
         payloads = [self.warm.load(e) for e in cold]
@@ -511,7 +529,9 @@ class Store:
 
     def _new_conversation(self, agent: Agent, data: object) -> Handle:
         if isinstance(data, bytes | bytearray | memoryview | str):
-            raise InvalidArgument("a conversation is allocated from an iterable of messages, not one buffer")
+            raise InvalidArgument(
+                "a conversation is allocated from an iterable of messages, not one buffer"
+            )
         try:
             messages = [_as_buffer(m, "message") for m in data]  # type: ignore[attr-defined]
         except TypeError:
@@ -524,4 +544,3 @@ class Store:
         for m in messages:
             conversations.append(self, ref, m)
         return h
-

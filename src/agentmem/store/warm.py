@@ -50,8 +50,10 @@ class WarmTier:
         # One-entry decode cache: (group, plain bytes).
         self._cache: tuple[WarmGroup, memoryview] | None = None
 
-    def put(self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType) -> None:
-        """Compress ``payloads`` (plain bytes of ``entries``) into frames; set the entries' locations.
+    def put(
+        self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType
+    ) -> None:
+        """Compress ``payloads`` (plain bytes of ``entries``) into frames; set their locations.
 
         Raises ``CorruptFrame`` if verification fails; then no entry has been changed.
         """
@@ -84,7 +86,9 @@ class WarmTier:
             off = 0
             for entry in entries:
                 if chunk_id(decoded[off : off + entry.size]) != entry.id:
-                    raise CorruptFrame(f"warm frame failed verification for chunk {short(entry.id)}")
+                    raise CorruptFrame(
+                        f"warm frame failed verification for chunk {short(entry.id)}"
+                    )
                 off += entry.size
         group = WarmGroup(frame, len(plain), len(entries), smu_type)
         off = 0

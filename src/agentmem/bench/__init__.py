@@ -1,0 +1,1 @@
+"""Benchmarks: scenarios run by ``agentmem bench``, each figure beside its baseline."""

@@ -1,0 +1,1 @@
+"""The ``agentmem`` command line: one module per command."""

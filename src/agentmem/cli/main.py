@@ -1,0 +1,56 @@
+"""``agentmem`` entry point: parses the command line and dispatches to one command module."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from collections.abc import Sequence
+
+from agentmem import __version__
+
+
+def _bench_store(args: argparse.Namespace) -> int:
+    from agentmem.bench import store as bench_store
+
+    bench_store.run(corpus=args.corpus, json_path=args.json, md_path=args.md, repeats=args.repeats)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentmem", description="Agent-aware memory manager: dedup, sharing, compression."
+    )
+    parser.add_argument("--version", action="version", version=f"agentmem {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    bench = sub.add_parser("bench", help="run a benchmark and print its table")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    store = bench_sub.add_parser("store", help="the in-process store: dedup, compression, speed")
+    store.add_argument(
+        "--corpus",
+        type=pathlib.Path,
+        help="a directory laid out like ../shared/corpus (default: generated data)",
+    )
+    store.add_argument("--json", type=pathlib.Path, help="write the results as JSON here")
+    store.add_argument("--md", type=pathlib.Path, help="write the markdown table here")
+    store.add_argument("--repeats", type=int, default=5, help="timing repeats (median is kept)")
+    store.set_defaults(func=_bench_store)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "repeats", 1) < 1:
+        parser.error("--repeats must be >= 1")
+    corpus = getattr(args, "corpus", None)
+    if corpus is not None and not corpus.is_dir():
+        parser.error(f"--corpus {corpus}: not a directory")
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
