@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import random
@@ -41,9 +42,32 @@ def text(seed: int, size: int) -> bytes:
     """Deterministic English-like text of ``size`` bytes (compressible, not repetitive)."""
     rng = random.Random(seed)
     words = [
-        "agent", "memory", "tool", "result", "prompt", "the", "a", "of", "file", "read",
-        "write", "conversation", "system", "user", "assistant", "function", "call", "error",
-        "test", "repository", "branch", "commit", "python", "json", "value", "return",
+        "agent",
+        "memory",
+        "tool",
+        "result",
+        "prompt",
+        "the",
+        "a",
+        "of",
+        "file",
+        "read",
+        "write",
+        "conversation",
+        "system",
+        "user",
+        "assistant",
+        "function",
+        "call",
+        "error",
+        "test",
+        "repository",
+        "branch",
+        "commit",
+        "python",
+        "json",
+        "value",
+        "return",
     ]
     out: list[str] = []
     n = 0
@@ -59,4 +83,4 @@ def message(seed: int) -> bytes:
     rng = random.Random(seed)
     role = rng.choice(["user", "assistant", "tool"])
     body = text(seed, rng.randint(300, 3000)).decode()
-    return ('{"role":"%s","content":%s}' % (role, repr(body).replace("'", '"'))).encode()
+    return json.dumps({"role": role, "content": body}, separators=(",", ":")).encode()

@@ -41,8 +41,12 @@ class Config:
     def __post_init__(self) -> None:
         if not 1 <= self.zstd_level <= 22:
             raise ValueError(f"zstd_level must be 1..22, got {self.zstd_level}")
-        for name in ("dict_train_bytes", "agent_quota_bytes", "agent_quota_handles",
-                     "domain_quota_bytes"):
+        for name in (
+            "dict_train_bytes",
+            "agent_quota_bytes",
+            "agent_quota_handles",
+            "domain_quota_bytes",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.dict_size < 1024:

@@ -19,7 +19,7 @@ class SMUType(enum.IntEnum):
 
     @classmethod
     def parse(cls, value: object) -> SMUType:
-        """Accept an ``SMUType``, its name (``"system_prompt"``) or its value; else ``ValueError``."""
+        """Accept an ``SMUType``, its name (``"tool_def"``) or value; else ``ValueError``."""
         if isinstance(value, SMUType):
             return value
         if isinstance(value, str):

@@ -314,7 +314,7 @@ def test_check_reports_drift_and_corruption(store: Store) -> None:
     frame = bytearray(group.frame)  # type: ignore[union-attr]
     frame[-3] ^= 0xFF
     group.frame = bytes(frame)  # type: ignore[union-attr]
-    store.warm._cache = None
+    store.warm._cache.clear()
     report = store.check()
     assert report.corrupt and not report.drift
 

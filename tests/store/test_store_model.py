@@ -28,21 +28,29 @@ class StoreMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.store = Store(Config(segment_bytes=256 << 10, dict_train_bytes=32 << 10, dict_size=4096))
+        self.store = Store(
+            Config(segment_bytes=256 << 10, dict_train_bytes=32 << 10, dict_size=4096)
+        )
         self.agents = [self.store.register_agent(n) for n in ("a", "b", "c")]
         self.model: dict[int, bytes | list[bytes]] = {}
 
     def teardown(self) -> None:
         self.store.close()
 
-    @rule(target=smus, content=st.sampled_from(CONTENTS), agent=st.integers(0, 2),
-          smu_type=st.sampled_from([t for t in SMUType if t is not SMUType.CONVERSATION]))
+    @rule(
+        target=smus,
+        content=st.sampled_from(CONTENTS),
+        agent=st.integers(0, 2),
+        smu_type=st.sampled_from([t for t in SMUType if t is not SMUType.CONVERSATION]),
+    )
     def alloc(self, content: bytes, agent: int, smu_type: SMUType) -> Handle:
         h = self.store.alloc_smu(smu_type, content, self.agents[agent])
         self.model[h] = content
         return h
 
-    @rule(target=convs, agent=st.integers(0, 2), msgs=st.lists(st.sampled_from(MESSAGES), max_size=4))
+    @rule(
+        target=convs, agent=st.integers(0, 2), msgs=st.lists(st.sampled_from(MESSAGES), max_size=4)
+    )
     def new_conversation(self, agent: int, msgs: list[bytes]) -> Handle:
         h = self.store.alloc_smu(SMUType.CONVERSATION, msgs, self.agents[agent])
         self.model[h] = list(msgs)

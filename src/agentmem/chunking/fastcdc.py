@@ -14,8 +14,11 @@ Buffer = bytes | bytearray | memoryview
 class Chunker(Protocol):
     """Splits a buffer into chunks; returns the end offset of each chunk, ascending.
 
-    The last end offset equals ``len(buf)``; an empty buffer gives ``[]``.
+    The last end offset equals ``len(buf)``; an empty buffer gives ``[]``; a buffer of at
+    most ``threshold`` bytes is one chunk.
     """
+
+    threshold: int
 
     def cut(self, buf: Buffer) -> list[int]: ...
 

@@ -31,10 +31,11 @@ def append(store: Store, ref: ConversationRef, buf: Buffer) -> MessageNode:
     store._check_quota(ref.agent, size)
     path = ref.path
     parent = path[-1] if path else None
-    mid = message_id(None if parent is None else parent.id, chunk_id(buf))
+    cid = chunk_id(buf)
+    mid = message_id(None if parent is None else parent.id, cid)
     node = store.nodes.get(mid)
     if node is None:
-        node = MessageNode(mid, parent, store.ingest_chunks(buf, _CONVERSATION), size)
+        node = MessageNode(mid, parent, store.ingest_chunks(buf, _CONVERSATION, cid), size)
         store.nodes[mid] = node
         if parent is not None:
             parent.refs += 1  # the child's claim on its parent

@@ -32,6 +32,11 @@ class HotTier:
         self._raw = 0
         self.retired_segments = 0
 
+    @property
+    def live_bytes(self) -> int:
+        """Plain bytes of the chunks held."""
+        return self._raw
+
     def _segment_for(self, nbytes: int) -> Segment:
         seg = self._open
         if seg is not None and seg.free >= nbytes:

@@ -2,8 +2,8 @@
 
 Plain slotted classes, no behaviour beyond trivial accessors: the store and the tiers act on
 them. They are kept small on purpose because there is one :class:`ChunkEntry` per unique chunk
-(a 100 MB tool catalogue is ~40,000 chunks of 2.5 KiB): the budget is <= 256 bytes of metadata per chunk,
-measured by ``agentmem bench store`` (``metadata_bytes_per_chunk``).
+(a 100 MB tool catalogue is ~40,000 chunks of 2.5 KiB): the budget is <= 256 bytes of metadata
+per chunk, measured by ``agentmem bench store`` (``metadata_bytes_per_chunk``).
 
 Reference counting, who counts what:
 
@@ -22,11 +22,16 @@ from agentmem.store.segments import Segment
 class WarmGroup:
     """One warm frame holding the plain bytes of one or more chunks, concatenated."""
 
-    __slots__ = ("frame", "live", "raw_size", "smu_type")
+    __slots__ = ("digest", "frame", "live", "raw_size", "smu_type")
 
-    def __init__(self, frame: bytes, raw_size: int, members: int, smu_type: SMUType) -> None:
+    def __init__(
+        self, frame: bytes, raw_size: int, digest: bytes, members: int, smu_type: SMUType
+    ) -> None:
         self.frame = frame
         self.raw_size = raw_size
+        #: BLAKE3 of the plain bytes: one hash verifies a decoded group, whose members were
+        #: each verified against their ids when it was built.
+        self.digest = digest
         #: Member chunks still referenced; the frame is dropped when this reaches 0.
         self.live = members
         self.smu_type = smu_type

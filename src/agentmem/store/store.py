@@ -37,7 +37,15 @@ from agentmem.states import AgentState, SMUType, Tier
 from agentmem.store import accounting, conversations
 from agentmem.store.check import CheckReport, run_check
 from agentmem.store.hot import HotTier
-from agentmem.store.records import SMU, Agent, ChunkEntry, ConversationRef, MessageNode, Ref
+from agentmem.store.records import (
+    SMU,
+    Agent,
+    ChunkEntry,
+    ConversationRef,
+    MessageNode,
+    Ref,
+    WarmGroup,
+)
 from agentmem.store.segments import Segment
 from agentmem.store.stats import AgentStats, StoreStats
 from agentmem.store.warm import WarmTier
@@ -64,6 +72,7 @@ class Store:
     def __init__(self, config: Config | None = None, *, chunker: Chunker | None = None) -> None:
         self.config = config if config is not None else Config()
         self.chunker: Chunker = chunker if chunker is not None else default_chunker()
+        self._threshold = self.chunker.threshold
         self.dictionaries = DictionarySet(
             train_bytes=self.config.dict_train_bytes, dict_size=self.config.dict_size
         )
@@ -392,7 +401,7 @@ class Store:
 
     def _check_domain_quota(self, new_bytes: int) -> None:
         quota = self.config.domain_quota_bytes
-        if quota and accounting.physical_bytes(self) + new_bytes > quota:
+        if quota and self.hot.live_bytes + self.warm.frame_bytes + new_bytes > quota:
             raise QuotaExceeded(f"the domain would exceed its {quota}-byte quota")
 
     def new_ref(self, agent: Agent, smu: SMU) -> Handle:
@@ -405,17 +414,33 @@ class Store:
         agent.by_type[smu.smu_type] += size
         return h
 
-    def ingest_chunks(self, buf: Buffer, smu_type: SMUType) -> tuple[ChunkEntry, ...]:
-        """Chunk, hash and place new chunks of ``buf`` (hot); return its entries, ref'd once each
-        occurrence. New chunks of one call are placed contiguously."""
-        view = memoryview(buf)
+    def ingest_chunks(
+        self, buf: Buffer, smu_type: SMUType, whole_id: ChunkId
+    ) -> tuple[ChunkEntry, ...]:
+        """Chunk, hash and place new chunks of ``buf`` (hot); return its entries, each ref'd
+        once per occurrence. New chunks of one call are placed contiguously, in order.
+
+        ``whole_id`` is the BLAKE3 of all of ``buf``, which callers already have: content up to
+        the chunker's threshold is one chunk with that id, so it is hashed once, not twice.
+        """
+        size = len(buf)
         chunks = self.chunks
-        ends = self.chunker.cut(view)
+        if size <= self._threshold:
+            entry = chunks.get(whole_id)
+            if entry is None:
+                self._check_domain_quota(size)
+                entry = ChunkEntry(whole_id, size, None, 0)  # type: ignore[arg-type]
+                self.hot.put((entry,), (buf,), smu_type)
+                chunks[whole_id] = entry
+            entry.refs += 1
+            return (entry,)
+        view = memoryview(buf)
         entries: list[ChunkEntry] = []
-        missing: list[tuple[ChunkEntry, memoryview]] = []
-        start = 0
+        missing: list[ChunkEntry] = []
+        pieces: list[memoryview] = []
         pending: dict[ChunkId, ChunkEntry] = {}
-        for end in ends:
+        start = 0
+        for end in self.chunker.cut(view):
             piece = view[start:end]
             start = end
             cid = chunk_id(piece)
@@ -423,19 +448,19 @@ class Store:
             if entry is None:
                 entry = ChunkEntry(cid, len(piece), None, 0)  # type: ignore[arg-type]
                 pending[cid] = entry
-                missing.append((entry, piece))
+                missing.append(entry)
+                pieces.append(piece)
             entries.append(entry)
         if missing:
-            new_bytes = sum(e.size for e, _ in missing)
-            self._check_domain_quota(new_bytes)
-            self.hot.put([e for e, _ in missing], [p for _, p in missing], smu_type)
+            self._check_domain_quota(sum(e.size for e in missing))
+            self.hot.put(missing, pieces, smu_type)
             chunks.update(pending)
         for entry in entries:
             entry.refs += 1
         return tuple(entries)
 
     def _ingest_smu(self, cid: ChunkId, smu_type: SMUType, buf: Buffer) -> SMU:
-        smu = SMU(cid, smu_type, len(buf), self.ingest_chunks(buf, smu_type))
+        smu = SMU(cid, smu_type, len(buf), self.ingest_chunks(buf, smu_type, cid))
         # Same bytes under another type: a separate SMU (types drive dictionaries and policy);
         # the chunks are shared all the same. The index keeps the first.
         self.smus.setdefault(cid, smu)
@@ -519,13 +544,34 @@ class Store:
         extents = self._extents(smu)
         if extents is not None:
             return [seg.view(off, n) for seg, off, n in extents]
-        return [self._load(e) for e in smu.chunks]
+        return self._runs(smu.chunks)
+
+    def _runs(self, entries: Iterable[ChunkEntry]) -> list[memoryview]:
+        """Views of ``entries`` in order, one per run of chunks adjacent in one container."""
+        out: list[memoryview] = []
+        loc: Segment | WarmGroup | None = None
+        start = end = 0
+        for e in entries:
+            if e.loc is loc and e.offset == end:
+                end += e.size
+                continue
+            if loc is not None:
+                out.append(self._view(loc, start, end - start))
+            loc, start, end = e.loc, e.offset, e.offset + e.size
+        if loc is not None:
+            out.append(self._view(loc, start, end - start))
+        return out
+
+    def _view(self, loc: Segment | WarmGroup, offset: int, length: int) -> memoryview:
+        if isinstance(loc, Segment):
+            return loc.view(offset, length)
+        return self.warm.view(loc, offset, length)
 
     def _node_bytes(self, node: MessageNode) -> memoryview:
         chunks = node.chunks
         if len(chunks) == 1:
             return self._load(chunks[0])
-        return memoryview(b"".join(self._load(e) for e in chunks))
+        return memoryview(b"".join(self._runs(chunks)))
 
     def _new_conversation(self, agent: Agent, data: object) -> Handle:
         if isinstance(data, bytes | bytearray | memoryview | str):
