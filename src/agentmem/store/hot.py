@@ -72,21 +72,18 @@ class HotTier:
         self._chunks += len(entries)
         self._raw += total
 
-    def place(self, entry: ChunkEntry, payload: Buffer, seg: Segment) -> bool:
-        """Append one chunk to ``seg`` (from :meth:`reserve`); False when it does not fit."""
-        off = seg.append(payload)
+    def put_one(self, entry: ChunkEntry, payload: Buffer) -> None:
+        """:meth:`put` for a single chunk: the 1 KiB-message path, kept short on purpose."""
+        seg = self._open
+        off = -1 if seg is None else seg.append(payload)
         if off < 0:
-            return False
+            seg = self._segment_for(len(payload))
+            off = seg.append(payload)
         entry.loc = seg
         entry.offset = off
         entry.tier = Tier.HOT
         self._chunks += 1
-        self._raw += entry.size
-        return True
-
-    def reserve(self, nbytes: int) -> Segment:
-        """A segment with at least ``nbytes`` free, for a run of :meth:`place` calls."""
-        return self._segment_for(nbytes)
+        self._raw += len(payload)
 
     def load(self, entry: ChunkEntry) -> memoryview:
         """Zero-copy read-only view of a hot chunk."""

@@ -430,7 +430,7 @@ class Store:
             if entry is None:
                 self._check_domain_quota(size)
                 entry = ChunkEntry(whole_id, size, None, 0)  # type: ignore[arg-type]
-                self.hot.put((entry,), (buf,), smu_type)
+                self.hot.put_one(entry, buf)
                 chunks[whole_id] = entry
             entry.refs += 1
             return (entry,)
