@@ -16,11 +16,14 @@ See docs/design.md for the architecture and docs/formats.md for what is on disk 
 
 from __future__ import annotations
 
+from agentmem.client import Client
+from agentmem.client import connect as _connect
 from agentmem.config import Config
 from agentmem.errors import (
     AgentExists,
     AgentmemError,
     CorruptFrame,
+    DaemonRunning,
     DaemonUnavailable,
     InvalidArgument,
     PermissionDenied,
@@ -39,6 +42,29 @@ from agentmem.store import Agent, AgentStats, CheckReport, Store, StoreStats, Ti
 
 __version__ = "0.1.0"
 
+
+def connect(
+    socket_path: str | None = None,
+    *,
+    inprocess: bool = False,
+    name: str | None = None,
+    importance: int = 0,
+    state: AgentState | str = AgentState.ACTIVE,
+    autostart: bool | None = None,
+) -> Client:
+    """Connect an agent to agentmem and return its :class:`Client`.
+
+    By default to the daemon on the default socket, starting one on first use; with
+    ``socket_path``, to that daemon only; with ``inprocess=True``, to a store in this process
+    shared by every in-process client (no daemon, no socket).
+    """
+    if inprocess:
+        from agentmem.daemon.inprocess import InProcessTransport
+
+        return Client(InProcessTransport(), name=name, importance=importance, state=state)
+    return _connect(socket_path, name=name, importance=importance, state=state, autostart=autostart)
+
+
 __all__ = [
     "Agent",
     "AgentExists",
@@ -46,9 +72,11 @@ __all__ = [
     "AgentStats",
     "AgentmemError",
     "CheckReport",
+    "Client",
     "ChunkId",
     "Config",
     "CorruptFrame",
+    "DaemonRunning",
     "DaemonUnavailable",
     "Handle",
     "InvalidArgument",
@@ -69,4 +97,5 @@ __all__ = [
     "UnknownHandle",
     "WrongType",
     "__version__",
+    "connect",
 ]

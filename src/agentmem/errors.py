@@ -105,6 +105,12 @@ class PermissionDenied(AgentmemError, PermissionError):
     code = 14
 
 
+class DaemonRunning(AgentmemError):
+    """Another daemon already holds the lock of this socket."""
+
+    code = 15
+
+
 def _collect() -> dict[int, type[AgentmemError]]:
     table: dict[int, type[AgentmemError]] = {}
     stack: list[type[AgentmemError]] = [AgentmemError]

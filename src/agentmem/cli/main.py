@@ -17,12 +17,39 @@ def _bench_store(args: argparse.Namespace) -> int:
     return 0
 
 
+def _daemon(args: argparse.Namespace) -> int:
+    from agentmem.config import default_socket_path
+    from agentmem.daemon.run import run_daemon
+
+    return run_daemon(
+        args.socket or default_socket_path(),
+        detach=args.detach,
+        if_absent=args.if_absent,
+        allowed_uids=args.allow_uid,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentmem", description="Agent-aware memory manager: dedup, sharing, compression."
     )
     parser.add_argument("--version", action="version", version=f"agentmem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    daemon = sub.add_parser("daemon", help="serve the store to agent processes on a Unix socket")
+    daemon.add_argument("--socket", help="socket path (default: $XDG_RUNTIME_DIR/agentmem/...)")
+    daemon.add_argument("--detach", action="store_true", help="run in the background")
+    daemon.add_argument(
+        "--if-absent", action="store_true", help="exit 0 quietly if a daemon already serves"
+    )
+    daemon.add_argument(
+        "--allow-uid",
+        type=int,
+        action="append",
+        metavar="UID",
+        help="also serve this uid, in a domain of its own (repeatable)",
+    )
+    daemon.set_defaults(func=_daemon)
 
     bench = sub.add_parser("bench", help="run a benchmark and print its table")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")

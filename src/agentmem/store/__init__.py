@@ -5,9 +5,9 @@ The only module tree that touches mmap (``segments``); a library first, served b
 
 from __future__ import annotations
 
+from agentmem.stats import AgentStats, StoreStats, TierStats, TypeStats
 from agentmem.store.check import CheckReport
 from agentmem.store.records import Agent
-from agentmem.store.stats import AgentStats, StoreStats, TierStats, TypeStats
 from agentmem.store.store import Store
 
 __all__ = ["Agent", "AgentStats", "CheckReport", "Store", "StoreStats", "TierStats", "TypeStats"]

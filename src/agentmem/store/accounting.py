@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from agentmem.ids import ChunkId
 from agentmem.states import SMUType, Tier
+from agentmem.stats import AgentStats, StoreStats, TypeStats
 from agentmem.store.records import SMU, Agent, ChunkEntry, ConversationRef, MessageNode, Ref
-from agentmem.store.stats import AgentStats, StoreStats, TypeStats
 
 if TYPE_CHECKING:
     from agentmem.store.store import Store

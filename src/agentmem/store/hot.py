@@ -8,12 +8,12 @@ Content larger than a quarter of a segment gets a dedicated segment sized to fit
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from agentmem.states import SMUType, Tier
+from agentmem.stats import TierStats
 from agentmem.store.records import ChunkEntry
 from agentmem.store.segments import PAGE, Segment
-from agentmem.store.stats import TierStats
 
 Buffer = bytes | bytearray | memoryview
 
@@ -31,6 +31,8 @@ class HotTier:
         self._chunks = 0
         self._raw = 0
         self.retired_segments = 0
+        #: Called with each segment retired (the daemon tells clients that mapped it).
+        self.on_retire: list[Callable[[Segment], None]] = []
 
     @property
     def live_bytes(self) -> int:
@@ -76,7 +78,7 @@ class HotTier:
         """:meth:`put` for a single chunk: the 1 KiB-message path, kept short on purpose."""
         seg = self._open
         off = -1 if seg is None else seg.append(payload)
-        if off < 0:
+        if seg is None or off < 0:
             seg = self._segment_for(len(payload))
             off = seg.append(payload)
         entry.loc = seg
@@ -107,6 +109,8 @@ class HotTier:
 
     def _retire(self, seg: Segment) -> None:
         del self.segments[seg.seg_id]
+        for callback in self.on_retire:
+            callback(seg)
         seg.close()
         self.retired_segments += 1
 

@@ -29,14 +29,35 @@ import os
 
 PAGE = mmap.PAGESIZE
 
-#: Seals applied before a segment's fd may leave the process: no write, no resize, no unseal.
+#: Seals of a full segment: no write by anyone, no resize, no further seal change.
 SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+
+#: ``F_SEAL_FUTURE_WRITE`` (Linux 5.1; not exported by Python 3.11's fcntl): no *new* writable
+#: mapping and no ``write()``, while the store's existing writable mapping keeps working.
+F_SEAL_FUTURE_WRITE = getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x0010)
+
+#: Seals of a segment shared while still open for appends. Sealing with F_SEAL_WRITE would end
+#: the segment at its first share (a conversation's every append would then start a new memfd);
+#: FUTURE_WRITE lets the store keep appending to the unused tail through its own mapping while
+#: no receiver can write, resize, map it writable, mprotect its mapping writable, or unseal it
+#: (each refused with EPERM, tested in tests/daemon/test_isolation.py).
+SHARE_SEALS = F_SEAL_FUTURE_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 
 
 class Segment:
     """A fixed-capacity memfd arena; chunks are appended, never moved or overwritten."""
 
-    __slots__ = ("_rmap", "_rview", "_wmap", "capacity", "fd", "live_bytes", "seg_id", "used")
+    __slots__ = (
+        "_rmap",
+        "_rview",
+        "_wmap",
+        "capacity",
+        "fd",
+        "live_bytes",
+        "seg_id",
+        "shared",
+        "used",
+    )
 
     def __init__(self, seg_id: int, capacity: int) -> None:
         if capacity <= 0:
@@ -47,6 +68,8 @@ class Segment:
         self.used = 0
         #: Bytes of chunks still referenced; the segment can be retired when it reaches 0.
         self.live_bytes = 0
+        #: True once sealed for sharing (:meth:`share`): its fd may leave the process.
+        self.shared = False
         self.fd = os.memfd_create(f"agentmem-seg-{seg_id}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.ftruncate(self.fd, capacity)
@@ -102,7 +125,25 @@ class Segment:
             return
         self._wmap.close()
         self._wmap = None
-        fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, SEALS)
+        if not self.shared:  # a shared segment's seals are final already (F_SEAL_SEAL)
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, SEALS)
+
+    def share(self) -> int:
+        """Seal the memfd against every writer but the store's own mapping; return the fd.
+
+        Idempotent. After this the fd may be passed to other processes, which can only map it
+        read-only. A segment that was :meth:`seal`-ed already is shareable as is.
+        """
+        if not self.shared:
+            if self._wmap is not None:
+                fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, SHARE_SEALS)
+            self.shared = True
+        return self.fd
+
+    @property
+    def view_all(self) -> memoryview:
+        """A read-only view of the whole segment (for in-process sharing)."""
+        return self._rview
 
     def resident_bytes(self) -> int:
         """Bytes of the memfd backed by memory (pages touched), from its allocated blocks."""

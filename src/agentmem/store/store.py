@@ -34,6 +34,7 @@ from agentmem.errors import (
 from agentmem.hashing import chunk_id
 from agentmem.ids import ChunkId, Handle
 from agentmem.states import AgentState, SMUType, Tier
+from agentmem.stats import AgentStats, StoreStats
 from agentmem.store import accounting, conversations
 from agentmem.store.check import CheckReport, run_check
 from agentmem.store.hot import HotTier
@@ -47,7 +48,6 @@ from agentmem.store.records import (
     WarmGroup,
 )
 from agentmem.store.segments import Segment
-from agentmem.store.stats import AgentStats, StoreStats
 from agentmem.store.warm import WarmTier
 
 Buffer = bytes | bytearray | memoryview
@@ -262,6 +262,27 @@ class Store:
         if ref.__class__ is ConversationRef:
             raise WrongType("views() takes an SMU handle; use messages() for a conversation")
         return self._pieces(ref.smu)  # type: ignore[union-attr]
+
+    def extents(
+        self, handle: Handle, *, promote: bool = True
+    ) -> tuple[tuple[Segment, int, int], ...]:
+        """Where an SMU's bytes lie in hot segments: (segment, offset, length) runs in order.
+
+        Content not entirely hot is promoted first (``promote``), else ``WrongType`` is not
+        raised but an empty tuple returned. For the daemon, which shares segments by fd.
+        """
+        ref = self._ref(handle)
+        if not isinstance(ref, Ref):
+            raise WrongType("extents() takes an SMU handle, not a conversation")
+        smu = ref.smu
+        ext = self._extents(smu)
+        if ext is None:
+            if not promote:
+                return ()
+            self._promote(list(smu.chunks), smu.smu_type)
+            ext = self._extents(smu)
+            assert ext is not None
+        return ext
 
     def size(self, handle: Handle) -> int:
         """Content size in bytes (for a conversation: the sum of its messages)."""

@@ -23,8 +23,8 @@ from agentmem.errors import CorruptFrame
 from agentmem.hashing import chunk_id
 from agentmem.ids import short
 from agentmem.states import SMUType, Tier
+from agentmem.stats import TierStats
 from agentmem.store.records import ChunkEntry, WarmGroup
-from agentmem.store.stats import TierStats
 
 Buffer = bytes | bytearray | memoryview
 

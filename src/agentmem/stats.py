@@ -1,7 +1,8 @@
 """Statistics: frozen dataclasses, one docstring per field. Observability is API.
 
 ``stats`` and ``top`` render these (or their wire form), never store internals. Byte counts are
-exact unless a field says "estimated".
+exact unless a field says "estimated". A leaf module: the store fills these in, the daemon sends
+them as plain maps (:func:`to_wire`), the client rebuilds them (:func:`from_wire`).
 """
 
 from __future__ import annotations
@@ -104,3 +105,29 @@ class StoreStats:
     """Totals per SMU type."""
     per_agent: tuple[AgentStats, ...]
     """One entry per registered agent, by name."""
+
+
+def to_wire(stats: StoreStats | AgentStats) -> dict[str, object]:
+    """A plain map (nested maps and lists) for the wire."""
+    return dataclasses.asdict(stats)
+
+
+def agent_stats_from_wire(data: dict[str, object]) -> AgentStats:
+    """Rebuild :class:`AgentStats` from :func:`to_wire`'s map; ``TypeError`` if it does not fit."""
+    return AgentStats(**data)  # type: ignore[arg-type]
+
+
+def store_stats_from_wire(data: dict[str, object]) -> StoreStats:
+    """Rebuild :class:`StoreStats` from :func:`to_wire`'s map; ``TypeError`` if it does not fit."""
+    fields = dict(data)
+    fields["hot"] = TierStats(**fields["hot"])  # type: ignore[arg-type]
+    fields["warm"] = TierStats(**fields["warm"])  # type: ignore[arg-type]
+    fields["by_type"] = {
+        k: TypeStats(**v)
+        for k, v in fields["by_type"].items()  # type: ignore[attr-defined]
+    }
+    fields["per_agent"] = tuple(
+        agent_stats_from_wire(a)
+        for a in fields["per_agent"]  # type: ignore[attr-defined]
+    )
+    return StoreStats(**fields)  # type: ignore[arg-type]

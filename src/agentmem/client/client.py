@@ -1,0 +1,305 @@
+"""The synchronous client: the store's API, served by a daemon (or in-process).
+
+Light on purpose: importing it pulls in neither asyncio nor psutil (an agent process pays for
+every module it imports, DESIGN.md), only the protocol and msgpack.
+
+Zero-copy reads: hot content larger than the daemon's inline limit arrives as extents of
+segments; the client maps each segment read-only once (``MAP_SHARED``, from the sealed fd) and
+returns ``memoryview`` slices of the mapping. A single-extent SMU (the usual case for a prompt
+many agents share) is read with no copy at all. Mappings of segments the daemon retires are
+dropped when it says so; views already handed out keep their pages.
+
+Not thread-safe: use one client per thread (or the asyncio client).
+"""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from agentmem import stats as wire_stats
+from agentmem.client.transport import Attachment, Transport, UnixSocketTransport
+from agentmem.config import default_socket_path
+from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
+from agentmem.ids import Handle
+from agentmem.protocol import messages as m
+from agentmem.states import AgentState, SMUType
+from agentmem.stats import AgentStats, StoreStats
+
+#: Content above this many bytes is handed to the daemon in a sealed memfd instead of inline:
+#: the frame limit is 16 MiB, and a memfd avoids copying large content through the socket.
+MEMFD_MIN = 1 << 20
+
+
+def _default_name() -> str:
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    return f"{prog or 'python'}-{os.getpid()}"
+
+
+class Client:
+    """One agent's connection. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        name: str | None = None,
+        importance: int = 0,
+        state: AgentState | str = AgentState.ACTIVE,
+    ) -> None:
+        self._transport: Transport | None = transport
+        self._ids = itertools.count(1)
+        self._maps: dict[int, memoryview] = {}
+        st = AgentState.parse(state)
+        info = self._call(
+            m.hello(0, name or _default_name(), importance=importance, state=st.label)
+        )
+        assert isinstance(info, dict)
+        self.name: str = info["agent"]
+        self.pid: int = info["pid"]
+        self.inline_max: int = info["inline_max"]
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _call(self, msg: dict[str, object], fds: Sequence[int] = ()) -> Any:
+        result, _ = self._call_with(msg, fds)
+        return result
+
+    def _call_with(
+        self, msg: dict[str, object], fds: Sequence[int] = ()
+    ) -> tuple[Any, list[Attachment]]:
+        transport = self._transport
+        if transport is None:
+            raise DaemonUnavailable("the client is closed")
+        ident = next(self._ids)
+        msg["id"] = ident
+        reply, attachments = transport.request(msg, fds)
+        try:
+            if reply.get("id") != ident:
+                raise ProtocolError(f"reply to request {reply.get('id')!r}, expected {ident}")
+            retired = reply.get("retired")
+            if isinstance(retired, list):
+                for seg_id in retired:
+                    self._maps.pop(seg_id, None)
+            return m.raise_for_reply(reply), attachments
+        except BaseException:
+            for a in attachments:
+                if isinstance(a, int):
+                    os.close(a)
+            raise
+
+    def _op(self, op: str, **args: object) -> Any:
+        return self._call({"op": op, **args})
+
+    # --- the four calls --------------------------------------------------------------------
+
+    def alloc_smu(self, smu_type: SMUType | str, data: object) -> Handle:
+        """Store ``data`` (bytes, str; for a conversation a list of messages); return a handle."""
+        t = SMUType.parse(smu_type)
+        if t is SMUType.CONVERSATION:
+            return Handle(self._op(m.OP_ALLOC_SMU, type=t.label, messages=_message_list(data)))
+        if isinstance(data, str):
+            data = data.encode()
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidArgument(f"data must be bytes or str, not {type(data).__name__}")
+        view = memoryview(data)
+        if view.nbytes < MEMFD_MIN:
+            return Handle(
+                self._op(
+                    m.OP_ALLOC_SMU,
+                    type=t.label,
+                    data=view.tobytes() if not isinstance(data, bytes) else data,
+                )
+            )
+        fd = _sealed_memfd(view)
+        try:
+            return Handle(
+                self._call({"op": m.OP_ALLOC_SMU, "type": t.label, "size": view.nbytes}, [fd])
+            )
+        finally:
+            os.close(fd)
+
+    def share_content(self, handle: Handle, target: str) -> Handle:
+        """Give the connected agent ``target`` its own handle on the content; return it."""
+        return Handle(self._op(m.OP_SHARE_CONTENT, handle=handle, target=target))
+
+    def mark_hot(self, handle: Handle, hot: bool = True) -> None:
+        """Pin the content in the hot tier (or unpin it)."""
+        self._op(m.OP_MARK_HOT, handle=handle, hot=bool(hot))
+
+    def get_stats(self, agent: str | None = None) -> StoreStats | AgentStats:
+        """The domain's statistics, or one agent's."""
+        data = self._op(m.OP_GET_STATS, agent=agent)
+        if agent is None:
+            return wire_stats.store_stats_from_wire(data)
+        return wire_stats.agent_stats_from_wire(data)
+
+    # --- content ---------------------------------------------------------------------------
+
+    def read(self, handle: Handle) -> memoryview:
+        """The content, read-only: zero-copy when it lies in one hot extent, else joined."""
+        views = self.views(handle)
+        if len(views) == 1:
+            return views[0]
+        return memoryview(b"".join(views))
+
+    def views(self, handle: Handle) -> list[memoryview]:
+        """The content as read-only pieces in order (zero-copy for hot extents)."""
+        result, attachments = self._call_with({"op": m.OP_READ, "handle": handle})
+        if "data" in result:
+            return [memoryview(result["data"])]
+        for (seg_id, capacity), att in zip(result["map"], attachments, strict=True):
+            self._maps[seg_id] = _map(att, capacity)
+        maps = self._maps
+        return [maps[seg_id][off : off + n] for seg_id, off, n in result["extents"]]
+
+    def release(self, handle: Handle) -> None:
+        """Drop the handle; content is freed when no agent holds it."""
+        self._op(m.OP_RELEASE, handle=handle)
+
+    def demote(self, handle: Handle) -> int:
+        """Move the content to the warm (compressed) tier now; returns bytes moved."""
+        return int(self._op("demote", handle=handle))
+
+    def handles(self) -> list[dict[str, Any]]:
+        """This agent's handles: ``{"handle", "type", "size"}`` each (shares to it included)."""
+        return list(self._op("handles"))
+
+    def set_state(
+        self, state: AgentState | str | None = None, importance: int | None = None
+    ) -> None:
+        """Report this agent's state (``active``/``paused``/``idle``) and/or importance."""
+        label = None if state is None else AgentState.parse(state).label
+        self._op(m.OP_SET_STATE, state=label, importance=importance)
+
+    # --- conversations ---------------------------------------------------------------------
+
+    def append(self, handle: Handle, message: bytes | str) -> int:
+        """Append a message; returns the conversation's new length."""
+        return int(self._op(m.OP_APPEND, handle=handle, message=message))
+
+    def extend(self, handle: Handle, messages: Iterable[bytes | str]) -> int:
+        """Append several messages in one request; returns the new length."""
+        return int(self._op(m.OP_APPEND, handle=handle, messages=_message_list(messages)))
+
+    def fork(self, handle: Handle) -> Handle:
+        """A new handle on the same history."""
+        return Handle(self._op(m.OP_FORK, handle=handle))
+
+    def messages(self, handle: Handle, start: int = 0, stop: int | None = None) -> list[bytes]:
+        """Messages ``start:stop`` (slice semantics)."""
+        out: list[bytes] = []
+        pos: int | None = start
+        while True:
+            result = self._op(m.OP_MESSAGES, handle=handle, start=pos, stop=stop)
+            out.extend(result["messages"])
+            pos = result["next"]
+            if pos is None:
+                return out
+
+    def length(self, handle: Handle) -> int:
+        """Number of messages in the conversation."""
+        return int(self._op("length", handle=handle))
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; the daemon releases every handle this agent held."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        self._maps.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._transport is None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _message_list(data: object) -> list[bytes | str]:
+    if isinstance(data, bytes | bytearray | memoryview | str):
+        raise InvalidArgument("messages must be given as an iterable of messages, not one buffer")
+    try:
+        items = list(data)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidArgument("messages must be an iterable") from None
+    out: list[bytes | str] = []
+    for item in items:
+        if isinstance(item, bytes | str):
+            out.append(item)
+        elif isinstance(item, bytearray | memoryview):
+            out.append(bytes(item))
+        else:
+            raise InvalidArgument(f"a message must be bytes or str, not {type(item).__name__}")
+    return out
+
+
+def _sealed_memfd(view: memoryview) -> int:
+    import fcntl
+
+    fd = os.memfd_create("agentmem-alloc", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        written = 0
+        while written < view.nbytes:
+            written += os.write(fd, view[written:])
+        fcntl.fcntl(
+            fd,
+            fcntl.F_ADD_SEALS,
+            fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL,
+        )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _map(attachment: Attachment, capacity: int) -> memoryview:
+    if isinstance(attachment, memoryview):
+        return attachment
+    try:
+        mapping = mmap.mmap(attachment, capacity, mmap.MAP_SHARED, mmap.PROT_READ)
+    finally:
+        os.close(attachment)
+    return memoryview(mapping)
+
+
+def connect(
+    socket_path: str | None = None,
+    *,
+    name: str | None = None,
+    importance: int = 0,
+    state: AgentState | str = AgentState.ACTIVE,
+    autostart: bool | None = None,
+    timeout: float | None = None,
+) -> Client:
+    """Connect to the daemon (starting one on first use when no socket path was given).
+
+    An explicit ``socket_path`` turns autostart off unless ``autostart=True``.
+    Raises ``DaemonUnavailable`` when no daemon answers (and none could be started).
+    """
+    path = socket_path or default_socket_path()
+    if autostart is None:
+        autostart = socket_path is None
+    try:
+        transport = UnixSocketTransport(path, timeout=timeout)
+    except DaemonUnavailable:
+        if not autostart:
+            raise
+        from agentmem.client.autostart import start_daemon
+
+        start_daemon(path)
+        transport = UnixSocketTransport(path, timeout=timeout)
+    try:
+        return Client(transport, name=name, importance=importance, state=state)
+    except BaseException:
+        transport.close()
+        raise

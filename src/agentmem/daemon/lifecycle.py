@@ -1,0 +1,97 @@
+"""Runtime directory, the lock that makes a daemon unique per socket, and detaching.
+
+The runtime directory holds the socket, the lock file and the log. It must be ours and private
+(0700): the socket's permissions are not a reliable access check on every system, the
+directory's are. The lock is an ``flock`` on ``<socket>.lock``: the kernel drops it when the
+daemon dies, however it dies, so a stale lock never blocks a restart, and two daemons racing
+for one socket cannot both win (the loser exits; with ``--if-absent`` it exits 0, which is what
+clients that start a daemon on first use rely on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import stat
+import sys
+
+from agentmem.errors import DaemonRunning
+
+
+def prepare_dir(path: str, *, mode: int = 0o700) -> None:
+    """Create ``path`` with ``mode`` if missing; refuse one that is not ours or is too open."""
+    try:
+        os.makedirs(path, mode=mode, exist_ok=True)
+    except OSError as exc:
+        raise PermissionError(f"cannot create runtime directory {path}: {exc}") from exc
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise PermissionError(f"{path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to uid {st.st_uid}, not to us ({os.getuid()})")
+    if stat.S_IMODE(st.st_mode) & ~mode & 0o777:
+        os.chmod(path, mode)
+
+
+class Lock:
+    """An exclusive ``flock`` on ``<socket>.lock`` holding the daemon's pid."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.path = socket_path + ".lock"
+        self.fd = -1
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`DaemonRunning` (naming the holder's pid)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DaemonRunning(
+                f"a daemon (pid {holder}) already serves {self.path[:-5]}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(self.fd)
+            self.fd = -1
+
+
+def detach(log_path: str) -> None:
+    """Become a background daemon: double fork, new session, stdio to ``log_path``.
+
+    Returns in the grandchild only; the original process exits 0 once the grandchild exists.
+    """
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    null = os.open(os.devnull, os.O_RDONLY)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft fd limit to the hard one (1000 clients plus segments need > 1024)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+    return soft

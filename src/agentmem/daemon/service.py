@@ -1,0 +1,446 @@
+"""Request handlers: the daemon's operations over its stores, with no socket in sight.
+
+A :class:`Session` is one connection: its agent, the handles it owns and the segments it has
+mapped. Handles are the store's, but a session may use only those in its own table; any other
+number, guessed or another agent's, gets the same ``UnknownHandle`` as a released one.
+
+Reads of small content answer inline. Larger hot content answers with extents (segment id,
+offset, length) and, for segments the session has not mapped yet, the segment's fd sealed for
+sharing: the client maps it read-only once and reads every later extent of it with no copy and
+no daemon round trip for the bytes.
+
+Both the socket server and the in-process transport call :meth:`Service.handle`; each decides
+how a reply's segments travel (fds over ``SCM_RIGHTS``, or read-only views in-process).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import mmap
+import os
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from agentmem import stats as wire_stats
+from agentmem.config import Config
+from agentmem.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    ProtocolError,
+    TooLarge,
+    UnknownAgent,
+    UnknownHandle,
+)
+from agentmem.ids import Handle
+from agentmem.protocol import messages as m
+from agentmem.states import SMUType
+from agentmem.store import Agent, Store
+from agentmem.store.segments import Segment
+
+#: Content up to this size is answered inline. Above it, a mapping pays off: mapping a segment
+#: once costs ~30 us (fd passing) and then every read of it is a reply of a few dozen bytes,
+#: while 16 KiB inline costs a copy on each side. Conversation messages (median ~1 KiB) stay
+#: inline, so an agent that only chats maps nothing.
+INLINE_MAX: Final = 16 << 10
+
+#: Most message bytes one ``messages`` reply carries; the client asks again from ``next``.
+MESSAGES_REPLY_BYTES: Final = 8 << 20
+
+#: Seals a client must have put on a memfd it passes with ``alloc_smu``: otherwise it could
+#: change the bytes between the daemon hashing them and copying them (the stored bytes would no
+#: longer match their id).
+_REQUIRED_SEALS: Final = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+
+
+@dataclasses.dataclass(slots=True)
+class Reply:
+    """What a handler returns: the body and the segments whose fds ride with it."""
+
+    body: dict[str, object]
+    segments: list[Segment] = dataclasses.field(default_factory=list)
+
+
+class Session:
+    """One connection's state. Refs belong to it and die with it (:meth:`Service.close`)."""
+
+    __slots__ = ("agent", "domain", "handles", "mapped", "pid", "retired", "uid")
+
+    def __init__(self, pid: int, uid: int) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.agent: Agent | None = None
+        self.domain: Domain | None = None
+        #: Handles this session may use.
+        self.handles: set[int] = set()
+        #: Segment ids whose fd this session has received.
+        self.mapped: set[int] = set()
+        #: Segment ids retired since the last reply (the client drops its mappings).
+        self.retired: list[int] = []
+
+
+class Domain:
+    """One trust boundary: a store and the sessions of its uid."""
+
+    def __init__(self, uid: int, config: Config) -> None:
+        self.uid = uid
+        self.store = Store(config)
+        self.sessions: dict[str, Session] = {}  # by agent name
+        self.store.hot.on_retire.append(self._retired)
+
+    def _retired(self, seg: Segment) -> None:
+        for session in self.sessions.values():
+            if seg.seg_id in session.mapped:
+                session.mapped.discard(seg.seg_id)
+                session.retired.append(seg.seg_id)
+
+
+Handler = Callable[["Service", Session, dict[str, object], tuple[int, ...]], Reply]
+
+
+class Service:
+    """The daemon's operations. Not thread-safe: one event loop calls it."""
+
+    def __init__(self, config: Config | None = None, *, allowed_uids: Iterable[int] | None = None):
+        self.config = config if config is not None else Config()
+        #: uids that may connect; None: only the daemon's own.
+        self.allowed_uids = frozenset(allowed_uids) if allowed_uids is not None else None
+        self.domains: dict[int, Domain] = {}
+        self.requests = 0
+        self.errors = 0
+
+    # --- sessions --------------------------------------------------------------------------
+
+    def open(self, pid: int, uid: int) -> Session:
+        """A session for a peer the kernel identified; ``PermissionDenied`` for a foreign uid."""
+        allowed = self.allowed_uids if self.allowed_uids is not None else {os.getuid()}
+        if uid not in allowed:
+            raise PermissionDenied(f"uid {uid} may not use this daemon")
+        return Session(pid, uid)
+
+    def close(self, session: Session) -> None:
+        """The connection ended: release every handle it held and forget its agent."""
+        domain, agent = session.domain, session.agent
+        if domain is None or agent is None:
+            return
+        # Every handle in the session's table belongs to its agent (shares to it included).
+        domain.store.unregister_agent(agent)
+        session.handles.clear()
+        domain.sessions.pop(agent.name, None)
+        session.agent = None
+
+    def close_all(self) -> None:
+        """Shut down: close every store."""
+        for domain in self.domains.values():
+            domain.store.close()
+        self.domains.clear()
+
+    # --- dispatch --------------------------------------------------------------------------
+
+    def handle(self, session: Session, body: dict[str, object], fds: tuple[int, ...]) -> Reply:
+        """Serve one request. Returns the reply; raises ``ProtocolError`` when the connection
+        must close. Takes ownership of ``fds`` (closed before returning)."""
+        try:
+            ident, op = m.parse_request(body)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            raise ProtocolError(f"malformed request: {exc}") from exc
+        self.requests += 1
+        try:
+            if session.agent is None:
+                if op != m.OP_HELLO:
+                    raise ProtocolError(f"expected {m.OP_HELLO!r} first, got {op!r:.80}")
+                result: Reply = _hello(self, session, body, fds)
+            else:
+                handler = HANDLERS.get(op)
+                if handler is None:
+                    raise InvalidArgument(f"unknown operation {op!r:.80}")
+                result = handler(self, session, body, fds)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            from agentmem.errors import AgentmemError
+
+            self.errors += 1
+            if not isinstance(exc, AgentmemError):
+                raise  # a bug: the server logs it and answers with the base error
+            return Reply(self._envelope(session, m.reply_error(ident, exc)))
+        finally:
+            for fd in fds:
+                os.close(fd)
+        result.body = self._envelope(session, m.reply_ok(ident, result.body.get("ok")))
+        return result
+
+    @staticmethod
+    def _envelope(session: Session, reply: dict[str, object]) -> dict[str, object]:
+        if session.retired:
+            reply["retired"] = session.retired
+            session.retired = []
+        return reply
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _ok(result: object, segments: list[Segment] | None = None) -> Reply:
+    return Reply({"ok": result}, segments if segments is not None else [])
+
+
+def _domain(session: Session) -> Domain:
+    assert session.domain is not None
+    return session.domain
+
+
+def _own(session: Session, msg: dict[str, object], key: str = "handle") -> Handle:
+    h = m.require(msg, key, int)
+    if h not in session.handles:
+        raise UnknownHandle(f"unknown handle {h}")
+    return Handle(h)
+
+
+def _no_fds(fds: tuple[int, ...]) -> None:
+    if fds:
+        raise InvalidArgument("this operation takes no file descriptors")
+
+
+def _messages(msg: dict[str, object], key: str) -> list[bytes]:
+    raw = m.require(msg, key, list)
+    for item in raw:
+        if not isinstance(item, bytes | str):
+            raise InvalidArgument(f"{key!r} must be a list of bytes or str")
+    return raw
+
+
+# --- operations ---------------------------------------------------------------------------
+
+
+def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    name = m.check_hello(msg)
+    importance = m.optional(msg, "importance", int, 0)
+    state = m.optional(msg, "state", str, "active")
+    domain = svc.domains.get(session.uid)
+    if domain is None:
+        domain = svc.domains[session.uid] = Domain(session.uid, svc.config)
+    agent = domain.store.register_agent(name, pid=session.pid, state=state, importance=importance)
+    session.agent, session.domain = agent, domain
+    domain.sessions[name] = session
+    return _ok(
+        {
+            "agent": name,
+            "pid": session.pid,
+            "uid": session.uid,
+            "version": m.PROTOCOL_VERSION,
+            "inline_max": INLINE_MAX,
+        }
+    )
+
+
+def _adopt(session: Session, h: Handle) -> Reply:
+    session.handles.add(h)
+    return _ok(h)
+
+
+def _alloc_smu(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> Reply:
+    store = _domain(session).store
+    try:
+        smu_type = SMUType.parse(msg.get("type"))
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    agent = session.agent
+    assert agent is not None
+    if smu_type is SMUType.CONVERSATION:
+        _no_fds(fds)
+        return _adopt(session, store.alloc_smu(smu_type, _messages(msg, "messages"), agent))
+    if not fds:
+        data = msg.get("data")
+        if not isinstance(data, bytes | str):
+            raise InvalidArgument("'data' must be bytes or str (or pass a sealed memfd)")
+        return _adopt(session, store.alloc_smu(smu_type, data, agent))
+    if len(fds) != 1:
+        raise InvalidArgument("alloc_smu takes at most one memfd")
+    size = m.require(msg, "size", int)
+    fd = fds[0]
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        raise InvalidArgument("the passed fd is not a memfd") from None
+    if seals & _REQUIRED_SEALS != _REQUIRED_SEALS:
+        raise InvalidArgument("the memfd must be sealed against write, shrink and grow")
+    actual = os.fstat(fd).st_size
+    if size != actual or size < 0:
+        raise InvalidArgument(f"'size' says {size} bytes, the memfd holds {actual}")
+    if size > svc.config.max_smu_bytes:
+        raise TooLarge(f"content of {size} bytes exceeds the {svc.config.max_smu_bytes}-byte limit")
+    if size == 0:
+        return _adopt(session, store.alloc_smu(smu_type, b"", agent))
+    with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mapping:
+        view = memoryview(mapping)
+        try:
+            return _adopt(session, store.alloc_smu(smu_type, view, agent))
+        finally:
+            view.release()
+
+
+def _share_content(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> Reply:
+    _no_fds(fds)
+    h = _own(session, msg)
+    target_name = m.require(msg, "target", str)
+    domain = _domain(session)
+    target = domain.sessions.get(target_name)
+    if target is None or target.agent is None:
+        raise UnknownAgent(f"no connected agent named {target_name!r} in this domain")
+    new = domain.store.share_content(h, target.agent)
+    target.handles.add(new)
+    return _ok(new)
+
+
+def _mark_hot(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> Reply:
+    _no_fds(fds)
+    _domain(session).store.mark_hot(_own(session, msg), m.optional(msg, "hot", bool, True))
+    return _ok(None)
+
+
+def _get_stats(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> Reply:
+    _no_fds(fds)
+    agent = msg.get("agent")
+    if agent is not None and not isinstance(agent, str):
+        raise InvalidArgument("'agent' must be a name")
+    return _ok(wire_stats.to_wire(_domain(session).store.get_stats(agent)))
+
+
+def _read(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    h = _own(session, msg)
+    store = _domain(session).store
+    if store.size(h) <= INLINE_MAX:
+        return _ok({"data": bytes(store.read(h))})
+    extents = store.extents(h)
+    new: list[Segment] = []
+    for seg, _, _ in extents:
+        if seg.seg_id not in session.mapped and seg not in new:
+            new.append(seg)
+    for seg in new:
+        seg.share()
+        session.mapped.add(seg.seg_id)
+    return _ok(
+        {
+            "extents": [[seg.seg_id, off, n] for seg, off, n in extents],
+            "map": [[seg.seg_id, seg.capacity] for seg in new],
+        },
+        new,
+    )
+
+
+def _release(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    h = _own(session, msg)
+    _domain(session).store.release(h)
+    session.handles.discard(h)
+    return _ok(None)
+
+
+def _set_state(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> Reply:
+    _no_fds(fds)
+    state = msg.get("state")
+    importance = msg.get("importance")
+    if state is not None and not isinstance(state, str):
+        raise InvalidArgument("'state' must be active, paused or idle")
+    if importance is not None and (not isinstance(importance, int) or isinstance(importance, bool)):
+        raise InvalidArgument("'importance' must be an int")
+    assert session.agent is not None
+    _domain(session).store.set_state(session.agent, state, importance)
+    return _ok(None)
+
+
+def _append(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    h = _own(session, msg)
+    store = _domain(session).store
+    if "messages" in msg:
+        store.extend(h, _messages(msg, "messages"))
+    else:
+        message = msg.get("message")
+        if not isinstance(message, bytes | str):
+            raise InvalidArgument("'message' must be bytes or str")
+        store.append(h, message)
+    return _ok(store.length(h))
+
+
+def _fork(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    return _adopt(session, _domain(session).store.fork(_own(session, msg)))
+
+
+def _messages_op(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> Reply:
+    _no_fds(fds)
+    h = _own(session, msg)
+    store = _domain(session).store
+    length = store.length(h)
+    start = m.optional(msg, "start", int, 0)
+    stop = msg.get("stop")
+    if stop is not None and (not isinstance(stop, int) or isinstance(stop, bool)):
+        raise InvalidArgument("'stop' must be an int or absent")
+    start, stop, _ = slice(start, stop).indices(length)
+    out: list[bytes] = []
+    total = 0
+    pos = start
+    for view in store.messages(h, start, stop):
+        if out and total + len(view) > MESSAGES_REPLY_BYTES:
+            break
+        out.append(bytes(view))
+        total += len(view)
+        pos += 1
+    return _ok({"messages": out, "next": pos if pos < stop else None, "length": length})
+
+
+def _length(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    return _ok(_domain(session).store.length(_own(session, msg)))
+
+
+def _demote(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    return _ok(_domain(session).store.demote(_own(session, msg)))
+
+
+def _handles(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    store = _domain(session).store
+    return _ok(
+        [
+            {"handle": h, "type": store.smu_type(Handle(h)).label, "size": store.size(Handle(h))}
+            for h in sorted(session.handles)
+        ]
+    )
+
+
+HANDLERS: Final[dict[str, Handler]] = {
+    m.OP_ALLOC_SMU: _alloc_smu,
+    m.OP_SHARE_CONTENT: _share_content,
+    m.OP_MARK_HOT: _mark_hot,
+    m.OP_GET_STATS: _get_stats,
+    m.OP_READ: _read,
+    m.OP_RELEASE: _release,
+    m.OP_SET_STATE: _set_state,
+    m.OP_APPEND: _append,
+    m.OP_FORK: _fork,
+    m.OP_MESSAGES: _messages_op,
+    "length": _length,
+    "demote": _demote,
+    "handles": _handles,
+}
+"""Operation name -> handler. ``hello`` is handled before a session has an agent."""
