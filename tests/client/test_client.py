@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import pytest
+
+from agentmem.errors import (
+    AgentExists,
+    DaemonUnavailable,
+    InvalidArgument,
+    UnknownAgent,
+    UnknownHandle,
+    WrongType,
+)
+from agentmem.stats import AgentStats, StoreStats
+from tests.client.conftest import ClientFactory
+from tests.conftest import message, text
+
+
+def test_alloc_and_read_small_and_large(connect_agent: ClientFactory) -> None:
+    c = connect_agent()
+    small = b"hello agent"
+    large = text(1, 3 << 20)  # > MEMFD_MIN: goes through a sealed memfd
+    medium = text(2, 200_000)  # inline request, zero-copy read
+    hs = [c.alloc_smu("tool_result", d) for d in (small, medium, large)]
+    for h, d in zip(hs, (small, medium, large), strict=True):
+        view = c.read(h)
+        assert view.readonly
+        assert bytes(view) == d
+
+
+def test_identical_content_is_one_copy_across_agents(connect_agent: ClientFactory) -> None:
+    prompt = text(3, 500_000)
+    clients = [connect_agent() for _ in range(5)]
+    handles = [c.alloc_smu("system_prompt", prompt) for c in clients]
+    for c, h in zip(clients, handles, strict=True):
+        assert bytes(c.read(h)) == prompt
+    s = clients[0].get_stats()
+    assert isinstance(s, StoreStats)
+    assert s.unique_bytes == len(prompt)
+    assert s.logical_bytes >= 5 * len(prompt)
+
+
+def test_share_content_reaches_the_target_only(connect_agent: ClientFactory) -> None:
+    a, b, c = connect_agent(), connect_agent(), connect_agent()
+    h = a.alloc_smu("tool_def", b'{"tools": []}' * 100)
+    hb = a.share_content(h, b.name)
+    assert bytes(b.read(hb)) == b'{"tools": []}' * 100
+    assert any(x["handle"] == hb for x in b.handles())
+    with pytest.raises(UnknownHandle):
+        c.read(hb)  # not shared with c
+    with pytest.raises(UnknownHandle):
+        a.read(hb)  # b's handle, not a's
+    with pytest.raises(UnknownAgent):
+        a.share_content(h, "nobody-here")
+
+
+def test_conversations(connect_agent: ClientFactory) -> None:
+    c = connect_agent()
+    msgs = [message(i) for i in range(50)]
+    conv = c.alloc_smu("conversation", msgs[:10])
+    assert c.append(conv, msgs[10]) == 11
+    assert c.extend(conv, msgs[11:50]) == 50
+    assert c.messages(conv) == msgs
+    assert c.messages(conv, -3) == msgs[-3:]
+    fork = c.fork(conv)
+    c.append(fork, b"diverge")
+    assert c.length(conv) == 50 and c.length(fork) == 51
+    with pytest.raises(WrongType):
+        c.read(conv)
+
+
+def test_demote_and_mark_hot_round_trip(connect_agent: ClientFactory) -> None:
+    c = connect_agent()
+    data = text(4, 400_000)
+    h = c.alloc_smu("tool_result", data)
+    assert c.demote(h) == len(data)
+    s = c.get_stats()
+    assert isinstance(s, StoreStats) and s.warm.chunks > 0
+    assert bytes(c.read(h)) == data  # promoted back for a zero-copy read
+    c.mark_hot(h)
+    c.mark_hot(h, False)
+
+
+def test_stats_per_agent(connect_agent: ClientFactory) -> None:
+    a = connect_agent(importance=7)
+    a.alloc_smu("system_prompt", b"p" * 1000)
+    a.set_state("idle")
+    s = a.get_stats(a.name)
+    assert isinstance(s, AgentStats)
+    assert (s.name, s.state, s.importance, s.logical_bytes) == (a.name, "idle", 7, 1000)
+
+
+def test_closing_a_client_releases_its_refs(connect_agent: ClientFactory) -> None:
+    a, b = connect_agent(), connect_agent()
+    a.alloc_smu("blob", text(5, 100_000))
+    a.close()
+    s = b.get_stats()
+    assert isinstance(s, StoreStats)
+    assert a.name not in [x.name for x in s.per_agent]
+    assert s.unique_bytes == 0
+    with pytest.raises(DaemonUnavailable):
+        a.alloc_smu("blob", b"x")
+
+
+def test_bad_input_gets_typed_errors(connect_agent: ClientFactory) -> None:
+    c = connect_agent()
+    with pytest.raises(InvalidArgument):
+        c.alloc_smu("blob", 42)
+    with pytest.raises(ValueError):
+        c.alloc_smu("nonsense", b"x")
+    with pytest.raises(UnknownHandle):
+        c.read(123456)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument):
+        c.alloc_smu("conversation", b"one buffer")
+    with pytest.raises(AgentExists):
+        connect_agent(name=c.name)
+    h = c.alloc_smu("blob", b"still fine")
+    assert bytes(c.read(h)) == b"still fine"
