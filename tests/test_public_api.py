@@ -12,8 +12,10 @@ def test_all_is_exactly_the_public_api() -> None:
         n
         for n, v in vars(agentmem).items()
         # submodules become attributes once imported anywhere; the __future__ import too
-        if not n.startswith("_") and not isinstance(v, types.ModuleType) and n != "annotations"
-    }
+        if not n.startswith("_")
+        and not isinstance(v, types.ModuleType)
+        and n not in ("annotations", "TYPE_CHECKING")
+    } | set(agentmem._LAZY)
     assert public | {"__version__"} == set(agentmem.__all__)
     for name in agentmem.__all__:
         assert getattr(agentmem, name) is not None

@@ -16,9 +16,10 @@ See docs/design.md for the architecture and docs/formats.md for what is on disk 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentmem.client import Client
 from agentmem.client import connect as _connect
-from agentmem.config import Config
 from agentmem.errors import (
     AgentExists,
     AgentmemError,
@@ -38,7 +39,36 @@ from agentmem.errors import (
 )
 from agentmem.ids import ChunkId, Handle, MessageId
 from agentmem.states import AgentState, SMUType, Tier
-from agentmem.store import Agent, AgentStats, CheckReport, Store, StoreStats, TierStats, TypeStats
+
+if TYPE_CHECKING:
+    from agentmem.config import Config
+    from agentmem.stats import AgentStats, StoreStats, TierStats, TypeStats
+    from agentmem.store import Agent, CheckReport, Store
+
+# The store (zstandard, blake3, the chunker) is imported on first use of these names only:
+# an agent process that just connects to the daemon must not pay ~8 MiB of PSS for it.
+_LAZY = {
+    "Agent": "agentmem.store",
+    "CheckReport": "agentmem.store",
+    "Store": "agentmem.store",
+    "Config": "agentmem.config.settings",
+    "AgentStats": "agentmem.stats",
+    "StoreStats": "agentmem.stats",
+    "TierStats": "agentmem.stats",
+    "TypeStats": "agentmem.stats",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentmem' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

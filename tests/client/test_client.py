@@ -105,7 +105,7 @@ def test_bad_input_gets_typed_errors(connect_agent: ClientFactory) -> None:
     c = connect_agent()
     with pytest.raises(InvalidArgument):
         c.alloc_smu("blob", 42)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown SMU type"):
         c.alloc_smu("nonsense", b"x")
     with pytest.raises(UnknownHandle):
         c.read(123456)  # type: ignore[arg-type]

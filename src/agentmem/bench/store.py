@@ -706,7 +706,11 @@ def _flat(section: dict[str, Any]) -> list[list[object]]:
         if k in ("notes", "runs", "baseline_runs", "folders", "spread"):
             continue
         if isinstance(v, dict):
-            rows += [[f"{k}.{kk}", vv] for kk, vv in v.items() if not isinstance(vv, dict | list)]
+            for kk, vv in v.items():
+                if isinstance(vv, dict):  # e.g. metadata by allocation site
+                    rows += [[f"{k}.{kk}: `{site}`", n] for site, n in vv.items()]
+                elif not isinstance(vv, list):
+                    rows.append([f"{k}.{kk}", vv])
         elif isinstance(v, list):
             rows.append([k, "; ".join(map(str, v)) or "-"])
         else:

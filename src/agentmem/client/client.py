@@ -19,16 +19,17 @@ import mmap
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentmem import stats as wire_stats
 from agentmem.client.transport import Attachment, Transport, UnixSocketTransport
 from agentmem.config import default_socket_path
 from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
 from agentmem.ids import Handle
 from agentmem.protocol import messages as m
 from agentmem.states import AgentState, SMUType
-from agentmem.stats import AgentStats, StoreStats
+
+if TYPE_CHECKING:
+    from agentmem.stats import AgentStats, StoreStats
 
 #: Content above this many bytes is handed to the daemon in a sealed memfd instead of inline:
 #: the frame limit is 16 MiB, and a memfd avoids copying large content through the socket.
@@ -133,6 +134,8 @@ class Client:
 
     def get_stats(self, agent: str | None = None) -> StoreStats | AgentStats:
         """The domain's statistics, or one agent's."""
+        from agentmem import stats as wire_stats  # dataclasses: paid only by callers of stats
+
         data = self._op(m.OP_GET_STATS, agent=agent)
         if agent is None:
             return wire_stats.store_stats_from_wire(data)

@@ -48,3 +48,18 @@ class InProcessTransport:
         if not self._closed:
             self._closed = True
             self.service.close(self._session)
+
+
+class AsyncInProcessTransport:
+    """:class:`InProcessTransport` for the asyncio client: calls return without awaiting I/O."""
+
+    def __init__(self, service: Service | None = None) -> None:
+        self._sync = InProcessTransport(service)
+
+    async def request(
+        self, msg: dict[str, object], fds: Sequence[int] = ()
+    ) -> tuple[dict[str, object], list[int | memoryview]]:
+        return self._sync.request(msg, fds)
+
+    def close(self) -> None:
+        self._sync.close()

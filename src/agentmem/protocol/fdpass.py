@@ -29,8 +29,7 @@ import os
 import socket
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from agentmem.errors import ProtocolError
 from agentmem.protocol.framing import FLAG_FDS, HEADER, Frame, FrameDecoder
@@ -91,8 +90,7 @@ def send_frame(sock: socket.socket, frame: bytes, fds: Sequence[int] = ()) -> No
         sock.sendall(view)
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
+class Received(NamedTuple):
     """A frame and the fds that came with it.
 
     ``fds`` is empty unless ``frame.has_fds``; when not, it holds at least one fd. The caller

@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgpack
 
@@ -89,8 +88,7 @@ MAX_CONTAINER_ITEMS: Final = 1 << 16
 _SCALARS: Final = frozenset({str, int, bytes, float, bool, type(None)})
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """One decoded frame.
 
     ``body`` is a fresh dict owned by the caller (nothing else refers to it). ``has_fds`` is the

@@ -1,8 +1,4 @@
-"""Configuration: the one place that reads the environment.
-
-Library code takes a :class:`Config`; only :meth:`Config.from_env` (called by the CLI and by
-``Store()`` when no config is given) looks at ``AGENTMEM_*`` variables.
-"""
+"""The store's tunables (a frozen dataclass) and how the environment sets them."""
 
 from __future__ import annotations
 
@@ -74,24 +70,3 @@ class Config:
             except ValueError as exc:
                 raise ValueError(f"AGENTMEM_{field.name.upper()}={raw!r} is not valid") from exc
         return cls(**values)  # type: ignore[arg-type]
-
-
-def runtime_dir(environ: Mapping[str, str] | None = None) -> str:
-    """The daemon's runtime directory: ``$XDG_RUNTIME_DIR/agentmem`` or ``/tmp/agentmem-$UID``.
-
-    Only computed here; created (mode 0700, checked to be ours) by the daemon.
-    """
-    env = os.environ if environ is None else environ
-    override = env.get("AGENTMEM_RUNTIME_DIR")
-    if override:
-        return override
-    xdg = env.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isdir(xdg):
-        return os.path.join(xdg, "agentmem")
-    return f"/tmp/agentmem-{os.getuid()}"
-
-
-def default_socket_path(environ: Mapping[str, str] | None = None) -> str:
-    """Where the daemon listens unless told otherwise (``AGENTMEM_SOCKET`` overrides)."""
-    env = os.environ if environ is None else environ
-    return env.get("AGENTMEM_SOCKET") or os.path.join(runtime_dir(env), "agentmem.sock")

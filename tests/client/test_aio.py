@@ -1,0 +1,78 @@
+"""The asyncio client, against a real daemon and in-process; many tasks on one connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from agentmem import aio
+from agentmem.client.aio import AsyncClient
+from agentmem.daemon.inprocess import AsyncInProcessTransport
+from agentmem.daemon.service import Service
+from agentmem.errors import UnknownHandle
+from agentmem.stats import StoreStats
+from agentmem.testing import DaemonProcess
+from tests.conftest import message, text
+
+Connect = Callable[[str], Awaitable[AsyncClient]]
+
+
+@pytest.fixture(params=["inprocess", "socket"])
+def aconnect(request: pytest.FixtureRequest) -> Iterator[Connect]:
+    if request.param == "socket":
+        d: DaemonProcess = request.getfixturevalue("daemon")
+
+        async def factory(name: str) -> AsyncClient:
+            return await aio.connect(d.socket, name=name)
+
+        yield factory
+    else:
+        service = Service()
+
+        async def factory(name: str) -> AsyncClient:
+            client = AsyncClient(AsyncInProcessTransport(service))
+            await client.hello(name)
+            return client
+
+        yield factory
+        service.close_all()
+
+
+def test_many_tasks_share_one_connection(aconnect: Connect) -> None:
+    async def main() -> None:
+        client = await aconnect("async-a")
+        prompt = text(1, 300_000)
+
+        async def agent(i: int) -> bytes:
+            h = await client.alloc_smu("system_prompt", prompt)
+            conv = await client.alloc_smu("conversation", [])
+            for j in range(5):
+                await client.append(conv, message(i * 10 + j))
+            msgs = await client.messages(conv)
+            assert msgs == [message(i * 10 + j) for j in range(5)]
+            return bytes(await client.read(h))
+
+        results = await asyncio.gather(*(agent(i) for i in range(20)))
+        assert all(r == prompt for r in results)
+        s = await client.get_stats()
+        assert isinstance(s, StoreStats) and s.unique_bytes < 2 * len(prompt) + 200_000
+        with pytest.raises(UnknownHandle):
+            await client.read(999_999)  # type: ignore[arg-type]
+        await client.close()
+
+    asyncio.run(main())
+
+
+def test_share_between_async_agents(aconnect: Connect) -> None:
+    async def main() -> None:
+        a = await aconnect("async-share-a")
+        b = await aconnect("async-share-b")
+        h = await a.alloc_smu("tool_def", text(2, 40_000))
+        hb = await a.share_content(h, b.name)
+        assert bytes(await b.read(hb)) == text(2, 40_000)
+        await a.close()
+        await b.close()
+
+    asyncio.run(main())
