@@ -29,6 +29,7 @@ from agentmem.protocol import messages as m
 from agentmem.states import AgentState, SMUType
 
 if TYPE_CHECKING:
+    from agentmem.client.conversation import Conversation
     from agentmem.stats import AgentStats, StoreStats
 
 #: Content above this many bytes is handed to the daemon in a sealed memfd instead of inline:
@@ -207,6 +208,27 @@ class Client:
     def length(self, handle: Handle) -> int:
         """Number of messages in the conversation."""
         return int(self._op("length", handle=handle))
+
+    def conversation(
+        self, messages: Iterable[dict[str, Any]] = (), *, handle: Handle | None = None
+    ) -> Conversation:
+        """A list-like :class:`~agentmem.client.conversation.Conversation` of message dicts.
+
+        New, holding ``messages`` (stored as compact JSON); or, with ``handle``, this client's
+        existing conversation (then ``messages`` must be empty: append to it instead). Raises
+        ``InvalidArgument`` if a message is not a JSON-serialisable dict (nothing is stored),
+        ``UnknownHandle`` or ``WrongType`` for a ``handle`` that is not this client's
+        conversation.
+        """
+        # Imported here: json (and re) are paid only by agents that use conversations.
+        from agentmem.client.conversation import Conversation
+
+        if handle is None:
+            return Conversation._create(self, messages)
+        if list(messages):
+            raise InvalidArgument("give messages or handle, not both; then append to it")
+        self.length(handle)  # fail now, not at first use, if it is not a conversation
+        return Conversation(self, handle)
 
     # --- lifecycle -------------------------------------------------------------------------
 

@@ -13,16 +13,25 @@ from agentmem import constants
 class Config:
     """Tunables of a store. Frozen; derive variants with ``dataclasses.replace``."""
 
-    #: zstd level for warm frames. Level 3: 7.3x on conversation JSON at ~365 MB/s (DESIGN.md).
+    #: zstd level for warm frames other than conversations. Level 3: ~470 MB/s on 64 KiB blocks.
     zstd_level: int = 3
+    #: zstd level for conversation frames. Conversations are the bulk of agent memory and are
+    #: demoted when idle, so ratio beats speed: on the corpus's 691 conversations (86 MB, 256 KiB
+    #: groups, 8 MiB-trained dictionary) level 3 gives 7.45x at ~115 MB/s of demote including the
+    #: one-time training, level 6 8.12x at ~63 MB/s, level 9 8.39x at ~47 MB/s
+    #: (`agentmem bench store --corpus`). Reads decode at the same speed whatever the level.
+    conversation_zstd_level: int = 6
     #: Decode and re-hash every frame before its chunk counts as stored (STYLE principle 11).
     verify_frames: bool = True
     #: Bytes of one SMU type seen before a dictionary is trained for it. A 112 KiB dictionary
-    #: wants ~100x its size of samples to be worth it (zstd's guidance); 2 MiB is a compromise
-    #: that lets a small swarm benefit within minutes.
-    dict_train_bytes: int = 2 << 20
+    #: wants ~100x its size of samples (zstd's guidance). Measured on the corpus's conversations
+    #: at level 3, 256 KiB groups: trained on 2 MiB 6.70x, on 8 MiB 7.42x, on 16 MiB 7.41x.
+    #: Training 8 MiB takes ~0.5 s once per type; samples wait in memory until then.
+    dict_train_bytes: int = 8 << 20
     #: Dictionary size. 112 KiB lifted 1 KiB messages from 2.3x to 4.7x (DESIGN.md).
     dict_size: int = 112 << 10
+    #: Raw bytes compressed together in one warm frame (see ``constants.WARM_GROUP_BYTES``).
+    warm_group_bytes: int = constants.WARM_GROUP_BYTES
     #: Largest SMU accepted.
     max_smu_bytes: int = constants.MAX_SMU_BYTES
     #: Hot segment size.
@@ -35,8 +44,9 @@ class Config:
     domain_quota_bytes: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.zstd_level <= 22:
-            raise ValueError(f"zstd_level must be 1..22, got {self.zstd_level}")
+        for level in (self.zstd_level, self.conversation_zstd_level):
+            if not 1 <= level <= 22:
+                raise ValueError(f"zstd levels must be 1..22, got {level}")
         for name in (
             "dict_train_bytes",
             "agent_quota_bytes",
@@ -47,6 +57,8 @@ class Config:
                 raise ValueError(f"{name} must be >= 0")
         if self.dict_size < 1024:
             raise ValueError("dict_size must be >= 1024")
+        if not 4096 <= self.warm_group_bytes <= 64 << 20:
+            raise ValueError("warm_group_bytes must be 4 KiB .. 64 MiB")
         if self.max_smu_bytes <= 0:
             raise ValueError("max_smu_bytes must be > 0")
         if self.segment_bytes < 65536 or self.segment_bytes % 4096:

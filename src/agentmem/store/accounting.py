@@ -36,8 +36,9 @@ def _record_bytes() -> dict[str, int]:
     node = MessageNode(key, None, (entry,), 0)  # type: ignore[arg-type]
     chunk_tuple = sys.getsizeof((entry,)) - 8  # the tuple without its one pointer
     return {
-        # entry + its 32-byte id object + its slot in the chunk index
-        "chunk": sys.getsizeof(entry) + sys.getsizeof(key) + slot,
+        # entry + its 32-byte id object + its offset (an int object above 256; sizes are
+        # shared) + its slot in the chunk index
+        "chunk": sys.getsizeof(entry) + sys.getsizeof(key) + sys.getsizeof(1 << 20) + slot,
         "smu": sys.getsizeof(smu) + chunk_tuple + slot,
         "node": sys.getsizeof(node) + sys.getsizeof(key) + chunk_tuple + slot,
         "pointer": 8,

@@ -78,7 +78,11 @@ class Store:
         )
         self.hot = HotTier(self.config.segment_bytes)
         self.warm = WarmTier(
-            self.dictionaries, level=self.config.zstd_level, verify=self.config.verify_frames
+            self.dictionaries,
+            level=self.config.zstd_level,
+            levels={SMUType.CONVERSATION: self.config.conversation_zstd_level},
+            verify=self.config.verify_frames,
+            group_bytes=self.config.warm_group_bytes,
         )
         self.chunks: dict[ChunkId, ChunkEntry] = {}
         self.smus: dict[ChunkId, SMU] = {}
@@ -89,6 +93,9 @@ class Store:
         self.pins: dict[ChunkId, int] = {}
         self._handles = itertools.count(1)  # shared with conversations
         self._agent_ids = itertools.count(1)
+        #: One int object per distinct chunk size, shared by every entry of that size: an int
+        #: above 256 is a 28-byte object, ~10 % of a chunk's metadata budget of 256 bytes.
+        self._sizes: dict[int, int] = {}
         #: Bumped whenever a chunk changes location; invalidates cached extents.
         self.epoch = 0
         self._closed = False
@@ -450,12 +457,13 @@ class Store:
             entry = chunks.get(whole_id)
             if entry is None:
                 self._check_domain_quota(size)
-                entry = ChunkEntry(whole_id, size, None, 0)  # type: ignore[arg-type]
+                entry = ChunkEntry(whole_id, self._sizes.setdefault(size, size), None, 0)  # type: ignore[arg-type]
                 self.hot.put_one(entry, buf)
                 chunks[whole_id] = entry
             entry.refs += 1
             return (entry,)
         view = memoryview(buf)
+        sizes = self._sizes
         entries: list[ChunkEntry] = []
         missing: list[ChunkEntry] = []
         pieces: list[memoryview] = []
@@ -467,7 +475,8 @@ class Store:
             cid = chunk_id(piece)
             entry = chunks.get(cid) or pending.get(cid)
             if entry is None:
-                entry = ChunkEntry(cid, len(piece), None, 0)  # type: ignore[arg-type]
+                n = len(piece)
+                entry = ChunkEntry(cid, sizes.setdefault(n, n), None, 0)  # type: ignore[arg-type]
                 pending[cid] = entry
                 missing.append(entry)
                 pieces.append(piece)

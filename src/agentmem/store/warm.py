@@ -41,11 +41,14 @@ class WarmTier:
         dictionaries: DictionarySet,
         *,
         level: int = 3,
+        levels: dict[SMUType, int] | None = None,
         verify: bool = True,
         group_bytes: int = constants.WARM_GROUP_BYTES,
     ) -> None:
         self.dictionaries = dictionaries
         self.level = level
+        #: Per-type levels overriding ``level`` (conversations favour ratio).
+        self.levels = dict(levels) if levels else {}
         self.verify = verify
         self.group_bytes = group_bytes
         self._chunks = 0
@@ -87,7 +90,8 @@ class WarmTier:
                     break
         plain = b"".join(payloads)
         digest = chunk_id(plain)
-        frame = encode_frame(plain, dictionary=dictionary, level=self.level)
+        level = self.levels.get(smu_type, self.level)
+        frame = encode_frame(plain, dictionary=dictionary, level=level)
         if self.verify and chunk_id(decode_frame(frame, dicts)) != digest:
             raise CorruptFrame(
                 f"a new warm frame failed verification (first chunk {short(entries[0].id)})"
