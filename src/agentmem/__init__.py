@@ -41,6 +41,7 @@ from agentmem.ids import ChunkId, Handle, MessageId
 from agentmem.states import AgentState, SMUType, Tier
 
 if TYPE_CHECKING:
+    from agentmem.client.conversation import Conversation
     from agentmem.config import Config
     from agentmem.stats import AgentStats, StoreStats, TierStats, TypeStats
     from agentmem.store import Agent, CheckReport, Store
@@ -56,6 +57,7 @@ _LAZY = {
     "StoreStats": "agentmem.stats",
     "TierStats": "agentmem.stats",
     "TypeStats": "agentmem.stats",
+    "Conversation": "agentmem.client.conversation",
 }
 
 
@@ -105,6 +107,7 @@ __all__ = [
     "Client",
     "ChunkId",
     "Config",
+    "Conversation",
     "CorruptFrame",
     "DaemonRunning",
     "DaemonUnavailable",

@@ -5,7 +5,21 @@ Never imports the store, asyncio or psutil (checked by import-linter and a PSS t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentmem.client.client import Client, connect
 from agentmem.client.transport import Transport, UnixSocketTransport
 
-__all__ = ["Client", "Transport", "UnixSocketTransport", "connect"]
+if TYPE_CHECKING:
+    from agentmem.client.conversation import Conversation
+
+__all__ = ["Client", "Conversation", "Transport", "UnixSocketTransport", "connect"]
+
+
+def __getattr__(name: str) -> object:
+    # json and the list machinery load only for agents that use conversations.
+    if name == "Conversation":
+        from agentmem.client.conversation import Conversation
+
+        return Conversation
+    raise AttributeError(f"module 'agentmem.client' has no attribute {name!r}")

@@ -37,9 +37,16 @@ if TYPE_CHECKING:
 MEMFD_MIN = 1 << 20
 
 
+_connections = itertools.count(1)
+
+
 def _default_name() -> str:
+    """``<program>-<pid>`` for a process's first agent, ``<program>-<pid>-<n>`` after: agent
+    names are unique in a domain, and one process may run many agents."""
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-    return f"{prog or 'python'}-{os.getpid()}"
+    n = next(_connections)
+    suffix = "" if n == 1 else f"-{n}"
+    return f"{prog or 'python'}-{os.getpid()}{suffix}"
 
 
 class Client:

@@ -114,11 +114,9 @@ class Conversation(Sequence[Message]):
         self._released = False
 
     @classmethod
-    def _create(
-        cls, client: Client, messages: Iterable[object], *, cache_bytes: int = CACHE_BYTES
-    ) -> Conversation:
+    def _create(cls, client: Client, messages: Iterable[object]) -> Conversation:
         """Allocate a new conversation holding ``messages`` (for ``Client.conversation``)."""
-        return cls._alloc(client, _encode_all(messages), cache_bytes)
+        return cls._alloc(client, _encode_all(messages), CACHE_BYTES)
 
     @classmethod
     def _alloc(cls, client: Client, raws: list[bytes], cache_bytes: int) -> Conversation:
@@ -150,8 +148,9 @@ class Conversation(Sequence[Message]):
 
     def fork(self) -> Conversation:
         """A new conversation sharing this history; appends to either do not show in the other."""
-        other = Conversation(self._client, self._client.fork(self._live()))
-        other._budget = self._budget
+        other = Conversation(
+            self._client, self._client.fork(self._live()), cache_bytes=self._budget
+        )
         other._remember(0, self._cache)
         return other
 

@@ -70,7 +70,6 @@ class HotTier:
             off = seg.append(payload)
             entry.loc = seg
             entry.offset = off
-            entry.tier = Tier.HOT
         self._chunks += len(entries)
         self._raw += total
 
@@ -83,7 +82,6 @@ class HotTier:
             off = seg.append(payload)
         entry.loc = seg
         entry.offset = off
-        entry.tier = Tier.HOT
         self._chunks += 1
         self._raw += len(payload)
 

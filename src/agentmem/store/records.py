@@ -22,6 +22,8 @@ from agentmem.store.segments import Segment
 class WarmGroup:
     """One warm frame holding the plain bytes of one or more chunks, concatenated."""
 
+    tier = Tier.WARM
+
     __slots__ = ("digest", "frame", "live", "raw_size", "smu_type")
 
     def __init__(
@@ -43,15 +45,19 @@ class ChunkEntry:
     ``loc`` is the :class:`Segment` (hot) or :class:`WarmGroup` (warm) holding it, at ``offset``.
     """
 
-    __slots__ = ("id", "loc", "offset", "refs", "size", "tier")
+    __slots__ = ("id", "loc", "offset", "refs", "size")
 
     def __init__(self, cid: ChunkId, size: int, loc: Segment | WarmGroup, offset: int) -> None:
         self.id = cid
         self.size = size
         self.refs = 0
-        self.tier = Tier.HOT
         self.loc: Segment | WarmGroup = loc
         self.offset = offset
+
+    @property
+    def tier(self) -> Tier:
+        """The tier of the container holding the bytes (no slot of its own: 8 bytes a chunk)."""
+        return self.loc.tier
 
 
 class SMU:

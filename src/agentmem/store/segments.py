@@ -27,6 +27,8 @@ import fcntl
 import mmap
 import os
 
+from agentmem.states import Tier
+
 PAGE = mmap.PAGESIZE
 
 #: Seals of a full segment: no write by anyone, no resize, no further seal change.
@@ -46,6 +48,8 @@ SHARE_SEALS = F_SEAL_FUTURE_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fc
 
 class Segment:
     """A fixed-capacity memfd arena; chunks are appended, never moved or overwritten."""
+
+    tier = Tier.HOT
 
     __slots__ = (
         "_rmap",

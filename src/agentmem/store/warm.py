@@ -101,7 +101,6 @@ class WarmTier:
         for entry in entries:
             entry.loc = group
             entry.offset = off
-            entry.tier = Tier.WARM
             off += entry.size
         self._chunks += len(entries)
         self._raw += len(plain)
