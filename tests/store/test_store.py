@@ -325,3 +325,24 @@ def test_warm_tier_is_used_after_tier_change(store: Store) -> None:
     assert store.chunks[next(iter(store.chunks))].tier is Tier.HOT
     store.demote(h)
     assert all(e.tier is Tier.WARM for e in store.chunks.values())
+
+
+def test_dictionary_trains_from_frames_without_holding_copies() -> None:
+    with Store(Config(dict_train_bytes=128 << 10, dict_size=8 << 10)) as s:
+        a = s.register_agent("a")
+        handles = [
+            s.alloc_smu(SMUType.CONVERSATION, [message(i * 100 + j) for j in range(40)], a)
+            for i in range(3)
+        ]
+        s.demote(handles[0])
+        assert len(s.dictionaries) == 0
+        assert s.dictionaries.memory_bytes == 0  # no copies of samples wait for training
+        for h in handles[1:]:
+            s.demote(h)
+        assert len(s.dictionaries) == 1
+        later = s.alloc_smu(SMUType.CONVERSATION, [message(1000 + j) for j in range(40)], a)
+        s.demote(later)
+        for i, h in enumerate([*handles, later]):
+            base = 1000 if h == later else i * 100
+            assert [bytes(m) for m in s.messages(h)] == [message(base + j) for j in range(40)]
+        assert s.check().ok

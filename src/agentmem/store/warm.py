@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from agentmem import constants
-from agentmem.codec import DictionarySet, decode_frame, encode_frame
+from agentmem.codec import DictionarySet, decode_frame, encode_frame, train_dictionary
 from agentmem.errors import CorruptFrame
 from agentmem.hashing import chunk_id
 from agentmem.ids import short
@@ -58,6 +58,10 @@ class WarmTier:
         # Decoded groups, least recently used first: 8 x 64 KiB = 512 KiB at most, enough for
         # reads that revisit a few recent groups (dedup'd chunks inside one SMU).
         self._cache: OrderedDict[int, tuple[WarmGroup, memoryview]] = OrderedDict()
+        # Training material per type until its dictionary is trained: (group, member sizes).
+        self._pending: dict[SMUType, list[tuple[WarmGroup, list[int]]]] = {}
+        self._pending_raw: dict[SMUType, int] = {}
+        self._trained: set[SMUType] = set()
 
     def put(
         self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType
@@ -82,12 +86,6 @@ class WarmTier:
     ) -> None:
         dicts = self.dictionaries
         dictionary = dicts.current(smu_type)
-        if dictionary is None and smu_type is not SMUType.BLOB:
-            for p in payloads:
-                trained = dicts.observe(smu_type, p)
-                if trained is not None:
-                    dictionary = trained
-                    break
         plain = b"".join(payloads)
         digest = chunk_id(plain)
         level = self.levels.get(smu_type, self.level)
@@ -97,6 +95,8 @@ class WarmTier:
                 f"a new warm frame failed verification (first chunk {short(entries[0].id)})"
             )
         group = WarmGroup(frame, len(plain), digest, len(entries), smu_type)
+        if dictionary is None and smu_type is not SMUType.BLOB and smu_type not in self._trained:
+            self._await_dictionary(group, [len(p) for p in payloads], smu_type)
         off = 0
         for entry in entries:
             entry.loc = group
@@ -106,6 +106,32 @@ class WarmTier:
         self._raw += len(plain)
         self._frames += 1
         self._frame_bytes += len(frame)
+
+    def _await_dictionary(self, group: WarmGroup, sizes: list[int], smu_type: SMUType) -> None:
+        """Remember ``group`` as training material; train once a type has enough.
+
+        Samples are the frames themselves, decoded only when training: holding copies of the
+        plain bytes until a type reaches ``train_bytes`` (8 MiB) would cost up to that much RAM
+        per type in a memory manager; holding the frames costs a pointer each.
+        """
+        pending = self._pending.setdefault(smu_type, [])
+        pending.append((group, sizes))
+        total = self._pending_raw.get(smu_type, 0) + group.raw_size
+        self._pending_raw[smu_type] = total
+        if total < self.dictionaries.train_bytes:
+            return
+        samples: list[bytes] = []
+        for g, member_sizes in pending:
+            plain = decode_frame(g.frame, self.dictionaries)
+            off = 0
+            for n in member_sizes:  # members are the natural samples (messages, chunks)
+                samples.append(plain[off : off + n])
+                off += n
+        del self._pending[smu_type], self._pending_raw[smu_type]
+        self._trained.add(smu_type)
+        trained = train_dictionary(samples, smu_type, self.dictionaries.dict_size)
+        if trained is not None:
+            self.dictionaries.add(trained)
 
     def _plain(self, group: WarmGroup) -> memoryview:
         cache = self._cache
