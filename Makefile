@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/agentmem bench store --json bench/results/store.json
+	$(BIN)/agentmem bench store
 
 test: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" scripts/check
