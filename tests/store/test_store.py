@@ -346,3 +346,23 @@ def test_dictionary_trains_from_frames_without_holding_copies() -> None:
             base = 1000 if h == later else i * 100
             assert [bytes(m) for m in s.messages(h)] == [message(base + j) for j in range(40)]
         assert s.check().ok
+
+
+def test_compaction_reclaims_sparse_segments_and_keeps_views(store: Store) -> None:
+    a = store.register_agent("a")
+    # 1 MiB segments (fixture); many 3 KiB items so each segment holds ~340 of them.
+    items = [text(i, 3000) for i in range(1200)]
+    handles = [store.alloc_smu(SMUType.TOOL_RESULT, d, a) for d in items]
+    held = store.read(handles[1])
+    before = stats(store)
+    for h in handles[::4] + handles[1::4] + handles[2::4]:
+        store.release(h)  # three quarters freed: every segment is now sparse
+    reclaimed = store.compact()
+    after = stats(store)
+    assert reclaimed > 0
+    assert after.segments < before.segments
+    assert after.hot.stored_bytes < before.hot.stored_bytes / 2
+    for i in range(3, 1200, 4):
+        assert bytes(store.read(handles[i])) == items[i]
+    assert bytes(held) == items[1]  # a view taken before compaction still reads its bytes
+    assert store.check().ok

@@ -94,6 +94,10 @@ class StoreMachine(RuleBasedStateMachine):
         if h in self.model:
             self.store.mark_hot(h, hot)
 
+    @rule()
+    def compact(self) -> None:
+        self.store.compact()
+
     @invariant()
     def reads_match_model(self) -> None:
         for h, expected in self.model.items():

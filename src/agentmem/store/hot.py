@@ -35,6 +35,16 @@ class HotTier:
         self.on_retire: list[Callable[[Segment], None]] = []
 
     @property
+    def open_segment(self) -> Segment | None:
+        """The segment small allocations are appended to."""
+        return self._open
+
+    def retire_if_empty(self, seg: Segment) -> None:
+        """Retire ``seg`` if no live chunk is left in it (and it is not the open one)."""
+        if seg.live_bytes == 0 and seg is not self._open and seg.seg_id in self.segments:
+            self._retire(seg)
+
+    @property
     def live_bytes(self) -> int:
         """Plain bytes of the chunks held."""
         return self._raw

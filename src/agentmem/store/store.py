@@ -316,6 +316,39 @@ class Store:
         else:
             self._unref_smu(ref.smu)  # type: ignore[union-attr]
 
+    def compact(self, *, max_live_ratio: float = 0.5) -> int:
+        """Copy the live chunks of sparse hot segments into fresh ones; return bytes reclaimed.
+
+        A segment whose live bytes are at most ``max_live_ratio`` of what was appended to it
+        (freed chunks leave holes; tmpfs pages stay allocated) has its live chunks re-placed,
+        in their old order so extents stay contiguous, and is retired once empty. Views that
+        callers hold stay valid: they keep the old mapping alive until they are released.
+        O(chunks) per call; the daemon runs it when freed bytes pile up.
+        """
+        self._check_open()
+        hot = self.hot
+        sparse = {
+            id(seg)
+            for seg in hot
+            if seg is not hot.open_segment
+            and seg.used
+            and seg.live_bytes <= max_live_ratio * seg.used
+        }
+        if not sparse:
+            return 0
+        movers = [e for e in self.chunks.values() if id(e.loc) in sparse]
+        movers.sort(key=lambda e: (id(e.loc), e.offset))
+        reclaimed = sum(seg.used for seg in hot if id(seg) in sparse)
+        olds = [e.loc for e in movers]
+        payloads = [hot.load(e) for e in movers]
+        hot.put(movers, payloads, SMUType.BLOB)
+        for e, old in zip(movers, olds, strict=True):
+            hot.forget(old, e.size)  # type: ignore[arg-type]
+        for seg in [seg for seg in hot if id(seg) in sparse]:
+            hot.retire_if_empty(seg)  # a segment with no live chunk left (all holes)
+        self.epoch += 1
+        return reclaimed - sum(e.size for e in movers)
+
     def demote(self, handle: Handle) -> int:
         """Move the handle's hot, unpinned chunks to the warm tier; return plain bytes moved."""
         ref = self._ref(handle)
