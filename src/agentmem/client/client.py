@@ -18,7 +18,7 @@ import itertools
 import mmap
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agentmem.client.transport import Attachment, Transport, UnixSocketTransport
@@ -50,7 +50,13 @@ def _default_name() -> str:
 
 
 class Client:
-    """One agent's connection. Use as a context manager, or call :meth:`close`."""
+    """One agent's connection. Use as a context manager, or call :meth:`close`.
+
+    Reconnect-safe: when the daemon goes away, the call in flight raises ``DaemonUnavailable``;
+    if the client was given a ``reconnect`` factory (``connect()`` gives one), the next call
+    opens a new connection under the same name first. Handles from before are gone then (refs
+    die with their connection) and raise ``UnknownHandle``.
+    """
 
     def __init__(
         self,
@@ -59,18 +65,38 @@ class Client:
         name: str | None = None,
         importance: int = 0,
         state: AgentState | str = AgentState.ACTIVE,
+        reconnect: Callable[[], Transport] | None = None,
     ) -> None:
         self._transport: Transport | None = transport
+        self._reconnect = reconnect
+        self._broken = False
         self._ids = itertools.count(1)
         self._maps: dict[int, memoryview] = {}
-        st = AgentState.parse(state)
+        self._importance = importance
+        self._state = AgentState.parse(state)
+        self.name: str = name or _default_name()
+        #: Times this client reopened its connection after the daemon went away.
+        self.reconnects = 0
+        self._hello()
+
+    def _hello(self) -> None:
         info = self._call(
-            m.hello(0, name or _default_name(), importance=importance, state=st.label)
+            m.hello(0, self.name, importance=self._importance, state=self._state.label)
         )
         assert isinstance(info, dict)
-        self.name: str = info["agent"]
+        self.name = info["agent"]
         self.pid: int = info["pid"]
         self.inline_max: int = info["inline_max"]
+
+    def _revive(self) -> None:
+        assert self._reconnect is not None
+        old, self._transport = self._transport, self._reconnect()
+        if old is not None:
+            old.close()
+        self._maps.clear()
+        self._broken = False
+        self.reconnects += 1
+        self._hello()
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -81,12 +107,18 @@ class Client:
     def _call_with(
         self, msg: dict[str, object], fds: Sequence[int] = ()
     ) -> tuple[Any, list[Attachment]]:
+        if self._broken and self._reconnect is not None:
+            self._revive()
         transport = self._transport
         if transport is None:
             raise DaemonUnavailable("the client is closed")
         ident = next(self._ids)
         msg["id"] = ident
-        reply, attachments = transport.request(msg, fds)
+        try:
+            reply, attachments = transport.request(msg, fds)
+        except DaemonUnavailable:
+            self._broken = True
+            raise
         try:
             if reply.get("id") != ident:
                 raise ProtocolError(f"reply to request {reply.get('id')!r}, expected {ident}")
@@ -330,8 +362,20 @@ def connect(
 
         start_daemon(path)
         transport = UnixSocketTransport(path, timeout=timeout)
+
+    def reconnect() -> Transport:
+        try:
+            return UnixSocketTransport(path, timeout=timeout)
+        except DaemonUnavailable:
+            if not autostart:
+                raise
+            from agentmem.client.autostart import start_daemon
+
+            start_daemon(path)
+            return UnixSocketTransport(path, timeout=timeout)
+
     try:
-        return Client(transport, name=name, importance=importance, state=state)
+        return Client(transport, name=name, importance=importance, state=state, reconnect=reconnect)
     except BaseException:
         transport.close()
         raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 from collections.abc import Iterable, Iterator
 
 from agentmem import constants
@@ -91,7 +92,9 @@ class Store:
         self.agents: dict[str, Agent] = {}
         #: Pin counts of chunks held by ``mark_hot`` refs.
         self.pins: dict[ChunkId, int] = {}
-        self._handles = itertools.count(1)  # shared with conversations
+        # Handles start at a random 40-bit offset: a handle kept across a daemon restart must
+        # not silently name whatever the new daemon numbered the same (it gets UnknownHandle).
+        self._handles = itertools.count(secrets.randbits(40) + 1)  # shared with conversations
         self._agent_ids = itertools.count(1)
         #: One int object per distinct chunk size, shared by every entry of that size: an int
         #: above 256 is a 28-byte object, ~10 % of a chunk's metadata budget of 256 bytes.
