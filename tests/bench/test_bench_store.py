@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from agentmem.config import Config
-
 from agentmem.bench import store as bench_store
 from agentmem.bench import workloads as wl
+from agentmem.config import Config
 
 #: Small enough for a few seconds, large enough that conversations train their dictionary
 #: (2 MiB of samples by default) and the throughput SMUs are chunked.

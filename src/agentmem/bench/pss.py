@@ -1,4 +1,5 @@
-"""What a process costs the machine, read from ``/proc``: PSS first, fds and CPU time beside it.
+"""What processes cost the machine, read from ``/proc``; and the ``pss`` scenario of
+``agentmem bench daemon``: one prompt read by many processes, shared or privately copied.
 
 Memory is measured as PSS (``/proc/PID/smaps_rollup``): every page a process maps counts
 ``1/n`` in each of the ``n`` processes mapping it, so a sum over processes counts a shared page
@@ -11,8 +12,18 @@ Linux only. Every reader raises ``OSError`` (``FileNotFoundError`` for a gone pr
 
 from __future__ import annotations
 
+import contextlib
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from agentmem.bench.fleet import expect_line, private_daemon
+from agentmem.client import connect
 
 KIB = 1024
 
@@ -66,3 +77,111 @@ def shmem_bytes() -> int:
             if line.startswith("Shmem:"):
                 return int(line.split()[1]) * KIB
     raise OSError("no Shmem line in /proc/meminfo")
+
+
+# --- the scenario ----------------------------------------------------------------------------
+
+#: A reader: connects (agentmem) or not (private), says ready, then loads the prompt (shared
+#: handle, or a private copy read from a file), touches one byte of every page of it, says so,
+#: and holds still until its stdin closes.
+_PSS_CHILD = r"""
+import sys
+mode, path, name, prompt_file = sys.argv[1:5]
+if mode == "agentmem":
+    import agentmem
+    client = agentmem.connect(path, name=name)
+sys.stdout.buffer.write(b"ready\n"); sys.stdout.flush()
+line = sys.stdin.buffer.readline()
+if mode == "agentmem":
+    views = client.views(agentmem.Handle(int(line)))
+else:
+    with open(prompt_file, "rb") as f:
+        views = [memoryview(f.read())]
+touched = sum(sum(bytes(v[::4096])) + v[-1] for v in views)  # one byte of every page
+mapped = all(type(v.obj).__name__ == "mmap" for v in views)
+sys.stdout.buffer.write(b"%d %d %d\n" % (sum(len(v) for v in views), mapped, touched))
+sys.stdout.flush()
+sys.stdin.buffer.read()
+"""
+
+
+def _pss_case(mode: str, n: int, prompt: bytes, prompt_file: str) -> dict[str, Any]:
+    """``n`` readers of the prompt: PSS before and after it is loaded (+ the daemon's)."""
+    with contextlib.ExitStack() as stack:
+        path, daemon_pid = "", 0
+        if mode == "agentmem":
+            d = stack.enter_context(private_daemon())
+            path, daemon_pid = d.socket, d.pid
+        children = []
+        for i in range(n):
+            cmd = [sys.executable, "-c", _PSS_CHILD, mode, path, f"reader-{i:02d}", prompt_file]
+            # On leaving: stdin closed (the child's cue to exit), then waited for.
+            popen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            children.append(stack.enter_context(popen))
+        for c in children:
+            expect_line(c.stdout, "pss reader")
+        pids = [c.pid for c in children] + ([daemon_pid] if daemon_pid else [])
+        before = {pid: rollup(pid) for pid in pids}
+        shmem0 = shmem_bytes()
+        handles = [b"go"] * n
+        segment_bytes = 0
+        if mode == "agentmem":
+            holder = stack.enter_context(connect(path, name="bench-holder"))
+            h = holder.alloc_smu("system_prompt", prompt)
+            handles = [str(holder.share_content(h, f"reader-{i:02d}")).encode() for i in range(n)]
+        for c, handle in zip(children, handles, strict=True):
+            assert c.stdin is not None
+            c.stdin.write(handle + b"\n")
+            c.stdin.flush()
+        loaded = [expect_line(c.stdout, "pss reader").split() for c in children]
+        after = {pid: rollup(pid) for pid in pids}
+        shmem1 = shmem_bytes()
+        if mode == "agentmem":
+            st = holder.get_stats()
+            segment_bytes = st.hot.physical_bytes  # type: ignore[union-attr]
+        for c in children:
+            assert c.stdin is not None
+            c.stdin.close()
+    deltas = [after[c.pid]["Pss"] - before[c.pid]["Pss"] for c in children]
+    daemon_delta = after[daemon_pid]["Pss"] - before[daemon_pid]["Pss"] if daemon_pid else 0
+    total = sum(deltas) + daemon_delta
+    return {
+        "processes": n,
+        "loaded_bytes_each": int(statistics.median(int(x[0]) for x in loaded)),
+        "zero_copy": all(x[1] == b"1" for x in loaded),
+        "total_pss_bytes": total,
+        "vs_one_copy": round(total / len(prompt), 3),
+        "per_process_pss_bytes_p50": int(statistics.median(deltas)),
+        "daemon_pss_delta_bytes": daemon_delta,
+        "raw_total_pss_before_bytes": sum(before[p]["Pss"] for p in pids),
+        "raw_total_pss_after_bytes": sum(after[p]["Pss"] for p in pids),
+        "raw_total_rss_after_bytes": sum(after[p]["Rss"] for p in pids),
+        "pss_shmem_delta_bytes": sum(after[p]["Pss_Shmem"] - before[p]["Pss_Shmem"] for p in pids),
+        "pss_anon_delta_bytes": sum(after[p]["Pss_Anon"] - before[p]["Pss_Anon"] for p in pids),
+        "machine_shmem_delta_bytes": shmem1 - shmem0,
+        "daemon_hot_physical_bytes": segment_bytes,
+    }
+
+
+def bench_pss(procs: int, prompt: bytes, source: str) -> dict[str, Any]:
+    """The prompt's memory cost: shared through the daemon vs one private copy per process."""
+    with tempfile.TemporaryDirectory(prefix="agentmem-pss-") as tmp:
+        prompt_file = os.path.join(tmp, "prompt.md")
+        Path(prompt_file).write_bytes(prompt)
+        shared = _pss_case("agentmem", procs, prompt, prompt_file)
+        private = _pss_case("private", procs, prompt, prompt_file)
+    return {
+        "notes": f"{procs} fresh processes each load a {len(prompt) / (1 << 20):g} MiB "
+        f"prompt ({source}) and touch one byte of every page; PSS from /proc/PID/smaps_rollup "
+        "while all hold still. agentmem: each is a connected agent reading a handle the "
+        "holder (this process, not counted) shared with it: zero-copy views of one sealed "
+        "segment; the daemon is counted. private: each reads the prompt file into its own "
+        "bytes object (plain Python, agentmem not imported). total_pss_bytes = sum over the "
+        "processes (+ daemon) of PSS after loading minus PSS before (the prompt's cost); "
+        "raw_* are the plain sums. machine_shmem_delta_bytes: /proc/meminfo Shmem over the "
+        "same interval (machine-wide, a cross-check for segment pages no process maps).",
+        "prompt_bytes": len(prompt),
+        "agentmem": shared,
+        "private": private,
+        "agentmem_vs_private": round(shared["total_pss_bytes"] / private["total_pss_bytes"], 4),
+    }

@@ -1,7 +1,8 @@
-"""Writing a benchmark's results: percentiles, targets, markdown tables, JSON and markdown files.
+"""A benchmark's figures and their output: per-call timing, percentiles, targets, markdown
+tables, and the JSON and markdown files.
 
 A benchmark builds one JSON-able dict (``meta``, one entry per section, ``targets``); these
-helpers turn it into what is printed and written. Pure functions except :func:`write`.
+helpers produce its figures and turn it into what is printed and written.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,6 +46,20 @@ def evaluate(results: dict[str, Any], targets: Sequence[Target]) -> list[dict[st
             value = None
         met = value is not None and (value >= t.target if t.op == ">=" else value <= t.target)
         out.append({**t._asdict(), "value": value, "met": bool(met)})
+    return out
+
+
+def timed(call: Callable[[int], object], calls: int, warmup: int) -> list[int]:
+    """Per-call times (ns) of ``call(i)`` for ``warmup <= i < warmup + calls``, after
+    ``call(0 .. warmup - 1)`` untimed."""
+    for i in range(warmup):
+        call(i)
+    clock = time.perf_counter_ns
+    out = []
+    for i in range(warmup, warmup + calls):
+        t = clock()
+        call(i)
+        out.append(clock() - t)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,19 @@ def _bench_store(args: argparse.Namespace) -> int:
     from agentmem.bench import store as bench_store
 
     bench_store.run(corpus=args.corpus, json_path=args.json, md_path=args.md, repeats=args.repeats)
+    return 0
+
+
+def _bench_daemon(args: argparse.Namespace) -> int:
+    from agentmem.bench import daemon as bench_daemon
+
+    bench_daemon.run(
+        json_path=args.json,
+        md_path=args.md,
+        repeats=args.repeats,
+        quick=args.quick,
+        corpus=args.corpus,
+    )
     return 0
 
 
@@ -63,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--md", type=pathlib.Path, help="write the markdown table here")
     store.add_argument("--repeats", type=int, default=5, help="timing repeats (median is kept)")
     store.set_defaults(func=_bench_store)
+
+    corpus_env = os.environ.get("AGENTMEM_CORPUS")
+    bd = bench_sub.add_parser(
+        "daemon", help="the daemon: round trips, throughput, 1000 connections, spawn, PSS"
+    )
+    bd.add_argument("--json", type=pathlib.Path, help="write the results as JSON here")
+    bd.add_argument("--md", type=pathlib.Path, help="write the markdown tables here")
+    bd.add_argument("--repeats", type=int, default=5, help="timing repeats (median is kept)")
+    bd.add_argument("--quick", action="store_true", help="small sizes: seconds, not minutes")
+    bd.add_argument(
+        "--corpus",
+        type=pathlib.Path,
+        default=pathlib.Path(corpus_env) if corpus_env else None,
+        help="take the prompt text from this corpus (default: $AGENTMEM_CORPUS, else generated)",
+    )
+    bd.set_defaults(func=_bench_daemon)
     return parser
 
 

@@ -42,16 +42,30 @@ class Lock:
         self.fd = -1
 
     def acquire(self) -> None:
-        """Take the lock or raise :class:`DaemonRunning` (naming the holder's pid)."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        """Take the lock or raise :class:`DaemonRunning` (naming the holder's pid).
+
+        A holder removes the file as it exits (:meth:`release`). A lock won on a file already
+        removed from ``path`` is worth nothing (the next daemon creates a new file and wins
+        too), so it is dropped and taken again on the file now at ``path``.
+        """
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise DaemonRunning(
+                    f"a daemon (pid {holder}) already serves {self.path[:-5]}"
+                ) from None
+            mine = os.fstat(fd)
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                break
             os.close(fd)
-            raise DaemonRunning(
-                f"a daemon (pid {holder}) already serves {self.path[:-5]}"
-            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd

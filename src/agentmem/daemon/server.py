@@ -21,6 +21,7 @@ import os
 import selectors
 import signal
 import socket
+import time
 import traceback
 from collections import deque
 from typing import Any, Final
@@ -36,12 +37,15 @@ log = logging.getLogger("agentmem.daemon")
 _READS_PER_WAKEUP: Final = 16
 #: Bytes queued to a slow reader before the daemon stops reading its requests (backpressure).
 _MAX_QUEUED: Final = 64 << 20
+#: Seconds between attempts to accept again after running out of file descriptors, unless a
+#: connection closes first (which resumes at once). Caps the retries and their log lines.
+_ACCEPT_RETRY: Final = 1.0
 
 
 class Connection:
     """A client socket, its inbox and its unsent output."""
 
-    __slots__ = ("inbox", "out", "out_bytes", "session", "sock", "want_write")
+    __slots__ = ("inbox", "out", "out_bytes", "reading", "session", "sock", "want_write")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
@@ -51,6 +55,9 @@ class Connection:
         self.out: deque[list[Any]] = deque()
         self.out_bytes = 0
         self.want_write = False
+        #: False while too much output is queued: the socket is then not watched for reading
+        #: (epoll is level-triggered: a readable socket left unread would wake the loop forever).
+        self.reading = True
 
 
 class Server:
@@ -68,6 +75,8 @@ class Server:
         self._wake_w.setblocking(False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._running = False
+        #: When accepting resumes after running out of fds (None: accepting now).
+        self._accept_paused_until: float | None = None
         self.accepted = 0
         self.refused = 0
 
@@ -90,7 +99,13 @@ class Server:
         self._running = True
         select = self.selector.select
         while self._running:
-            for key, events in select():
+            timeout = None
+            if self._accept_paused_until is not None:
+                timeout = self._accept_paused_until - time.monotonic()
+                if timeout <= 0:
+                    self._resume_accepting()
+                    timeout = None
+            for key, events in select(timeout):
                 data = key.data
                 if data is None:
                     self._accept()
@@ -126,7 +141,11 @@ class Server:
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    # The listener stays readable while connections wait: watched, it would
+                    # wake the loop at once, forever. Stop watching it for a while.
                     log.error("out of file descriptors; not accepting for now")
+                    self.selector.unregister(self.listener)
+                    self._accept_paused_until = time.monotonic() + _ACCEPT_RETRY
                     return
                 raise
             try:
@@ -143,6 +162,11 @@ class Server:
             self.selector.register(sock, selectors.EVENT_READ, conn)
             self.accepted += 1
 
+    def _resume_accepting(self) -> None:
+        if self._accept_paused_until is not None:
+            self._accept_paused_until = None
+            self.selector.register(self.listener, selectors.EVENT_READ, None)
+
     def _drop(self, conn: Connection) -> None:
         fd = conn.sock.fileno()
         if fd < 0:
@@ -157,6 +181,7 @@ class Server:
                     os.close(extra)
         conn.out.clear()
         conn.sock.close()
+        self._resume_accepting()  # an fd is free again
         try:
             self.service.close(conn.session)
         except Exception:
@@ -165,7 +190,8 @@ class Server:
     def _read(self, conn: Connection) -> None:
         for _ in range(_READS_PER_WAKEUP):
             if conn.out_bytes > _MAX_QUEUED:
-                return  # let the client drain its replies first
+                self._watch(conn, write=True, read=False)  # until the client drains its replies
+                return
             try:
                 received = fdpass.recv_frames(conn.sock, conn.inbox)
             except (BlockingIOError, InterruptedError):
@@ -175,8 +201,12 @@ class Server:
                     log.info("closing connection of pid %d: %s", conn.session.pid, exc)
                 self._drop(conn)
                 return
-            for item in received:
+            for i, item in enumerate(received):
                 if not self._serve(conn, item):
+                    # The connection is gone: the fds of frames it will never serve are ours.
+                    for unserved in received[i + 1 :]:
+                        for fd in unserved.fds:
+                            os.close(fd)
                     return
 
     def _serve(self, conn: Connection, item: fdpass.Received) -> bool:
@@ -224,7 +254,18 @@ class Server:
                 return
             if sent == len(frame):
                 return
-        owned = [os.dup(fd) for fd in fds] if sent == 0 else []
+        owned: list[int] = []
+        try:
+            for fd in fds if sent == 0 else ():
+                owned.append(os.dup(fd))
+        except OSError as exc:  # out of fds: the reply cannot wait for the socket
+            log.error(
+                "closing connection of pid %d: cannot queue a reply: %s", conn.session.pid, exc
+            )
+            for fd in owned:
+                os.close(fd)
+            self._drop(conn)
+            return
         conn.out.append([memoryview(frame)[sent:], owned])
         conn.out_bytes += len(frame) - sent
         self._want_write(conn, True)
@@ -254,10 +295,13 @@ class Server:
         self._want_write(conn, False)
 
     def _want_write(self, conn: Connection, on: bool) -> None:
-        if conn.want_write == on or conn.sock.fileno() < 0:
+        self._watch(conn, write=on, read=conn.out_bytes <= _MAX_QUEUED)
+
+    def _watch(self, conn: Connection, *, write: bool, read: bool) -> None:
+        if (conn.want_write, conn.reading) == (write, read) or conn.sock.fileno() < 0:
             return
-        conn.want_write = on
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
+        conn.want_write, conn.reading = write, read
+        events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
         self.selector.modify(conn.sock, events, conn)
 
 

@@ -139,11 +139,24 @@ class Service:
 
     def handle(self, session: Session, body: dict[str, object], fds: tuple[int, ...]) -> Reply:
         """Serve one request. Returns the reply; raises ``ProtocolError`` when the connection
-        must close. Takes ownership of ``fds`` (closed before returning)."""
+        must close. Takes ownership of ``fds`` (closed before returning or raising)."""
+        try:
+            return self._dispatch(session, body, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _dispatch(self, session: Session, body: dict[str, object], fds: tuple[int, ...]) -> Reply:
         try:
             ident, op = m.parse_request(body)
         except ProtocolError:
             raise
+        except InvalidArgument as exc:  # a good id, a bad op: answered like any bad argument
+            self.requests += 1
+            self.errors += 1
+            good_id = body["id"]
+            assert isinstance(good_id, int)
+            return Reply(self._envelope(session, m.reply_error(good_id, exc)))
         except Exception as exc:
             raise ProtocolError(f"malformed request: {exc}") from exc
         self.requests += 1
@@ -166,9 +179,6 @@ class Service:
             if not isinstance(exc, AgentmemError):
                 raise  # a bug: the server logs it and answers with the base error
             return Reply(self._envelope(session, m.reply_error(ident, exc)))
-        finally:
-            for fd in fds:
-                os.close(fd)
         result.body = self._envelope(session, m.reply_ok(ident, result.body.get("ok")))
         return result
 

@@ -35,11 +35,15 @@ class DaemonProcess:
         return self
 
     def alive(self) -> bool:
+        """Whether the daemon still runs. A detached daemon is not our child: when it dies it
+        may stay a zombie (if nothing reaps orphans), which ``kill(pid, 0)`` cannot tell apart
+        from a live process, so the state is read from ``/proc``."""
         try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{self.pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
             return False
-        return True
+        return state not in ("Z", "X")
 
     def kill(self, sig: int = signal.SIGTERM, *, timeout: float = 30.0) -> None:
         """Send ``sig`` and wait until the process has exited."""
