@@ -31,7 +31,7 @@ from agentmem.errors import (
 from agentmem.hashing import chunk_id
 from agentmem.protocol import messages as m
 from agentmem.stats import StoreStats
-from agentmem.store.segments import SHARE_SEALS
+from agentmem.store.segments import SEALS, SHARE_SEALS
 from agentmem.testing import DaemonProcess
 from tests.conftest import text
 from tests.daemon.conftest import Channel, Child, Closed, RawPeer, is_reset, needs_root, nobody
@@ -437,16 +437,20 @@ def _refused(fn: Callable[[], object]) -> int:
 
 
 @pytest.mark.parametrize(
-    "size", [40_000, 3 << 19], ids=["in-a-shared-segment", "in-a-dedicated-segment"]
+    ("kind", "size", "seals"),
+    [("system_prompt", 40_000, SHARE_SEALS), ("tool_result", 3 << 19, SEALS)],
+    ids=["in-a-shared-segment", "in-a-segment-of-its-own"],
 )
-def test_received_segment_cannot_be_changed(daemon: DaemonProcess, size: int) -> None:
+def test_received_segment_cannot_be_changed(
+    daemon: DaemonProcess, kind: str, size: int, seals: int
+) -> None:
     content = os.urandom(size)
     reader = agentmem.connect(daemon.socket, name="reader")
-    held = reader.alloc_smu("tool_result", content)  # the attacker's copy is this very copy
+    held = reader.alloc_smu(kind, content)  # the attacker's copy is this very copy
     attacker = UnixSocketTransport(daemon.socket)  # what the client uses: fds as attachments
     try:
         m.raise_for_reply(attacker.request(m.hello(1, "attacker"))[0])
-        reply, _ = attacker.request(m.request("alloc_smu", 2, type="tool_result", data=content))
+        reply, _ = attacker.request(m.request("alloc_smu", 2, type=kind, data=content))
         h = m.raise_for_reply(reply)
         reply, attachments = attacker.request(m.request("read", 3, handle=h))
         result = m.raise_for_reply(reply)
@@ -457,10 +461,10 @@ def test_received_segment_cannot_be_changed(daemon: DaemonProcess, size: int) ->
         (seg_id, capacity), ((ext_seg, off, n),) = result["map"][0], result["extents"]
         assert ext_seg == seg_id and n == size
         try:
-            assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) == SHARE_SEALS
+            assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) == seals
             assert os.fstat(fd).st_size == capacity
             outcome = _attack_segment(fd, capacity, off)
-            assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) == SHARE_SEALS
+            assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) == seals
             assert os.fstat(fd).st_size == capacity
             with mmap.mmap(fd, capacity, mmap.MAP_SHARED, mmap.PROT_READ) as mp:
                 assert mp[off : off + n] == content
@@ -470,7 +474,7 @@ def test_received_segment_cannot_be_changed(daemon: DaemonProcess, size: int) ->
         assert bytes(reader.read(held)) == content
         # The daemon still appends to the segment it shared; new content reads back exactly.
         after = os.urandom(30_000)
-        assert bytes(reader.read(reader.alloc_smu("tool_result", after))) == after
+        assert bytes(reader.read(reader.alloc_smu(kind, after))) == after
     finally:
         attacker.close()
         reader.close()

@@ -24,8 +24,11 @@ from typing import Any
 
 from agentmem.bench.fleet import expect_line, private_daemon
 from agentmem.client import connect
+from agentmem.stats import StoreStats
 
 KIB = 1024
+#: smaps_rollup fields compared before and after.
+KEYS = ("Pss", "Pss_Anon", "Pss_Shmem")
 
 
 def rollup(pid: int) -> dict[str, int]:
@@ -124,7 +127,7 @@ def _pss_case(mode: str, n: int, prompt: bytes, prompt_file: str) -> dict[str, A
         before = {pid: rollup(pid) for pid in pids}
         shmem0 = shmem_bytes()
         handles = [b"go"] * n
-        segment_bytes = 0
+        index = {"hot_physical_bytes": 0, "chunks": 0, "metadata_bytes": 0}
         if mode == "agentmem":
             holder = stack.enter_context(connect(path, name="bench-holder"))
             h = holder.alloc_smu("system_prompt", prompt)
@@ -138,12 +141,18 @@ def _pss_case(mode: str, n: int, prompt: bytes, prompt_file: str) -> dict[str, A
         shmem1 = shmem_bytes()
         if mode == "agentmem":
             st = holder.get_stats()
-            segment_bytes = st.hot.physical_bytes  # type: ignore[union-attr]
+            assert isinstance(st, StoreStats)
+            index = {
+                "hot_physical_bytes": st.hot.physical_bytes,
+                "chunks": st.chunks,
+                "metadata_bytes": st.metadata_bytes,
+            }
         for c in children:
             assert c.stdin is not None
             c.stdin.close()
     deltas = [after[c.pid]["Pss"] - before[c.pid]["Pss"] for c in children]
-    daemon_delta = after[daemon_pid]["Pss"] - before[daemon_pid]["Pss"] if daemon_pid else 0
+    daemon = {k: after[daemon_pid][k] - before[daemon_pid][k] for k in KEYS} if daemon_pid else {}
+    daemon_delta = daemon.get("Pss", 0)
     total = sum(deltas) + daemon_delta
     return {
         "processes": n,
@@ -153,13 +162,17 @@ def _pss_case(mode: str, n: int, prompt: bytes, prompt_file: str) -> dict[str, A
         "vs_one_copy": round(total / len(prompt), 3),
         "per_process_pss_bytes_p50": int(statistics.median(deltas)),
         "daemon_pss_delta_bytes": daemon_delta,
+        "daemon_pss_anon_delta_bytes": daemon.get("Pss_Anon", 0),
+        "daemon_pss_shmem_delta_bytes": daemon.get("Pss_Shmem", 0),
         "raw_total_pss_before_bytes": sum(before[p]["Pss"] for p in pids),
         "raw_total_pss_after_bytes": sum(after[p]["Pss"] for p in pids),
         "raw_total_rss_after_bytes": sum(after[p]["Rss"] for p in pids),
         "pss_shmem_delta_bytes": sum(after[p]["Pss_Shmem"] - before[p]["Pss_Shmem"] for p in pids),
         "pss_anon_delta_bytes": sum(after[p]["Pss_Anon"] - before[p]["Pss_Anon"] for p in pids),
         "machine_shmem_delta_bytes": shmem1 - shmem0,
-        "daemon_hot_physical_bytes": segment_bytes,
+        "daemon_hot_physical_bytes": index["hot_physical_bytes"],
+        "daemon_chunks": index["chunks"],
+        "daemon_metadata_bytes_estimate": index["metadata_bytes"],
     }
 
 
@@ -179,7 +192,10 @@ def bench_pss(procs: int, prompt: bytes, source: str) -> dict[str, Any]:
         "bytes object (plain Python, agentmem not imported). total_pss_bytes = sum over the "
         "processes (+ daemon) of PSS after loading minus PSS before (the prompt's cost); "
         "raw_* are the plain sums. machine_shmem_delta_bytes: /proc/meminfo Shmem over the "
-        "same interval (machine-wide, a cross-check for segment pages no process maps).",
+        "same interval (machine-wide, a cross-check for segment pages no process maps). "
+        "daemon_pss_anon_delta_bytes: the daemon's heap growth for the prompt, mostly its "
+        "index of daemon_chunks chunks (daemon_metadata_bytes_estimate: the store's own "
+        "estimate of that index).",
         "prompt_bytes": len(prompt),
         "agentmem": shared,
         "private": private,

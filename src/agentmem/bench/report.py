@@ -121,15 +121,16 @@ def flat_rows(section: dict[str, Any], skip: Sequence[str] = ("notes",)) -> list
         if isinstance(v, dict):
             for kk, vv in v.items():
                 if isinstance(vv, dict):
-                    rows += [[f"{k}.{kk}.{kkk}", _short(vvv)] for kkk, vvv in vv.items()]
+                    rows += [[f"{k}.{kk}.{kkk}", compact(vvv)] for kkk, vvv in vv.items()]
                 else:
-                    rows.append([f"{k}.{kk}", _short(vv)])
+                    rows.append([f"{k}.{kk}", compact(vv)])
         else:
-            rows.append([k, _short(v)])
+            rows.append([k, compact(v)])
     return rows
 
 
-def _short(v: object) -> object:
+def compact(v: object) -> object:
+    """A list as one ``; ``-joined cell; anything else as it is."""
     if isinstance(v, list):
         return "; ".join(cell(x) for x in v) or "-"
     return v

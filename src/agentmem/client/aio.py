@@ -233,6 +233,10 @@ class AsyncClient:
         result, attachments = await self._call_with({"op": m.OP_READ, "handle": handle})
         if "data" in result:
             return [memoryview(result["data"])]
+        if "copy" in result:  # a private copy in a one-off memfd
+            capacity, size = result["copy"]
+            (att,) = attachments
+            return [_map(att, capacity)[:size]]
         for (seg_id, capacity), fd in zip(result["map"], attachments, strict=True):
             self._maps[seg_id] = _map(fd, capacity)
         return [self._maps[s][off : off + n] for s, off, n in result["extents"]]

@@ -195,6 +195,10 @@ class Client:
         result, attachments = self._call_with({"op": m.OP_READ, "handle": handle})
         if "data" in result:
             return [memoryview(result["data"])]
+        if "copy" in result:  # a private copy in a one-off memfd
+            capacity, size = result["copy"]
+            (att,) = attachments
+            return [_map(att, capacity)[:size]]
         for (seg_id, capacity), att in zip(result["map"], attachments, strict=True):
             self._maps[seg_id] = _map(att, capacity)
         maps = self._maps

@@ -32,6 +32,10 @@ class Config:
     dict_size: int = 112 << 10
     #: Raw bytes compressed together in one warm frame (see ``constants.WARM_GROUP_BYTES``).
     warm_group_bytes: int = constants.WARM_GROUP_BYTES
+    #: Private content (not a system prompt or tool definition) larger than this gets a hot
+    #: segment of its own, so it can be mapped by its readers without exposing anything else.
+    #: Equal to the daemon's inline limit: smaller content is always copied, never mapped.
+    exclusive_min_bytes: int = 16 << 10
     #: Largest SMU accepted.
     max_smu_bytes: int = constants.MAX_SMU_BYTES
     #: Hot segment size.

@@ -280,6 +280,8 @@ class Server:
                 return False
             reply = Reply(m.reply_error(ident, AgentmemError("internal error in the daemon")))
         self._send(conn, reply)
+        for seg in reply.transient:
+            seg.close()  # its fd went out (or was dup'ed into the queue)
         return conn.sock.fileno() >= 0
 
     # --- output ----------------------------------------------------------------------------

@@ -44,6 +44,10 @@ from agentmem.store.segments import Segment
 #: inline, so an agent that only chats maps nothing.
 INLINE_MAX: Final = 16 << 10
 
+#: Content that may not be mapped (private chunks sharing segments with others) is copied inline
+#: up to this size, and into a one-off sealed memfd above it (a frame holds at most 16 MiB).
+COPY_INLINE_MAX: Final = 8 << 20
+
 #: Most message bytes one ``messages`` reply carries; the client asks again from ``next``.
 MESSAGES_REPLY_BYTES: Final = 8 << 20
 
@@ -55,10 +59,15 @@ _REQUIRED_SEALS: Final = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL
 
 @dataclasses.dataclass(slots=True)
 class Reply:
-    """What a handler returns: the body and the segments whose fds ride with it."""
+    """What a handler returns: the body and the segments whose fds ride with it.
+
+    ``transient`` segments (a subset of ``segments``) exist for this reply only: the transport
+    closes them once their fds are on their way.
+    """
 
     body: dict[str, object]
     segments: list[Segment] = dataclasses.field(default_factory=list)
+    transient: list[Segment] = dataclasses.field(default_factory=list)
 
 
 class Session:
@@ -332,9 +341,19 @@ def _read(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int
     _no_fds(fds)
     h = _own(session, msg)
     store = _domain(session).store
-    if store.size(h) <= INLINE_MAX:
+    size = store.size(h)
+    if size <= INLINE_MAX:
         return _ok({"data": bytes(store.read(h))})
     extents = store.extents(h)
+    if not _mappable(extents):
+        # A mapping would expose bytes the reader may not read: hand over a copy.
+        if size <= COPY_INLINE_MAX:
+            return _ok({"data": bytes(store.read(h))})
+        copy = Segment(-1, size, pool="private", exclusive=True)
+        for view in store.views(h):
+            copy.append(view)
+        copy.seal()
+        return Reply({"ok": {"copy": [copy.capacity, size]}}, [copy], [copy])
     new: list[Segment] = []
     for seg, _, _ in extents:
         if seg.seg_id not in session.mapped and seg not in new:
@@ -349,6 +368,17 @@ def _read(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int
         },
         new,
     )
+
+
+def _mappable(extents: tuple[tuple[Segment, int, int], ...]) -> bool:
+    """May a reader of these extents map their segments? Yes if every segment is in the shared
+    pool (prompts and tool definitions), or the content is alone in a segment of its own."""
+    if all(seg.pool == "shared" for seg, _, _ in extents):
+        return True
+    if len(extents) != 1:
+        return False
+    seg, off, n = extents[0]
+    return seg.exclusive and off == 0 and n == seg.used
 
 
 def _release(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:

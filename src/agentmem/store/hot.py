@@ -3,6 +3,16 @@
 Placement keeps the new chunks of one allocation contiguous (one segment, in order), so a
 prompt that many agents allocate identically is one extent and reads as a single view.
 Content larger than a quarter of a segment gets a dedicated segment sized to fit.
+
+Segments come in two pools, because a mapping exposes every byte of its segment, not just the
+extent asked for (isolation between agents of one domain):
+
+* ``shared``: system prompts and tool definitions, the content agents exist to share. Mapping
+  one of these segments can show a reader other agents' prompts of the domain, as a shared
+  library's pages do; it never shows a conversation or a tool result.
+* ``private``: everything else. Large private content (``exclusive=True``) gets a segment of its
+  own, holding nothing but it, so whoever may read it may map it; other private chunks share
+  segments that are never handed out (the daemon copies from them).
 """
 
 from __future__ import annotations
@@ -17,6 +27,16 @@ from agentmem.store.segments import PAGE, Segment
 
 Buffer = bytes | bytearray | memoryview
 
+SHARED = "shared"
+PRIVATE = "private"
+#: Types whose segments may be mapped by any agent of the domain that reads one of them.
+SHARED_TYPES = frozenset({SMUType.SYSTEM_PROMPT, SMUType.TOOL_DEF})
+
+
+def pool_of(smu_type: SMUType) -> str:
+    """The segment pool content of ``smu_type`` is placed in."""
+    return SHARED if smu_type in SHARED_TYPES else PRIVATE
+
 
 class HotTier:
     """Owns the segments of one domain. Not thread-safe."""
@@ -27,21 +47,20 @@ class HotTier:
         self.segment_bytes = segment_bytes
         self.segments: dict[int, Segment] = {}
         self._ids = itertools.count(1)
-        self._open: Segment | None = None
+        self._open: dict[str, Segment | None] = {SHARED: None, PRIVATE: None}
         self._chunks = 0
         self._raw = 0
         self.retired_segments = 0
         #: Called with each segment retired (the daemon tells clients that mapped it).
         self.on_retire: list[Callable[[Segment], None]] = []
 
-    @property
-    def open_segment(self) -> Segment | None:
-        """The segment small allocations are appended to."""
-        return self._open
+    def is_open(self, seg: Segment) -> bool:
+        """True for a segment small allocations are still appended to."""
+        return self._open[seg.pool] is seg
 
     def retire_if_empty(self, seg: Segment) -> None:
-        """Retire ``seg`` if no live chunk is left in it (and it is not the open one)."""
-        if seg.live_bytes == 0 and seg is not self._open and seg.seg_id in self.segments:
+        """Retire ``seg`` if no live chunk is left in it (and it is not an open one)."""
+        if seg.live_bytes == 0 and not self.is_open(seg) and seg.seg_id in self.segments:
             self._retire(seg)
 
     @property
@@ -49,46 +68,58 @@ class HotTier:
         """Plain bytes of the chunks held."""
         return self._raw
 
-    def _segment_for(self, nbytes: int) -> Segment:
-        seg = self._open
-        if seg is not None and seg.free >= nbytes:
-            return seg
-        if nbytes > self.segment_bytes // 4:
+    def _segment_for(self, nbytes: int, pool: str, exclusive: bool = False) -> Segment:
+        if exclusive or nbytes > self.segment_bytes // 4:
             # Dedicated: sized to fit exactly (page-rounded) so large content is contiguous
             # without abandoning the open segment's free space.
-            seg = Segment(next(self._ids), nbytes)
+            seg = Segment(next(self._ids), nbytes, pool=pool, exclusive=exclusive)
             self.segments[seg.seg_id] = seg
             return seg
-        seg = Segment(next(self._ids), self.segment_bytes)
+        current = self._open[pool]
+        if current is not None and current.free >= nbytes:
+            return current
+        seg = Segment(next(self._ids), self.segment_bytes, pool=pool)
         self.segments[seg.seg_id] = seg
-        old = self._open
-        self._open = seg
+        old = self._open[pool]
+        self._open[pool] = seg
         if old is not None and old.live_bytes == 0:
             self._retire(old)
         return seg
 
     def put(
-        self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType
+        self,
+        entries: Sequence[ChunkEntry],
+        payloads: Sequence[Buffer],
+        smu_type: SMUType,
+        *,
+        exclusive: bool = False,
     ) -> None:
-        """Place ``payloads`` (plain bytes of ``entries``, in order) contiguously; set locations."""
-        del smu_type  # hot placement does not depend on the type
+        """Place ``payloads`` (plain bytes of ``entries``, in order) contiguously; set locations.
+
+        ``exclusive``: in a segment of their own (sealed once filled), which can then be handed
+        to anyone who may read exactly these bytes.
+        """
         total = 0
         for p in payloads:
             total += len(p)
-        seg = self._segment_for(total)
+        pool = pool_of(smu_type)
+        seg = self._segment_for(total, pool, exclusive and pool == PRIVATE)
         for entry, payload in zip(entries, payloads, strict=True):
             off = seg.append(payload)
             entry.loc = seg
             entry.offset = off
         self._chunks += len(entries)
         self._raw += total
+        if seg.exclusive:
+            seg.seal()  # filled in one go: no writable mapping needs to stay
 
-    def put_one(self, entry: ChunkEntry, payload: Buffer) -> None:
+    def put_one(self, entry: ChunkEntry, payload: Buffer, smu_type: SMUType) -> None:
         """:meth:`put` for a single chunk: the 1 KiB-message path, kept short on purpose."""
-        seg = self._open
+        pool = pool_of(smu_type)
+        seg = self._open[pool]
         off = -1 if seg is None else seg.append(payload)
         if seg is None or off < 0:
-            seg = self._segment_for(len(payload))
+            seg = self._segment_for(len(payload), pool)
             off = seg.append(payload)
         entry.loc = seg
         entry.offset = off
@@ -112,7 +143,7 @@ class HotTier:
         seg.live_bytes -= size
         self._chunks -= 1
         self._raw -= size
-        if seg.live_bytes == 0 and seg is not self._open:
+        if seg.live_bytes == 0 and not self.is_open(seg):
             self._retire(seg)
 
     def _retire(self, seg: Segment) -> None:
@@ -142,4 +173,4 @@ class HotTier:
         for seg in self.segments.values():
             seg.close()
         self.segments.clear()
-        self._open = None
+        self._open = {SHARED: None, PRIVATE: None}

@@ -56,18 +56,26 @@ class Segment:
         "_rview",
         "_wmap",
         "capacity",
+        "exclusive",
         "fd",
         "live_bytes",
+        "pool",
         "seg_id",
         "shared",
         "used",
     )
 
-    def __init__(self, seg_id: int, capacity: int) -> None:
+    def __init__(
+        self, seg_id: int, capacity: int, *, pool: str = "private", exclusive: bool = False
+    ) -> None:
         if capacity <= 0:
             raise ValueError("segment capacity must be > 0")
         capacity = -(-capacity // PAGE) * PAGE
         self.seg_id = seg_id
+        #: ``shared`` or ``private`` (see ``store.hot``).
+        self.pool = pool
+        #: Holds the content of one allocation and nothing else.
+        self.exclusive = exclusive
         self.capacity = capacity
         self.used = 0
         #: Bytes of chunks still referenced; the segment can be retired when it reaches 0.

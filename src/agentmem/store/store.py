@@ -333,20 +333,21 @@ class Store:
         sparse = {
             id(seg)
             for seg in hot
-            if seg is not hot.open_segment
-            and seg.used
-            and seg.live_bytes <= max_live_ratio * seg.used
+            if not hot.is_open(seg) and seg.used and seg.live_bytes <= max_live_ratio * seg.used
         }
         if not sparse:
             return 0
         movers = [e for e in self.chunks.values() if id(e.loc) in sparse]
         movers.sort(key=lambda e: (id(e.loc), e.offset))
         reclaimed = sum(seg.used for seg in hot if id(seg) in sparse)
-        olds = [e.loc for e in movers]
-        payloads = [hot.load(e) for e in movers]
-        hot.put(movers, payloads, SMUType.BLOB)
-        for e, old in zip(movers, olds, strict=True):
-            hot.forget(old, e.size)  # type: ignore[arg-type]
+        for pool, kind in (("shared", SMUType.SYSTEM_PROMPT), ("private", SMUType.BLOB)):
+            group = [e for e in movers if e.loc.pool == pool]  # type: ignore[union-attr]
+            if not group:
+                continue
+            olds = [e.loc for e in group]
+            hot.put(group, [hot.load(e) for e in group], kind)
+            for e, old in zip(group, olds, strict=True):
+                hot.forget(old, e.size)  # type: ignore[arg-type]
         for seg in [seg for seg in hot if id(seg) in sparse]:
             hot.retire_if_empty(seg)  # a segment with no live chunk left (all holes)
         self.epoch += 1
@@ -479,7 +480,7 @@ class Store:
         return h
 
     def ingest_chunks(
-        self, buf: Buffer, smu_type: SMUType, whole_id: ChunkId
+        self, buf: Buffer, smu_type: SMUType, whole_id: ChunkId, *, exclusive: bool = False
     ) -> tuple[ChunkEntry, ...]:
         """Chunk, hash and place new chunks of ``buf`` (hot); return its entries, each ref'd
         once per occurrence. New chunks of one call are placed contiguously, in order.
@@ -494,7 +495,7 @@ class Store:
             if entry is None:
                 self._check_domain_quota(size)
                 entry = ChunkEntry(whole_id, self._sizes.setdefault(size, size), None, 0)  # type: ignore[arg-type]
-                self.hot.put_one(entry, buf)
+                self.hot.put_one(entry, buf, smu_type)
                 chunks[whole_id] = entry
             entry.refs += 1
             return (entry,)
@@ -519,14 +520,17 @@ class Store:
             entries.append(entry)
         if missing:
             self._check_domain_quota(sum(e.size for e in missing))
-            self.hot.put(missing, pieces, smu_type)
+            self.hot.put(missing, pieces, smu_type, exclusive=exclusive)
             chunks.update(pending)
         for entry in entries:
             entry.refs += 1
         return tuple(entries)
 
     def _ingest_smu(self, cid: ChunkId, smu_type: SMUType, buf: Buffer) -> SMU:
-        smu = SMU(cid, smu_type, len(buf), self.ingest_chunks(buf, smu_type, cid))
+        exclusive = len(buf) > self.config.exclusive_min_bytes
+        smu = SMU(
+            cid, smu_type, len(buf), self.ingest_chunks(buf, smu_type, cid, exclusive=exclusive)
+        )
         # Same bytes under another type: a separate SMU (types drive dictionaries and policy);
         # the chunks are shared all the same. The index keeps the first.
         self.smus.setdefault(cid, smu)
@@ -573,7 +577,8 @@ class Store:
             return
         payloads = [self.warm.load(e) for e in cold]
         groups = [e.loc for e in cold]
-        self.hot.put(cold, payloads, smu_type)
+        exclusive = sum(e.size for e in cold) > self.config.exclusive_min_bytes
+        self.hot.put(cold, payloads, smu_type, exclusive=exclusive)
         for e, g in zip(cold, groups, strict=True):
             self.warm.forget(g, e.size)  # type: ignore[arg-type]
         self.epoch += 1
