@@ -11,8 +11,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# A swarm of 20 agents (corpus profile; generated data unless AGENTMEM_CORPUS names a corpus) as
+# plain processes, with KSM and with agentmem: its memory table. About a minute on 2 cores.
 demo: $(BIN)/.installed
-	$(BIN)/agentmem bench store
+	$(BIN)/agentmem swarm --agents 20
 
 test: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" scripts/check

@@ -43,7 +43,7 @@ from agentmem.states import AgentState, SMUType, Tier
 if TYPE_CHECKING:
     from agentmem.client.conversation import Conversation
     from agentmem.config import Config
-    from agentmem.stats import AgentStats, StoreStats, TierStats, TypeStats
+    from agentmem.stats import AgentStats, DaemonStats, StoreStats, TierStats, TypeStats
     from agentmem.store import Agent, CheckReport, Store
 
 # The store (zstandard, blake3, the chunker) is imported on first use of these names only:
@@ -54,6 +54,7 @@ _LAZY = {
     "Store": "agentmem.store",
     "Config": "agentmem.config.settings",
     "AgentStats": "agentmem.stats",
+    "DaemonStats": "agentmem.stats",
     "StoreStats": "agentmem.stats",
     "TierStats": "agentmem.stats",
     "TypeStats": "agentmem.stats",
@@ -83,18 +84,35 @@ def connect(
     importance: int = 0,
     state: AgentState | str = AgentState.ACTIVE,
     autostart: bool | None = None,
+    profile_allocs: bool | int | None = None,
 ) -> Client:
     """Connect an agent to agentmem and return its :class:`Client`.
 
     By default to the daemon on the default socket, starting one on first use; with
     ``socket_path``, to that daemon only; with ``inprocess=True``, to a store in this process
-    shared by every in-process client (no daemon, no socket).
+    shared by every in-process client (no daemon, no socket). ``profile_allocs`` samples the
+    caller's stack at ``alloc_smu`` for ``agentmem flamegraph`` (True: every call; N: one in
+    N; None: as ``AGENTMEM_PROFILE_ALLOCS`` says).
     """
     if inprocess:
+        from agentmem.client.client import _profile_every
         from agentmem.daemon.inprocess import InProcessTransport
 
-        return Client(InProcessTransport(), name=name, importance=importance, state=state)
-    return _connect(socket_path, name=name, importance=importance, state=state, autostart=autostart)
+        return Client(
+            InProcessTransport(),
+            name=name,
+            importance=importance,
+            state=state,
+            profile_allocs=_profile_every(profile_allocs),
+        )
+    return _connect(
+        socket_path,
+        name=name,
+        importance=importance,
+        state=state,
+        autostart=autostart,
+        profile_allocs=profile_allocs,
+    )
 
 
 __all__ = [
@@ -110,6 +128,7 @@ __all__ = [
     "Conversation",
     "CorruptFrame",
     "DaemonRunning",
+    "DaemonStats",
     "DaemonUnavailable",
     "Handle",
     "InvalidArgument",

@@ -46,6 +46,8 @@ CDC_NORMALIZATION: Final = 1
 MAX_SMU_BYTES = 1 << 30
 #: Longest agent name (bytes of UTF-8).
 MAX_AGENT_NAME = 256
+#: Most names a domain may publish (each holds its content alive).
+MAX_PUBLISHED_NAMES = 4096
 #: Largest single conversation message.
 MAX_MESSAGE_BYTES = 64 << 20
 

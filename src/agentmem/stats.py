@@ -57,12 +57,15 @@ class AgentStats:
     """Live handles held."""
     logical_bytes: int
     """Bytes of content held through handles: what the agent would hold on its own."""
-    unique_bytes: int
-    """Plain bytes of chunks no other agent references."""
-    shared_bytes: int
-    """Plain bytes of chunks that at least one other agent references too."""
-    compressed_bytes: int
-    """Plain bytes of this agent's chunks that currently live compressed (warm)."""
+    unique_bytes: int | None
+    """Plain bytes of chunks no other agent references. None when not computed: finding who
+    shares what walks every chunk reference, which the daemon's once-a-second statistics
+    (``agent_stats`` file, metrics) skip when it is costly (see ``daemon/observe.py``)."""
+    shared_bytes: int | None
+    """Plain bytes of chunks that at least one other agent references too (None: as above)."""
+    compressed_bytes: int | None
+    """Plain bytes of this agent's chunks that currently live compressed (warm) (None: as
+    above)."""
     by_type: dict[str, int]
     """Logical bytes per SMU type."""
 
@@ -96,7 +99,8 @@ class StoreStats:
     dictionary_bytes: int
     """Bytes of those dictionaries plus pending training samples."""
     metadata_bytes: int
-    """Estimated bytes of index records (chunks, SMUs, messages, refs) and their dict slots."""
+    """Estimated bytes of index records (chunks, SMUs, messages, refs) and their dict slots.
+    Cheap statistics (``cheap=True``) count the records only, not their chunk pointers."""
     hot: TierStats
     """Hot tier."""
     warm: TierStats
@@ -105,29 +109,91 @@ class StoreStats:
     """Totals per SMU type."""
     per_agent: tuple[AgentStats, ...]
     """One entry per registered agent, by name."""
+    daemon: DaemonStats | None = None
+    """The daemon serving this domain, when asked for (``get_stats`` with ``daemon: true``);
+    None from a store used in-process as a library."""
 
 
-def to_wire(stats: StoreStats | AgentStats) -> dict[str, object]:
-    """A plain map (nested maps and lists) for the wire."""
-    return dataclasses.asdict(stats)
+@dataclasses.dataclass(frozen=True, slots=True)
+class DaemonStats:
+    """The daemon process, as it measures itself, and its view of one domain's sessions."""
+
+    pid: int
+    """The daemon's process id."""
+    pss_bytes: int
+    """The daemon's proportional set size (``Pss`` of ``/proc/self/smaps_rollup``): its heap,
+    the index, and its share of every segment page it maps. 0 if unreadable."""
+    uptime_seconds: float
+    """Seconds since the daemon started serving."""
+    requests: int
+    """Requests served since start (all domains), errors included."""
+    errors: int
+    """Requests answered with an error since start (all domains)."""
+    connections: int
+    """Open connections (all domains), observers included."""
+    observers: int
+    """Open observer sessions of this domain (``stats``, ``top``): connected, not agents."""
+    domains: int
+    """Domains (uids) served."""
+    segments: int
+    """Live hot segments (all domains)."""
+    segment_bytes: int
+    """Pages touched in those segments: memory the memfds hold, each page counted once. The
+    daemon maps every live segment, so these pages are in ``pss_bytes`` (shared with the
+    agents that map them too): no live segment is memory that no process maps."""
+    daemon_only_segment_bytes: int
+    """Of ``segment_bytes``, the pages of segments no client maps: charged to the daemon's PSS
+    alone (private content it copies out, segments not read through a mapping yet)."""
+    agents_by_state: dict[str, int]
+    """This domain's agents per state (``active``, ``paused``, ``idle``; each present)."""
+
+
+def to_wire(stats: StoreStats | AgentStats | DaemonStats) -> dict[str, object]:
+    """A plain map (nested maps and lists) for the wire.
+
+    A :class:`StoreStats` without a daemon section has no ``daemon`` key at all, so a peer
+    that predates the section reads the map as before.
+    """
+    data = dataclasses.asdict(stats)
+    if isinstance(stats, StoreStats) and stats.daemon is None:
+        del data["daemon"]
+    return data
+
+
+def _known(cls: type, data: object) -> dict[str, object]:
+    """The keys of ``data`` that ``cls`` has fields for: a newer peer's extra keys are skipped
+    (new fields are additions); a missing field still raises ``TypeError``."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} must be a map, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def agent_stats_from_wire(data: dict[str, object]) -> AgentStats:
     """Rebuild :class:`AgentStats` from :func:`to_wire`'s map; ``TypeError`` if it does not fit."""
-    return AgentStats(**data)  # type: ignore[arg-type]
+    return AgentStats(**_known(AgentStats, data))  # type: ignore[arg-type]
+
+
+def daemon_stats_from_wire(data: dict[str, object]) -> DaemonStats:
+    """Rebuild :class:`DaemonStats` from :func:`to_wire`'s map; ``TypeError`` if it does not fit."""
+    return DaemonStats(**_known(DaemonStats, data))  # type: ignore[arg-type]
 
 
 def store_stats_from_wire(data: dict[str, object]) -> StoreStats:
-    """Rebuild :class:`StoreStats` from :func:`to_wire`'s map; ``TypeError`` if it does not fit."""
-    fields = dict(data)
-    fields["hot"] = TierStats(**fields["hot"])  # type: ignore[arg-type]
-    fields["warm"] = TierStats(**fields["warm"])  # type: ignore[arg-type]
+    """Rebuild :class:`StoreStats` (with its daemon section, if the map has one) from
+    :func:`to_wire`'s map; ``TypeError`` if it does not fit."""
+    fields = _known(StoreStats, data)
+    fields["hot"] = TierStats(**_known(TierStats, fields["hot"]))  # type: ignore[arg-type]
+    fields["warm"] = TierStats(**_known(TierStats, fields["warm"]))  # type: ignore[arg-type]
     fields["by_type"] = {
-        k: TypeStats(**v)
+        k: TypeStats(**_known(TypeStats, v))  # type: ignore[arg-type]
         for k, v in fields["by_type"].items()  # type: ignore[attr-defined]
     }
     fields["per_agent"] = tuple(
         agent_stats_from_wire(a)
         for a in fields["per_agent"]  # type: ignore[attr-defined]
     )
+    daemon = fields.get("daemon")
+    if daemon is not None:
+        fields["daemon"] = daemon_stats_from_wire(daemon)  # type: ignore[arg-type]
     return StoreStats(**fields)  # type: ignore[arg-type]

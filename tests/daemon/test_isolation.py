@@ -281,6 +281,11 @@ ALLOWED_FIELDS = frozenset(
         "importance",
         "start",
         "stop",
+        "stack",  # alloc_smu: the caller's collapsed Python stack (allocation profile)
+        "sample",
+        "daemon",  # get_stats: add the daemon section
+        "recent",  # get_stats: the last tick's statistics
+        "reset",  # alloc_profile
     }
 )
 HASH_FIELDS = ("hash", "id_hash", "digest", "chunk", "chunk_id", "cid", "content_id", "smu", "key")
@@ -348,6 +353,11 @@ def test_no_operation_reads_a_field_that_could_name_content() -> None:
                 importance=1,
                 start=0,
                 stop=1,
+                stack="probe.py:main",
+                sample=1,
+                daemon=True,
+                recent=True,
+                reset=True,
                 **dict.fromkeys(HASH_FIELDS, cid),
             )
             fd_variants: list[tuple[int, ...]] = [()]

@@ -175,6 +175,7 @@ def test_planned_operations():
         "append",
         "fork",
         "messages",
+        "alloc_profile",
     } == OPS
 
 

@@ -366,3 +366,31 @@ def test_compaction_reclaims_sparse_segments_and_keeps_views(store: Store) -> No
         assert bytes(store.read(handles[i])) == items[i]
     assert bytes(held) == items[1]  # a view taken before compaction still reads its bytes
     assert store.check().ok
+
+
+def test_published_content_is_opened_by_name_and_outlives_its_allocator(store: Store) -> None:
+    orchestrator = store.register_agent("orchestrator")
+    prompt = text(9, 60_000)
+    h = store.alloc_smu(SMUType.SYSTEM_PROMPT, prompt, orchestrator)
+    store.publish(h, "coder/system-prompt")
+    store.publish(h, "coder/system-prompt")  # idempotent for the same content
+    store.release(h)
+    worker = store.register_agent("worker-1")
+    opened = store.open("coder/system-prompt", worker)
+    assert bytes(store.read(opened)) == prompt
+    other = store.alloc_smu(SMUType.SYSTEM_PROMPT, b"other", orchestrator)
+    with pytest.raises(InvalidArgument, match="published already"):
+        store.publish(other, "coder/system-prompt")
+    conv = store.alloc_smu(SMUType.CONVERSATION, [], worker)
+    with pytest.raises(WrongType):
+        store.publish(conv, "a conversation")
+    with pytest.raises(UnknownHandle):
+        store.open("never/published", worker)
+    assert store.check().ok
+    store.unpublish("coder/system-prompt")
+    with pytest.raises(UnknownHandle):
+        store.open("coder/system-prompt", worker)
+    assert bytes(store.read(opened)) == prompt  # opened handles live on
+    store.release(opened)
+    assert stats(store).unique_bytes == 5  # only "other" is left
+    assert store.check().ok

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from agentmem.bench import pss
 from agentmem.bench import report as rp
-from agentmem.bench.fleet import fork
+from agentmem.bench.fleet import fork, pinned
 from agentmem.protocol import fdpass, framing
 
 #: Bytes of one round trip's message: the size of a small request frame.
@@ -155,37 +155,49 @@ def available(kind: str) -> bool:
     return kind != "uvloop_protocol" or importlib.util.find_spec("uvloop") is not None
 
 
-def bench_echo(calls: int, warmup: int, repeats: int) -> dict[str, Any]:
-    """Round trips of ECHO_BYTES through each kind of echo server (a child process each); the
-    kinds take turns within each run, so a change in the machine's load hits them alike."""
+def bench_echo(
+    calls: int, warmup: int, repeats: int, places: dict[str, tuple[int, int]]
+) -> dict[str, Any]:
+    """Round trips of ECHO_BYTES through each kind of echo server (a child process each), once
+    per placement (:func:`~agentmem.bench.fleet.placements`); within each run the kinds and
+    placements take turns, so a change in the machine's load hits them alike."""
     out: dict[str, Any] = {
         "notes": f"Round trip of a {ECHO_BYTES}-byte message from a blocking client to a child "
         "process that echoes it. epoll: selectors loop with recv/send (the daemon's loop); "
         "agentmem_framing: the same loop decoding each frame with fdpass.recv_frames and "
         "re-encoding it, the client using the daemon client's UnixSocketTransport (the floor "
         "of any daemon operation); asyncio_*: the standard event loop; uvloop_protocol: "
-        "uvloop with a Protocol. Within each run the kinds take turns. p50/p99/mean in us; "
-        "median over runs. server_cpu_us / client_cpu_us: CPU per round trip of each side "
-        "(/proc utime+stime of the server, process_time of the client; warm-up included).",
+        "uvloop with a Protocol. Each kind is measured with client and server pinned to one "
+        "CPU (same_cpu) and to two (cross_cpu); within each run kinds and placements take "
+        "turns. p50/p99/mean in us; median over runs. server_cpu_us / client_cpu_us: CPU per "
+        "round trip of each side (/proc utime+stime of the server, process_time of the "
+        "client; warm-up included).",
         "bytes": ECHO_BYTES,
+        "placements": places,
     }
     kinds = [k for k in KINDS if available(k)]
-    runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
-    cpu = {k: [0.0, 0.0] for k in kinds}
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     with contextlib.ExitStack() as stack:
         servers = {k: stack.enter_context(echo_server(k)) for k in kinds}
         for _ in range(repeats):
-            for kind, (call, pid) in servers.items():
-                s0, c0 = pss.cpu_seconds(pid), time.process_time()
-                runs[kind].append(rp.latency_us(rp.timed(call, calls, warmup)))
-                cpu[kind][0] += pss.cpu_seconds(pid) - s0
-                cpu[kind][1] += time.process_time() - c0
+            for place, (client_cpu, server_cpu) in places.items():
+                for kind, (call, pid) in servers.items():
+                    with pinned(client_cpu, server_cpu, [pid]):
+                        s0, c0 = pss.cpu_seconds(pid), time.process_time()
+                        fig = rp.latency_us(rp.timed(call, calls, warmup))
+                        s1, c1 = pss.cpu_seconds(pid), time.process_time()
+                    runs.setdefault((kind, place), []).append(fig)
+                    used = cpu.setdefault((kind, place), [0.0, 0.0])
+                    used[0] += s1 - s0
+                    used[1] += c1 - c0
     every = (calls + warmup) * repeats
     for kind in KINDS:
-        if kind not in runs:
-            out[kind] = None
-            continue
-        out[kind] = fig = rp.median_of_runs(runs[kind])
-        fig["server_cpu_us"] = round(cpu[kind][0] * 1e6 / every, 1)
-        fig["client_cpu_us"] = round(cpu[kind][1] * 1e6 / every, 1)
+        out[kind] = None  # not available here
+        if kind in kinds:
+            out[kind] = figs = {}
+            for place in places:
+                figs[place] = fig = rp.median_of_runs(runs[kind, place])
+                fig["server_cpu_us"] = round(cpu[kind, place][0] * 1e6 / every, 1)
+                fig["client_cpu_us"] = round(cpu[kind, place][1] * 1e6 / every, 1)
     return out

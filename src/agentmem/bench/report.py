@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +27,11 @@ class Target(NamedTuple):
     target: float
     what: str
     """What the figure is, for the table."""
+
+
+def progress(bench: str, msg: str) -> None:
+    """One line of progress on stderr (the tables go to stdout)."""
+    print(f"[bench {bench}] {msg}", file=sys.stderr, flush=True)
 
 
 def lookup(results: dict[str, Any], key: str) -> Any:

@@ -35,12 +35,75 @@ def _daemon(args: argparse.Namespace) -> int:
     from agentmem.config import default_socket_path
     from agentmem.daemon.run import run_daemon
 
+    metrics = None
+    if args.metrics is not None:
+        from agentmem.daemon.metrics import parse_address
+
+        try:
+            metrics = parse_address(args.metrics, public=args.metrics_public)
+        except ValueError as exc:
+            print(f"agentmem daemon: --metrics: {exc}", file=sys.stderr)
+            return 2
     return run_daemon(
         args.socket or default_socket_path(),
         detach=args.detach,
         if_absent=args.if_absent,
         allowed_uids=args.allow_uid,
+        stats_file=not args.no_stats_file,
+        metrics=metrics,
     )
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from agentmem.cli import stats
+
+    return stats.run(args.socket, as_json=args.json, agent=args.agent, sort=args.sort)
+
+
+def _top(args: argparse.Namespace) -> int:
+    from agentmem.cli import top
+
+    return top.run(args.socket)
+
+
+def _flamegraph(args: argparse.Namespace) -> int:
+    from agentmem.cli import flamegraph
+
+    return flamegraph.run(
+        args.socket,
+        svg_path=args.output,
+        collapsed_path=args.collapsed,
+        reset=args.reset,
+    )
+
+
+def _add_observe_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``stats``, ``top`` and ``flamegraph``: they read the daemon's statistics replies."""
+    from agentmem.statstext import SORT_KEYS
+
+    sock_help = "the daemon's socket (default: $AGENTMEM_SOCKET or the runtime directory's)"
+    st = sub.add_parser("stats", help="memory per tier and per agent, as the daemon reports it")
+    st.add_argument("--socket", help=sock_help)
+    st.add_argument("--json", action="store_true", help="the statistics reply as JSON")
+    st.add_argument("--agent", metavar="NAME", help="one agent only")
+    st.add_argument("--sort", choices=SORT_KEYS, default="logical", help="order of the agents")
+    st.set_defaults(func=_stats)
+
+    top = sub.add_parser("top", help="live view of memory per agent (s: sort, f: filter, q: quit)")
+    top.add_argument("--socket", help=sock_help)
+    top.set_defaults(func=_top)
+
+    fg = sub.add_parser(
+        "flamegraph",
+        help="bytes allocated by Python stack (agents run with AGENTMEM_PROFILE_ALLOCS)",
+    )
+    fg.add_argument("--socket", help=sock_help)
+    fg.add_argument("-o", "--output", required=True, metavar="FILE.svg", help="write the SVG here")
+    fg.add_argument(
+        "--collapsed", metavar="FILE.txt", help="also write collapsed stacks (speedscope format)"
+    )
+    fg.add_argument("--reset", action="store_true", help="start a new profile after this one")
+    fg.set_defaults(func=_flamegraph)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="UID",
         help="also serve this uid, in a domain of its own (repeatable)",
     )
+    daemon.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics here (off by default; a loopback address)",
+    )
+    daemon.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="allow a --metrics address that is not loopback",
+    )
+    daemon.add_argument(
+        "--no-stats-file",
+        action="store_true",
+        help="do not keep the agent_stats file next to the socket",
+    )
     daemon.set_defaults(func=_daemon)
+    _add_observe_commands(sub)
 
     bench = sub.add_parser("bench", help="run a benchmark and print its table")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -93,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="take the prompt text from this corpus (default: $AGENTMEM_CORPUS, else generated)",
     )
     bd.set_defaults(func=_bench_daemon)
+
+    from agentmem.cli import swarm
+
+    swarm.add_parser(sub)
     return parser
 
 

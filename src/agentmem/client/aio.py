@@ -16,7 +16,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from agentmem import stats as wire_stats
-from agentmem.client.client import MEMFD_MIN, _default_name, _map, _message_list, _sealed_memfd
+from agentmem.client.client import (
+    MEMFD_MIN,
+    _default_name,
+    _map,
+    _message_list,
+    _profile_every,
+    _sealed_memfd,
+)
+from agentmem.client.profile import Sampler
 from agentmem.config import default_socket_path
 from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
 from agentmem.ids import Handle
@@ -146,10 +154,14 @@ class AsyncTransport(Protocol):
 
 
 class AsyncClient:
-    """One agent's asyncio connection. ``async with`` it, or ``await close()``."""
+    """One agent's asyncio connection. ``async with`` it, or ``await close()``.
 
-    def __init__(self, transport: AsyncTransport) -> None:
+    ``profile_allocs=N`` attaches the caller's stack to one ``alloc_smu`` in N (0: never).
+    """
+
+    def __init__(self, transport: AsyncTransport, *, profile_allocs: int = 0) -> None:
         self._transport: AsyncTransport | None = transport
+        self._sampler = Sampler(profile_allocs) if profile_allocs else None
         self._ids = itertools.count(1)
         self._maps: dict[int, memoryview] = {}
         self.name = ""
@@ -195,20 +207,26 @@ class AsyncClient:
     async def alloc_smu(self, smu_type: SMUType | str, data: object) -> Handle:
         """See :meth:`Client.alloc_smu`."""
         t = SMUType.parse(smu_type)
+        msg: dict[str, object] = {"op": m.OP_ALLOC_SMU, "type": t.label}
+        sampler = self._sampler
+        if sampler is not None:
+            stack = sampler.stack()
+            if stack is not None:
+                msg["stack"], msg["sample"] = stack, sampler.every
         if t is SMUType.CONVERSATION:
-            return Handle(
-                await self._op(m.OP_ALLOC_SMU, type=t.label, messages=_message_list(data))
-            )
+            msg["messages"] = _message_list(data)
+            return Handle(await self._call(msg))
         if isinstance(data, str):
             data = data.encode()
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidArgument(f"data must be bytes or str, not {type(data).__name__}")
         view = memoryview(data)
         if view.nbytes < MEMFD_MIN:
-            return Handle(await self._op(m.OP_ALLOC_SMU, type=t.label, data=view.tobytes()))
+            msg["data"] = view.tobytes()
+            return Handle(await self._call(msg))
         fd = _sealed_memfd(view)
         try:
-            msg = {"op": m.OP_ALLOC_SMU, "type": t.label, "size": view.nbytes}
+            msg["size"] = view.nbytes
             return Handle(await self._call(msg, [fd]))
         finally:
             os.close(fd)
@@ -219,8 +237,16 @@ class AsyncClient:
     async def mark_hot(self, handle: Handle, hot: bool = True) -> None:
         await self._op(m.OP_MARK_HOT, handle=handle, hot=bool(hot))
 
-    async def get_stats(self, agent: str | None = None) -> StoreStats | AgentStats:
-        data = await self._op(m.OP_GET_STATS, agent=agent)
+    async def get_stats(
+        self, agent: str | None = None, *, daemon: bool = False, recent: bool = False
+    ) -> StoreStats | AgentStats:
+        """See :meth:`Client.get_stats`."""
+        args: dict[str, object] = {"agent": agent}
+        if daemon:
+            args["daemon"] = True
+        if recent:
+            args["recent"] = True
+        data = await self._op(m.OP_GET_STATS, **args)
         if agent is None:
             return wire_stats.store_stats_from_wire(data)
         return wire_stats.agent_stats_from_wire(data)
@@ -296,8 +322,11 @@ async def connect(
     importance: int = 0,
     state: AgentState | str = AgentState.ACTIVE,
     autostart: bool | None = None,
+    profile_allocs: bool | int | None = None,
 ) -> AsyncClient:
-    """Connect an asyncio agent to the daemon (starting one on first use, as the sync client)."""
+    """Connect an asyncio agent to the daemon (starting one on first use, as the sync client).
+    ``profile_allocs`` as in :func:`agentmem.client.connect`."""
+    every = _profile_every(profile_allocs)
     path = socket_path or default_socket_path()
     if autostart is None:
         autostart = socket_path is None
@@ -310,7 +339,7 @@ async def connect(
 
         await asyncio.get_running_loop().run_in_executor(None, start_daemon, path)
         transport = await AsyncUnixTransport.open(path)
-    client = AsyncClient(transport)
+    client = AsyncClient(transport, profile_allocs=every)
     try:
         await client.hello(name, importance, state)
     except BaseException:

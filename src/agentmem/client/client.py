@@ -30,6 +30,7 @@ from agentmem.states import AgentState, SMUType
 
 if TYPE_CHECKING:
     from agentmem.client.conversation import Conversation
+    from agentmem.client.profile import Sampler
     from agentmem.stats import AgentStats, StoreStats
 
 #: Content above this many bytes is handed to the daemon in a sealed memfd instead of inline:
@@ -56,6 +57,10 @@ class Client:
     if the client was given a ``reconnect`` factory (``connect()`` gives one), the next call
     opens a new connection under the same name first. Handles from before are gone then (refs
     die with their connection) and raise ``UnknownHandle``.
+
+    ``observer=True`` connects without registering an agent (``agentmem stats`` and ``top``
+    do): the client may then only read statistics. ``profile_allocs=N`` attaches the caller's
+    stack to one ``alloc_smu`` in N (:mod:`agentmem.client.profile`; 0: never).
     """
 
     def __init__(
@@ -66,6 +71,8 @@ class Client:
         importance: int = 0,
         state: AgentState | str = AgentState.ACTIVE,
         reconnect: Callable[[], Transport] | None = None,
+        observer: bool = False,
+        profile_allocs: int = 0,
     ) -> None:
         self._transport: Transport | None = transport
         self._reconnect = reconnect
@@ -75,13 +82,20 @@ class Client:
         self._importance = importance
         self._state = AgentState.parse(state)
         self.name: str = name or _default_name()
+        self.observer = observer
+        self._sampler: Sampler | None = None
+        if profile_allocs:
+            from agentmem.client.profile import Sampler
+
+            self._sampler = Sampler(profile_allocs)
         #: Times this client reopened its connection after the daemon went away.
         self.reconnects = 0
         self._hello()
 
     def _hello(self) -> None:
+        extra: dict[str, object] = {"observer": True} if self.observer else {}
         info = self._call(
-            m.hello(0, self.name, importance=self._importance, state=self._state.label)
+            m.hello(0, self.name, importance=self._importance, state=self._state.label, **extra)
         )
         assert isinstance(info, dict)
         self.name = info["agent"]
@@ -141,26 +155,27 @@ class Client:
     def alloc_smu(self, smu_type: SMUType | str, data: object) -> Handle:
         """Store ``data`` (bytes, str; for a conversation a list of messages); return a handle."""
         t = SMUType.parse(smu_type)
+        msg: dict[str, object] = {"op": m.OP_ALLOC_SMU, "type": t.label}
+        sampler = self._sampler
+        if sampler is not None:
+            stack = sampler.stack()
+            if stack is not None:
+                msg["stack"], msg["sample"] = stack, sampler.every
         if t is SMUType.CONVERSATION:
-            return Handle(self._op(m.OP_ALLOC_SMU, type=t.label, messages=_message_list(data)))
+            msg["messages"] = _message_list(data)
+            return Handle(self._call(msg))
         if isinstance(data, str):
             data = data.encode()
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidArgument(f"data must be bytes or str, not {type(data).__name__}")
         view = memoryview(data)
         if view.nbytes < MEMFD_MIN:
-            return Handle(
-                self._op(
-                    m.OP_ALLOC_SMU,
-                    type=t.label,
-                    data=view.tobytes() if not isinstance(data, bytes) else data,
-                )
-            )
+            msg["data"] = view.tobytes() if not isinstance(data, bytes) else data
+            return Handle(self._call(msg))
         fd = _sealed_memfd(view)
         try:
-            return Handle(
-                self._call({"op": m.OP_ALLOC_SMU, "type": t.label, "size": view.nbytes}, [fd])
-            )
+            msg["size"] = view.nbytes
+            return Handle(self._call(msg, [fd]))
         finally:
             os.close(fd)
 
@@ -172,14 +187,31 @@ class Client:
         """Pin the content in the hot tier (or unpin it)."""
         self._op(m.OP_MARK_HOT, handle=handle, hot=bool(hot))
 
-    def get_stats(self, agent: str | None = None) -> StoreStats | AgentStats:
-        """The domain's statistics, or one agent's."""
+    def get_stats(
+        self, agent: str | None = None, *, daemon: bool = False, recent: bool = False
+    ) -> StoreStats | AgentStats:
+        """The domain's statistics, or one agent's. Domain only: ``daemon=True`` adds the
+        daemon section (``StoreStats.daemon``: its PSS, uptime, agents by state, ...);
+        ``recent=True`` takes the daemon's last once-a-second statistics (at most a second
+        old, costing the daemon nothing; see docs/protocol.md) instead of computing them."""
         from agentmem import stats as wire_stats  # dataclasses: paid only by callers of stats
 
-        data = self._op(m.OP_GET_STATS, agent=agent)
+        args: dict[str, object] = {"agent": agent}
+        if daemon:
+            args["daemon"] = True
+        if recent:
+            args["recent"] = True
+        data = self._op(m.OP_GET_STATS, **args)
         if agent is None:
             return wire_stats.store_stats_from_wire(data)
         return wire_stats.agent_stats_from_wire(data)
+
+    def alloc_profile(self, *, reset: bool = False) -> dict[str, Any]:
+        """The domain's allocation profile: ``{"stacks": [[stack, bytes], ...], "samples",
+        "bytes"}``, most bytes first (bytes of sampled allocations times their sampling
+        weight). ``reset=True`` starts a new profile after this one."""
+        args: dict[str, object] = {"reset": True} if reset else {}
+        return dict(self._op(m.OP_ALLOC_PROFILE, **args))
 
     # --- content ---------------------------------------------------------------------------
 
@@ -348,12 +380,18 @@ def connect(
     state: AgentState | str = AgentState.ACTIVE,
     autostart: bool | None = None,
     timeout: float | None = None,
+    observer: bool = False,
+    profile_allocs: bool | int | None = None,
 ) -> Client:
     """Connect to the daemon (starting one on first use when no socket path was given).
 
     An explicit ``socket_path`` turns autostart off unless ``autostart=True``.
+    ``observer``: read statistics only, registering no agent. ``profile_allocs``: sample the
+    caller's stack at ``alloc_smu`` (True: every call; N: one in N; None: as
+    ``AGENTMEM_PROFILE_ALLOCS`` says).
     Raises ``DaemonUnavailable`` when no daemon answers (and none could be started).
     """
+    every = _profile_every(profile_allocs)
     path = socket_path or default_socket_path()
     if autostart is None:
         autostart = socket_path is None
@@ -379,7 +417,28 @@ def connect(
             return UnixSocketTransport(path, timeout=timeout)
 
     try:
-        return Client(transport, name=name, importance=importance, state=state, reconnect=reconnect)
+        return Client(
+            transport,
+            name=name,
+            importance=importance,
+            state=state,
+            reconnect=reconnect,
+            observer=observer,
+            profile_allocs=every,
+        )
     except BaseException:
         transport.close()
         raise
+
+
+def _profile_every(profile_allocs: bool | int | None) -> int:
+    """``connect``'s ``profile_allocs`` as a sampling period N (0: off)."""
+    if profile_allocs is None:
+        from agentmem.config import profile_allocs as from_env
+
+        return from_env()
+    if isinstance(profile_allocs, bool):
+        return int(profile_allocs)
+    if profile_allocs < 0:
+        raise InvalidArgument("profile_allocs must be True, False or N >= 0")
+    return profile_allocs

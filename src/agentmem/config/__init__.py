@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from agentmem.config.settings import Config
 
-__all__ = ["Config", "default_socket_path", "runtime_dir"]
+__all__ = ["Config", "default_socket_path", "profile_allocs", "runtime_dir"]
 
 
 def __getattr__(name: str) -> object:
@@ -46,3 +46,24 @@ def default_socket_path(environ: Mapping[str, str] | None = None) -> str:
     """Where the daemon listens unless told otherwise (``AGENTMEM_SOCKET`` overrides)."""
     env = os.environ if environ is None else environ
     return env.get("AGENTMEM_SOCKET") or os.path.join(runtime_dir(env), "agentmem.sock")
+
+
+def profile_allocs(environ: Mapping[str, str] | None = None) -> int:
+    """``AGENTMEM_PROFILE_ALLOCS``: sample the Python stack of one ``alloc_smu`` in N (0: off).
+
+    ``1`` (or ``true``/``yes``/``on``) samples every allocation; unset, empty, ``0`` or
+    ``false``/``no``/``off`` turn it off. ``ValueError`` for anything else.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get("AGENTMEM_PROFILE_ALLOCS", "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return 0
+    if raw in ("true", "yes", "on"):
+        return 1
+    try:
+        n = int(raw)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValueError(f"AGENTMEM_PROFILE_ALLOCS={raw!r}: give N >= 0 (sample 1 in N)")
+    return n

@@ -15,6 +15,7 @@ import fcntl
 import os
 import stat
 import sys
+from collections.abc import Callable
 
 from agentmem.errors import DaemonRunning
 
@@ -78,13 +79,20 @@ class Lock:
             self.fd = -1
 
 
-def detach(log_path: str) -> None:
+def detach(log_path: str) -> Callable[[], None]:
     """Become a background daemon: double fork, new session, stdio to ``log_path``.
 
-    Returns in the grandchild only; the original process exits 0 once the grandchild exists.
+    Returns in the grandchild only, with a ``ready`` function to call once the daemon is ready
+    (its pid recorded, its socket listening). The original process waits for that and only
+    then exits 0 (1 if the daemon died first): whoever ran ``agentmem daemon --detach`` may
+    connect, and read the pid from the lock file, as soon as it returns.
     """
+    read_end, write_end = os.pipe()
     if os.fork() > 0:
-        os._exit(0)
+        os.close(write_end)
+        ok = os.read(read_end, 1) == b"1"  # b"" if every daemon-side copy closed first
+        os._exit(0 if ok else 1)
+    os.close(read_end)
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
@@ -97,6 +105,13 @@ def detach(log_path: str) -> None:
     os.dup2(log, 2)
     os.close(null)
     os.close(log)
+
+    def ready() -> None:
+        with contextlib.suppress(OSError):
+            os.write(write_end, b"1")
+            os.close(write_end)
+
+    return ready
 
 
 def raise_fd_limit() -> int:

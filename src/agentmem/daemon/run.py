@@ -7,10 +7,11 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from agentmem.config import Config, runtime_dir
 from agentmem.daemon import lifecycle
+from agentmem.daemon.observe import STATS_FILE, Observer
 from agentmem.daemon.server import Server
 from agentmem.daemon.service import Service
 from agentmem.errors import DaemonRunning
@@ -26,12 +27,18 @@ def run_daemon(
     detach: bool = False,
     if_absent: bool = False,
     allowed_uids: Iterable[int] | None = None,
+    stats_file: bool = True,
+    metrics: tuple[str, int] | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit status.
 
     ``allowed_uids`` (multi-user mode) admits other uids, each in its own domain; the socket
     is then reachable by them (its directory 0711, the socket 0666) and access is decided by
     ``SO_PEERCRED`` alone. Without it the directory is 0700 and only our uid is served.
+
+    ``stats_file``: keep ``agent_stats`` (mode 0600) next to the socket, rewritten every
+    second. ``metrics``: serve Prometheus metrics on this ``(host, port)`` (the caller has
+    checked the address, see ``metrics.parse_address``).
     """
     multi = allowed_uids is not None
     directory = os.path.dirname(os.path.abspath(socket_path))
@@ -54,24 +61,54 @@ def run_daemon(
     finally:
         os.umask(old_umask)
     listener.listen(BACKLOG)
+    uids = None if allowed_uids is None else {os.getuid(), *allowed_uids}
+    service = Service(config if config is not None else Config.from_env(), allowed_uids=uids)
+    observer = Observer(
+        service, stats_path=os.path.join(directory, STATS_FILE) if stats_file else None
+    )
+    metrics_server = None
+    if metrics is not None:
+        from agentmem.daemon.metrics import MetricsServer
+
+        metrics_server = MetricsServer(observer, *metrics)
+        try:
+            metrics = metrics_server.bind()
+        except OSError as exc:
+            print(
+                f"agentmem daemon: cannot serve metrics on {metrics[0]}:{metrics[1]}: {exc}",
+                file=sys.stderr,
+            )
+            listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path)
+            lock.release()
+            return 1
+    ready: Callable[[], None] | None = None
     if detach:
-        lifecycle.detach(os.path.join(directory, "agentmem.log"))
+        ready = lifecycle.detach(os.path.join(directory, "agentmem.log"))
         # The lock file names the pid that holds it: the grandchild now.
         os.pwrite(lock.fd, f"{os.getpid()}\n".encode().ljust(16), 0)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s agentmem[%(process)d] %(levelname)s %(message)s"
     )
     limit = lifecycle.raise_fd_limit()
-    uids = None if allowed_uids is None else {os.getuid(), *allowed_uids}
-    service = Service(config if config is not None else Config.from_env(), allowed_uids=uids)
     server = Server(service, listener)
+    service.observer = observer
+    server.on_tick.append(observer.tick)
     server.install_signal_handlers()
-    logging.getLogger("agentmem.daemon").info(
-        "serving %s (pid %d, fd limit %d)", socket_path, os.getpid(), limit
-    )
+    if ready is not None:
+        ready()  # the caller of --detach returns now: socket listening, pid recorded
+    log = logging.getLogger("agentmem.daemon")
+    log.info("serving %s (pid %d, fd limit %d)", socket_path, os.getpid(), limit)
+    if metrics_server is not None and metrics is not None:
+        metrics_server.start()
+        log.info("metrics on http://%s:%d/metrics", *metrics)
     try:
         server.serve_forever()
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
+        observer.remove_file()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
         lock.release()

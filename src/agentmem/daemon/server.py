@@ -24,8 +24,10 @@ import socket
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final
 
+from agentmem.daemon import maintenance
 from agentmem.daemon.service import Reply, Service, Session
 from agentmem.errors import AgentmemError, PermissionDenied, ProtocolError
 from agentmem.protocol import fdpass, framing
@@ -126,6 +128,8 @@ class Server:
         self._accept_paused_until: float | None = None
         self.accepted = 0
         self.refused = 0
+        #: Called on each maintenance tick (about once a second), after ``maintenance.tick``.
+        self.on_tick: list[Callable[[], None]] = []
 
     # --- control ---------------------------------------------------------------------------
 
@@ -145,13 +149,20 @@ class Server:
     def serve_forever(self) -> None:
         self._running = True
         select = self.selector.select
+        monotonic = time.monotonic
+        next_tick = monotonic() + maintenance.INTERVAL
         while self._running:
-            timeout = None
+            now = monotonic()
+            if now >= next_tick:
+                self._tick()
+                now = monotonic()
+                next_tick = now + maintenance.INTERVAL
+            timeout = next_tick - now
             if self._accept_paused_until is not None:
-                timeout = self._accept_paused_until - time.monotonic()
-                if timeout <= 0:
+                if self._accept_paused_until <= now:
                     self._resume_accepting()
-                    timeout = None
+                else:
+                    timeout = min(timeout, self._accept_paused_until - now)
             for data, events in select(timeout):
                 if data is None:
                     self._accept()
@@ -168,6 +179,14 @@ class Server:
                     elif events & _READABLE and conn.reading and conn.sock.fileno() >= 0:
                         self._read(conn)
         self.close()
+
+    def _tick(self) -> None:
+        """Maintenance, then each ``on_tick`` callback; a failure is logged, never fatal."""
+        for fn in (lambda: maintenance.tick(self.service), *self.on_tick):
+            try:
+                fn()
+            except Exception:
+                log.error("maintenance tick failed:\n%s", traceback.format_exc())
 
     def close(self) -> None:
         for conn in list(self.connections.values()):

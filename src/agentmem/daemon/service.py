@@ -19,11 +19,13 @@ import dataclasses
 import fcntl
 import mmap
 import os
+import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
 from agentmem import stats as wire_stats
 from agentmem.config import Config
+from agentmem.daemon import observe, profile
 from agentmem.errors import (
     InvalidArgument,
     PermissionDenied,
@@ -71,15 +73,32 @@ class Reply:
 
 
 class Session:
-    """One connection's state. Refs belong to it and die with it (:meth:`Service.close`)."""
+    """One connection's state. Refs belong to it and die with it (:meth:`Service.close`).
 
-    __slots__ = ("agent", "domain", "handles", "mapped", "pid", "retired", "uid")
+    An *observer* session (``hello`` with ``observer: true``: ``agentmem stats``, ``top``,
+    ``flamegraph``) joins its uid's domain without registering an agent: it appears in no
+    agent list and may only read statistics (:data:`OBSERVER_OPS`).
+    """
+
+    __slots__ = (
+        "agent",
+        "closed",
+        "domain",
+        "handles",
+        "mapped",
+        "observer",
+        "pid",
+        "retired",
+        "uid",
+    )
 
     def __init__(self, pid: int, uid: int) -> None:
         self.pid = pid
         self.uid = uid
         self.agent: Agent | None = None
         self.domain: Domain | None = None
+        self.observer = False
+        self.closed = False
         #: Handles this session may use.
         self.handles: set[int] = set()
         #: Segment ids whose fd this session has received.
@@ -95,6 +114,10 @@ class Domain:
         self.uid = uid
         self.store = Store(config)
         self.sessions: dict[str, Session] = {}  # by agent name
+        #: Open observer sessions (not in ``sessions``: they have no agent).
+        self.observers = 0
+        #: Bytes allocated per client call stack, for clients that profile.
+        self.profile = profile.AllocProfile()
         self.store.hot.on_retire.append(self._retired)
 
     def _retired(self, seg: Segment) -> None:
@@ -117,6 +140,12 @@ class Service:
         self.domains: dict[int, Domain] = {}
         self.requests = 0
         self.errors = 0
+        #: Open sessions (connections), observers included.
+        self.connections = 0
+        #: ``time.monotonic()`` at start, for the uptime in statistics.
+        self.started = time.monotonic()
+        #: The once-a-second statistics (set by the daemon; None in-process).
+        self.observer: observe.Observer | None = None
 
     # --- sessions --------------------------------------------------------------------------
 
@@ -125,11 +154,19 @@ class Service:
         allowed = self.allowed_uids if self.allowed_uids is not None else {os.getuid()}
         if uid not in allowed:
             raise PermissionDenied(f"uid {uid} may not use this daemon")
+        self.connections += 1
         return Session(pid, uid)
 
     def close(self, session: Session) -> None:
-        """The connection ended: release every handle it held and forget its agent."""
+        """The connection ended: release every handle it held and forget its agent.
+        Idempotent."""
+        if not session.closed:
+            session.closed = True
+            self.connections -= 1
         domain, agent = session.domain, session.agent
+        if session.observer and domain is not None:
+            session.observer = False
+            domain.observers -= 1
         if domain is None or agent is None:
             return
         # Every handle in the session's table belongs to its agent (shares to it included).
@@ -170,7 +207,7 @@ class Service:
             raise ProtocolError(f"malformed request: {exc}") from exc
         self.requests += 1
         try:
-            if session.agent is None:
+            if session.domain is None:
                 if op != m.OP_HELLO:
                     raise ProtocolError(f"expected {m.OP_HELLO!r} first, got {op!r:.80}")
                 result: Reply = _hello(self, session, body, fds)
@@ -178,6 +215,8 @@ class Service:
                 handler = HANDLERS.get(op)
                 if handler is None:
                     raise InvalidArgument(f"unknown operation {op!r:.80}")
+                if session.observer and op not in OBSERVER_OPS:
+                    raise PermissionDenied(f"an observer session may not {op!r:.80}")
                 result = handler(self, session, body, fds)
         except ProtocolError:
             raise
@@ -239,12 +278,19 @@ def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[in
     name = m.check_hello(msg)
     importance = m.optional(msg, "importance", int, 0)
     state = m.optional(msg, "state", str, "active")
+    observer = m.optional(msg, "observer", bool, False)
     domain = svc.domains.get(session.uid)
     if domain is None:
         domain = svc.domains[session.uid] = Domain(session.uid, svc.config)
-    agent = domain.store.register_agent(name, pid=session.pid, state=state, importance=importance)
-    session.agent, session.domain = agent, domain
-    domain.sessions[name] = session
+    if observer:
+        session.observer, session.domain = True, domain
+        domain.observers += 1
+    else:
+        agent = domain.store.register_agent(
+            name, pid=session.pid, state=state, importance=importance
+        )
+        session.agent, session.domain = agent, domain
+        domain.sessions[name] = session
     return _ok(
         {
             "agent": name,
@@ -271,14 +317,24 @@ def _alloc_smu(
         raise InvalidArgument(str(exc)) from None
     agent = session.agent
     assert agent is not None
+    sampled = profile.parse(msg)
     if smu_type is SMUType.CONVERSATION:
         _no_fds(fds)
-        return _adopt(session, store.alloc_smu(smu_type, _messages(msg, "messages"), agent))
+        messages = _messages(msg, "messages")
+        reply = _adopt(session, store.alloc_smu(smu_type, messages, agent))
+        if sampled is not None:
+            nbytes = sum(len(x.encode() if isinstance(x, str) else x) for x in messages)
+            _domain(session).profile.add(sampled[0], nbytes, sampled[1])
+        return reply
     if not fds:
         data = msg.get("data")
         if not isinstance(data, bytes | str):
             raise InvalidArgument("'data' must be bytes or str (or pass a sealed memfd)")
-        return _adopt(session, store.alloc_smu(smu_type, data, agent))
+        reply = _adopt(session, store.alloc_smu(smu_type, data, agent))
+        if sampled is not None:
+            nbytes = len(data.encode() if isinstance(data, str) else data)
+            _domain(session).profile.add(sampled[0], nbytes, sampled[1])
+        return reply
     if len(fds) != 1:
         raise InvalidArgument("alloc_smu takes at most one memfd")
     size = m.require(msg, "size", int)
@@ -295,13 +351,17 @@ def _alloc_smu(
     if size > svc.config.max_smu_bytes:
         raise TooLarge(f"content of {size} bytes exceeds the {svc.config.max_smu_bytes}-byte limit")
     if size == 0:
-        return _adopt(session, store.alloc_smu(smu_type, b"", agent))
-    with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mapping:
-        view = memoryview(mapping)
-        try:
-            return _adopt(session, store.alloc_smu(smu_type, view, agent))
-        finally:
-            view.release()
+        reply = _adopt(session, store.alloc_smu(smu_type, b"", agent))
+    else:
+        with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mapping:
+            view = memoryview(mapping)
+            try:
+                reply = _adopt(session, store.alloc_smu(smu_type, view, agent))
+            finally:
+                view.release()
+    if sampled is not None:
+        _domain(session).profile.add(sampled[0], size, sampled[1])
+    return reply
 
 
 def _share_content(
@@ -334,7 +394,31 @@ def _get_stats(
     agent = msg.get("agent")
     if agent is not None and not isinstance(agent, str):
         raise InvalidArgument("'agent' must be a name")
-    return _ok(wire_stats.to_wire(_domain(session).store.get_stats(agent)))
+    with_daemon = m.optional(msg, "daemon", bool, False)
+    recent = m.optional(msg, "recent", bool, False)
+    snap = svc.observer.snapshot if recent and svc.observer is not None else None
+    if agent is None and snap is not None and session.uid in snap.domains:
+        # The last tick's statistics: nothing to compute (``top`` asks every second).
+        cached = snap.domains[session.uid]
+        if not with_daemon:
+            cached = dataclasses.replace(cached, daemon=None)
+        return _ok(wire_stats.to_wire(cached))
+    domain = _domain(session)
+    stats = domain.store.get_stats(agent)
+    if with_daemon and isinstance(stats, wire_stats.StoreStats):
+        stats = dataclasses.replace(stats, daemon=observe.daemon_stats(svc, domain))
+    return _ok(wire_stats.to_wire(stats))
+
+
+def _alloc_profile(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> Reply:
+    _no_fds(fds)
+    domain = _domain(session)
+    result = domain.profile.to_wire()
+    if m.optional(msg, "reset", bool, False):
+        domain.profile = profile.AllocProfile()
+    return _ok(result)
 
 
 def _read(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
@@ -482,5 +566,9 @@ HANDLERS: Final[dict[str, Handler]] = {
     "length": _length,
     "demote": _demote,
     "handles": _handles,
+    m.OP_ALLOC_PROFILE: _alloc_profile,
 }
 """Operation name -> handler. ``hello`` is handled before a session has an agent."""
+
+#: What an observer session may do: read statistics, nothing that needs an agent.
+OBSERVER_OPS: Final = frozenset({m.OP_GET_STATS, m.OP_ALLOC_PROFILE})

@@ -25,6 +25,7 @@ from agentmem.errors import (
 
 __all__ = [
     "OPS",
+    "OP_ALLOC_PROFILE",
     "OP_ALLOC_SMU",
     "OP_APPEND",
     "OP_FORK",
@@ -65,6 +66,7 @@ OP_SET_STATE: Final = "set_state"
 OP_APPEND: Final = "append"
 OP_FORK: Final = "fork"
 OP_MESSAGES: Final = "messages"
+OP_ALLOC_PROFILE: Final = "alloc_profile"
 
 OPS: Final = frozenset(
     {
@@ -79,6 +81,7 @@ OPS: Final = frozenset(
         OP_APPEND,
         OP_FORK,
         OP_MESSAGES,
+        OP_ALLOC_PROFILE,
     }
 )
 """The operations planned so far (not a closed set: a peer may send others)."""

@@ -3,7 +3,9 @@
 Computing who shares what walks every distinct SMU and message once, plus each agent's own
 chunk occurrences: O(chunk references) per call. Cheap for conversations; for very large
 prompts held by many agents (100 x 40,000 chunks) it takes on the order of a second, which is
-why the totals themselves never need it.
+why the totals themselves never need it. ``cheap=True`` skips that walk (and the chunk-pointer
+term of the metadata estimate): O(agents + handles + segments), for callers that ask every
+second (the daemon's ``agent_stats`` file and metrics).
 """
 
 from __future__ import annotations
@@ -49,21 +51,26 @@ def _record_bytes() -> dict[str, int]:
 _SIZES: dict[str, int] | None = None
 
 
-def metadata_bytes(store: Store) -> int:
-    """Estimated bytes of the store's index records (measured sizes times counts)."""
+def metadata_bytes(store: Store, *, pointers: bool = True) -> int:
+    """Estimated bytes of the store's index records (measured sizes times counts); without
+    ``pointers``, leaving out the records' chunk pointers (counting them is O(records))."""
     global _SIZES
     if _SIZES is None:
         _SIZES = _record_bytes()
     s = _SIZES
-    pointers = sum(len(smu.chunks) for smu in store.smus.values())
-    pointers += sum(len(n.chunks) for n in store.nodes.values())
-    pointers += sum(len(r.path) for r in store.refs.values() if isinstance(r, ConversationRef))
+    n_pointers = 0
+    if pointers:
+        n_pointers = sum(len(smu.chunks) for smu in store.smus.values())
+        n_pointers += sum(len(n.chunks) for n in store.nodes.values())
+        n_pointers += sum(
+            len(r.path) for r in store.refs.values() if isinstance(r, ConversationRef)
+        )
     return (
         len(store.chunks) * s["chunk"]
         + len(store.smus) * s["smu"]
         + len(store.nodes) * s["node"]
         + len(store.refs) * s["ref"]
-        + pointers * s["pointer"]
+        + n_pointers * s["pointer"]
     )
 
 
@@ -99,7 +106,20 @@ def _owners(store: Store) -> dict[int, int]:
     return owner
 
 
-def _agent_stats(store: Store, agent: Agent, owner: dict[int, int]) -> AgentStats:
+def _agent_stats(store: Store, agent: Agent, owner: dict[int, int] | None) -> AgentStats:
+    if owner is None:  # cheap: the totals the store keeps, no walk
+        return AgentStats(
+            name=agent.name,
+            pid=agent.pid,
+            state=agent.state.label,
+            importance=agent.importance,
+            handles=agent.handles,
+            logical_bytes=agent.logical_bytes,
+            unique_bytes=None,
+            shared_bytes=None,
+            compressed_bytes=None,
+            by_type={t.label: agent.by_type[t] for t in SMUType if agent.by_type[t]},
+        )
     seen: set[int] = set()
     unique = shared = compressed = 0
     for ref in store.refs.values():
@@ -137,9 +157,10 @@ def agent_stats(store: Store, agent: Agent) -> AgentStats:
     return _agent_stats(store, agent, _owners(store))
 
 
-def store_stats(store: Store) -> StoreStats:
-    """The whole store's statistics, with every agent's."""
-    owner = _owners(store)
+def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
+    """The whole store's statistics, with every agent's. ``cheap``: per-agent ``unique``,
+    ``shared`` and ``compressed`` bytes are None, and ``metadata_bytes`` counts records only."""
+    owner = None if cheap else _owners(store)
     hot = store.hot.stats()
     warm = store.warm.stats()
     logical = sum(a.logical_bytes for a in store.agents.values())
@@ -163,7 +184,7 @@ def store_stats(store: Store) -> StoreStats:
         messages=len(store.nodes),
         dictionaries=len(store.dictionaries),
         dictionary_bytes=dict_bytes,
-        metadata_bytes=metadata_bytes(store),
+        metadata_bytes=metadata_bytes(store, pointers=not cheap),
         hot=hot,
         warm=warm,
         by_type={

@@ -60,6 +60,9 @@ def run_check(store: Store, *, verify_bytes: bool) -> CheckReport:
             node_refs[id(tip)] = node_refs.get(id(tip), 0) + 1
             for node in ref.path:
                 nodes[id(node)] = node
+    for smu in store.names.values():
+        smus[id(smu)] = smu
+        smu_refs[id(smu)] = smu_refs.get(id(smu), 0) + 1
     for node in list(nodes.values()):
         if node.parent is not None:
             node_refs[id(node.parent)] = node_refs.get(id(node.parent), 0) + 1

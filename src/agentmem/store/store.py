@@ -90,6 +90,8 @@ class Store:
         self.nodes: dict[bytes, MessageNode] = {}
         self.refs: dict[int, AnyRef] = {}
         self.agents: dict[str, Agent] = {}
+        #: Published names -> SMU; each holds one ref on its SMU.
+        self.names: dict[str, SMU] = {}
         #: Pin counts of chunks held by ``mark_hot`` refs.
         self.pins: dict[ChunkId, int] = {}
         # Handles start at a random 40-bit offset: a handle kept across a daemon restart must
@@ -176,6 +178,50 @@ class Store:
         del self.agents[a.name]
         return len(mine)
 
+    # --- named content ---------------------------------------------------------------------
+
+    def publish(self, handle: Handle, name: str) -> None:
+        """Make the handle's SMU openable by ``name`` by any agent of this domain.
+
+        Explicit publishing is how an orchestrator hands a system prompt or tool catalogue to
+        agents it has not started yet: each opens it by name as it starts, with no round trip
+        to whoever allocated it. The store holds a ref for the name until :meth:`unpublish`.
+        Raises ``WrongType`` for a conversation, ``InvalidArgument`` for a bad name or one that
+        names other content already, ``QuotaExceeded`` past ``MAX_PUBLISHED_NAMES``.
+        """
+        ref = self._ref(handle)
+        if not isinstance(ref, Ref):
+            raise WrongType("only an SMU can be published, not a conversation")
+        if not isinstance(name, str) or not name or len(name.encode()) > constants.MAX_AGENT_NAME:
+            raise InvalidArgument(
+                f"a published name is a non-empty str of at most {constants.MAX_AGENT_NAME} bytes"
+            )
+        current = self.names.get(name)
+        if current is ref.smu:
+            return
+        if current is not None:
+            raise InvalidArgument(f"the name {name!r} is published already; unpublish it first")
+        if len(self.names) >= constants.MAX_PUBLISHED_NAMES:
+            raise QuotaExceeded(f"a domain publishes at most {constants.MAX_PUBLISHED_NAMES} names")
+        ref.smu.refs += 1
+        self.names[name] = ref.smu
+
+    def unpublish(self, name: str) -> None:
+        """Forget a published name (agents that opened it keep their handles)."""
+        smu = self.names.pop(name, None) if isinstance(name, str) else None
+        if smu is None:
+            raise UnknownHandle(f"nothing is published as {name!r}")
+        self._unref_smu(smu)
+
+    def open(self, name: str, agent: Agent | str) -> Handle:
+        """A new handle for ``agent`` on the content published as ``name``."""
+        a = self._resolve(agent)
+        smu = self.names.get(name) if isinstance(name, str) else None
+        if smu is None:
+            raise UnknownHandle(f"nothing is published as {name!r}")
+        self._check_quota(a, smu.size)
+        return self.new_ref(a, smu)
+
     # --- the four calls --------------------------------------------------------------------
 
     def alloc_smu(self, smu_type: SMUType | str, data: object, agent: Agent | str) -> Handle:
@@ -243,12 +289,18 @@ class Store:
         else:
             self._unpin(entries)
 
-    def get_stats(self, agent: Agent | str | None = None) -> StoreStats | AgentStats:
-        """Statistics of the whole store, or of one agent when ``agent`` is given."""
+    def get_stats(
+        self, agent: Agent | str | None = None, *, cheap: bool = False
+    ) -> StoreStats | AgentStats:
+        """Statistics of the whole store, or of one agent when ``agent`` is given.
+
+        ``cheap`` (whole store only) skips the walk over every chunk reference that splits each
+        agent's bytes into unique, shared and compressed (those read None): O(agents + handles).
+        """
         self._check_open()
         if agent is not None:
             return accounting.agent_stats(self, self._resolve(agent))
-        return accounting.store_stats(self)
+        return accounting.store_stats(self, cheap=cheap)
 
     # --- content ---------------------------------------------------------------------------
 
@@ -424,6 +476,7 @@ class Store:
         self.chunks.clear()
         self.smus.clear()
         self.nodes.clear()
+        self.names.clear()
 
     def __enter__(self) -> Store:
         return self

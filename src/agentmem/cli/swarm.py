@@ -1,0 +1,131 @@
+"""``agentmem swarm``: run N agents against a mock LLM in each mode and print the memory table.
+
+Only the parser lives here; the swarm (and matplotlib, for ``--plot``) is imported when the
+command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+from fractions import Fraction
+
+MODES = ("plain", "ksm", "agentmem")
+PROFILES = ("corpus", "seed")
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"modes are a comma-separated subset of {MODES}")
+    return tuple(m for m in MODES if m in modes)
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("a comma-separated list of agent counts") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("agent counts must be >= 1")
+    return counts
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError("a number or a fraction such as 1/10") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError("the scale must be in (0, 1]")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``swarm`` command to ``sub``."""
+    corpus_env = os.environ.get("AGENTMEM_CORPUS")
+    p = sub.add_parser(
+        "swarm", help="N agent processes against a mock LLM: memory of plain, KSM and agentmem"
+    )
+    p.add_argument("--agents", type=_positive, default=20, help="agents (default 20)")
+    p.add_argument(
+        "--mode",
+        type=_modes,
+        default=MODES,
+        help="comma-separated modes, measured in this order (default plain,ksm,agentmem)",
+    )
+    p.add_argument("--profile", choices=PROFILES, default="corpus", help="sizes (default corpus)")
+    p.add_argument(
+        "--corpus",
+        type=pathlib.Path,
+        default=pathlib.Path(corpus_env) if corpus_env else None,
+        help="recorded data from this corpus (default: $AGENTMEM_CORPUS, else generated)",
+    )
+    p.add_argument(
+        "--scale", type=_scale, default=0.1, help="seed profile sizes times this (default 1/10)"
+    )
+    p.add_argument("--processes", type=_positive, help="spread the agents over this many processes")
+    p.add_argument("--turns", type=_positive, default=5, help="turns per agent (default 5)")
+    p.add_argument(
+        "--think", type=float, default=0.5, help="mean idle seconds between turns (default 0.5)"
+    )
+    p.add_argument(
+        "--sweep", type=_counts, default=(), help="also run these agent counts (e.g. 10,25,50,100)"
+    )
+    p.add_argument(
+        "--no-demote",
+        action="store_true",
+        help="agentmem: keep conversations hot (agents do not demote them when idle)",
+    )
+    p.add_argument("--json", type=pathlib.Path, help="write the results as JSON here")
+    p.add_argument("--md", type=pathlib.Path, help="write the markdown table here")
+    p.add_argument("--plot", type=pathlib.Path, help="write the PNG plot of total PSS here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the swarm, print the table, write what was asked for."""
+    from agentmem.swarm import report
+    from agentmem.swarm.run import Options
+    from agentmem.swarm.run import run as run_swarm
+
+    if args.processes is not None and args.processes > args.agents:
+        print("agentmem swarm: --processes cannot exceed --agents", file=sys.stderr)
+        return 2
+    sweep = args.sweep or ((10, 25, 50, 100) if args.plot is not None else ())
+    options = Options(
+        agents=args.agents,
+        modes=args.mode,
+        profile=args.profile,
+        corpus=args.corpus,
+        scale=args.scale,
+        processes=args.processes,
+        turns=args.turns,
+        think=max(0.0, args.think),
+        sweep=tuple(sweep),
+        demote=not args.no_demote,
+    )
+    res = run_swarm(options)
+    markdown = report.render_markdown(res)
+    print(markdown)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    if args.md is not None:
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(markdown)
+    if args.plot is not None:
+        report.plot(res, args.plot)
+    failed = [m for m, r in res["modes"].items() if "failed" in r]
+    return 1 if failed and len(failed) == len(res["modes"]) else 0

@@ -1,0 +1,222 @@
+"""What the daemon says about itself, and what it publishes once a second.
+
+* :func:`daemon_stats`: the ``daemon`` section of a ``get_stats`` reply (pid, PSS, uptime,
+  counters, segment bytes, agents by state).
+* :class:`Observer`: on each maintenance tick, a :class:`Snapshot` of every domain's statistics
+  (what the metrics thread reads) and the ``agent_stats`` file next to the socket (what ``cat``
+  and ``watch`` read), rendered exactly as ``agentmem stats`` renders them.
+
+Cost. The tick runs every second whether or not anyone looks, so it must stay O(agents), not
+O(chunks): ``Store.get_stats(cheap=True)`` reads the counters the store keeps. Splitting each
+agent's bytes into unique, shared and compressed walks every chunk reference (~1 s for 100
+agents holding 40,000 chunks each, ``store/accounting.py``), so that walk runs only when its
+last run cost at most :data:`DETAIL_BUDGET` of the time since: every tick for a store whose walk
+takes under 10 ms, once in 100 s for one whose walk takes a second. In between, each agent's
+split is carried from the last walk (same name and pid) and the snapshot says how old it is.
+
+Threads: the loop thread builds snapshots and replaces :attr:`Observer.snapshot` in one
+assignment; the metrics thread only reads that attribute and the frozen objects under it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Final
+
+from agentmem import statstext
+from agentmem.stats import AgentStats, DaemonStats, StoreStats
+from agentmem.store.segments import PAGE
+
+if TYPE_CHECKING:
+    from agentmem.daemon.service import Domain, Service
+
+log = logging.getLogger("agentmem.daemon")
+
+#: Share of wall time the per-agent unique/shared walk may take (see the module docstring).
+DETAIL_BUDGET: Final = 0.01
+#: File name of the statistics file, in the socket's directory.
+STATS_FILE: Final = "agent_stats"
+
+
+def read_pss(path: str = "/proc/self/smaps_rollup") -> int:
+    """``Pss`` of ``path`` in bytes (0 if unreadable). The kernel sums it over every mapping
+    as it reads: ~1 us per mapping (two per live segment)."""
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def segment_totals(service: Service) -> tuple[int, int, int]:
+    """``(segments, touched bytes, touched bytes of segments no client maps)`` over every
+    domain: O(segments + segments mapped per session)."""
+    segments = segment_bytes = daemon_only = 0
+    for dom in service.domains.values():
+        mapped: set[int] = set()
+        for session in dom.sessions.values():
+            mapped |= session.mapped
+        for seg in dom.store.hot:
+            touched = -(-seg.used // PAGE) * PAGE
+            segments += 1
+            segment_bytes += touched
+            if seg.seg_id not in mapped:
+                daemon_only += touched
+    return segments, segment_bytes, daemon_only
+
+
+def daemon_stats(
+    service: Service,
+    domain: Domain,
+    *,
+    pss: int | None = None,
+    segments: tuple[int, int, int] | None = None,
+) -> DaemonStats:
+    """The daemon section for ``domain``. ``pss`` and ``segments`` (:func:`segment_totals`)
+    are measured here unless given (the tick measures them once for every domain)."""
+    n_segments, segment_bytes, daemon_only = (
+        segment_totals(service) if segments is None else segments
+    )
+    by_state = {"active": 0, "paused": 0, "idle": 0}
+    for agent in domain.store.agents.values():
+        by_state[agent.state.label] = by_state.get(agent.state.label, 0) + 1
+    return DaemonStats(
+        pid=os.getpid(),
+        pss_bytes=read_pss() if pss is None else pss,
+        uptime_seconds=round(time.monotonic() - service.started, 3),
+        requests=service.requests,
+        errors=service.errors,
+        connections=service.connections,
+        observers=domain.observers,
+        domains=len(service.domains),
+        segments=n_segments,
+        segment_bytes=segment_bytes,
+        daemon_only_segment_bytes=daemon_only,
+        agents_by_state=by_state,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every domain's statistics at one tick. Immutable once published."""
+
+    taken_at: float
+    """Wall-clock time (``time.time()``) it was taken."""
+    domains: dict[int, StoreStats]
+    """uid -> that domain's statistics, each with its daemon section."""
+    detail_age: dict[int, float]
+    """uid -> seconds since the per-agent unique/shared/compressed split was computed."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Detail:
+    at: float  # monotonic time of the last full walk
+    cost: float  # seconds it took
+    agents: dict[str, AgentStats]  # by name, from that walk
+
+
+class Observer:
+    """Builds a :class:`Snapshot` each tick; writes the ``agent_stats`` file if given a path.
+
+    Loop thread only, except :attr:`snapshot`, which any thread may read.
+    """
+
+    def __init__(self, service: Service, *, stats_path: str | None = None) -> None:
+        self.service = service
+        self.stats_path = stats_path
+        #: The last snapshot published (None before the first tick).
+        self.snapshot: Snapshot | None = None
+        self._detail: dict[int, _Detail] = {}
+
+    def tick(self) -> None:
+        """Take and publish a snapshot, then rewrite the statistics file (atomically)."""
+        snapshot = self.take()
+        self.snapshot = snapshot
+        if self.stats_path is not None:
+            self.write(snapshot)
+
+    def take(self) -> Snapshot:
+        now = time.monotonic()
+        pss = read_pss()
+        segments = segment_totals(self.service)
+        domains: dict[int, StoreStats] = {}
+        ages: dict[int, float] = {}
+        for uid, domain in list(self.service.domains.items()):
+            stats = self._domain_stats(uid, domain, now)
+            domains[uid] = dataclasses.replace(
+                stats, daemon=daemon_stats(self.service, domain, pss=pss, segments=segments)
+            )
+            ages[uid] = round(now - self._detail[uid].at, 3)
+        return Snapshot(time.time(), domains, ages)
+
+    def _domain_stats(self, uid: int, domain: Domain, now: float) -> StoreStats:
+        last = self._detail.get(uid)
+        if last is None or now - last.at >= last.cost / DETAIL_BUDGET:
+            t0 = time.perf_counter()
+            stats = domain.store.get_stats()
+            cost = time.perf_counter() - t0
+            assert isinstance(stats, StoreStats)
+            self._detail[uid] = _Detail(now, cost, {a.name: a for a in stats.per_agent})
+            return stats
+        cheap = domain.store.get_stats(cheap=True)
+        assert isinstance(cheap, StoreStats)
+        return dataclasses.replace(
+            cheap, per_agent=tuple(_carry(a, last.agents.get(a.name)) for a in cheap.per_agent)
+        )
+
+    def write(self, snapshot: Snapshot) -> None:
+        """Replace the statistics file with ``snapshot``'s text (temp file, then rename)."""
+        path = self.stats_path
+        assert path is not None
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, render_file(snapshot).encode())
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
+
+    def remove_file(self) -> None:
+        """Remove the statistics file (the daemon is stopping: nothing keeps it fresh)."""
+        if self.stats_path is not None:
+            for p in (self.stats_path, f"{self.stats_path}.{os.getpid()}.tmp"):
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.warning("cannot remove %s: %s", p, exc)
+
+
+def _carry(now: AgentStats, before: AgentStats | None) -> AgentStats:
+    """``now`` with the unique/shared/compressed split of ``before`` if it is the same agent."""
+    if before is None or before.pid != now.pid:
+        return now
+    return dataclasses.replace(
+        now,
+        unique_bytes=before.unique_bytes,
+        shared_bytes=before.shared_bytes,
+        compressed_bytes=before.compressed_bytes,
+    )
+
+
+def render_file(snapshot: Snapshot) -> str:
+    """The ``agent_stats`` file: a header, then ``agentmem stats``'s text for each uid."""
+    taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot.taken_at))
+    parts = [f"# agentmem statistics, pid {os.getpid()}, at {taken} (rewritten every second)\n"]
+    for uid in sorted(snapshot.domains):
+        parts.append(f"\n## uid {uid}\n")
+        age = snapshot.detail_age.get(uid, 0.0)
+        if age >= 2:
+            parts.append(f"# unique/shared/compressed per agent as of {age:.0f} s ago\n")
+        parts.append(statstext.render(snapshot.domains[uid]))
+    return "".join(parts)

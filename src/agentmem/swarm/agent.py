@@ -1,0 +1,617 @@
+"""One swarm process: one or more agents, each a real loop against the mock LLM.
+
+An agent holds a system prompt, its environment block, a tool catalogue and a growing
+conversation. Each turn it builds the whole request body from them (``model``, ``system`` as
+two text blocks: the product's prompt, then its environment block; ``tools``; ``messages``),
+POSTs it to the mock LLM over HTTP on loopback, and appends the reply's assistant message and
+the tool results that followed it in the recorded trajectory. Between turns it sits idle for an
+exponentially distributed time whose mean differs per agent (see :func:`think_times`).
+
+How each mode holds its data:
+
+* ``plain``: ordinary Python objects, as agents hold them today: the prompt a ``str``, the tool
+  catalogue a list of dicts (one per process, shared by its agents), the conversation a list of
+  message dicts; the body is ``json.dumps(...).encode()``: materialised whole, every turn.
+* ``ksm``: ``plain`` after ``prctl(PR_SET_MEMORY_MERGE, 1)``, so ksmd may merge any identical
+  page of the process with any other's.
+* ``agentmem``: the prompt and the catalogue are SMUs the launcher allocated once and shared
+  with every agent (``share_content``); the agent reads them as zero-copy views of one shared
+  segment. Its environment block is an SMU of its own (300 B, inline). The conversation is a
+  :class:`~agentmem.client.conversation.Conversation` (messages stored as compact JSON; the
+  client caches a prefix of up to 1 MiB). SMUs hold the body's JSON text itself (the prompt as
+  a JSON string literal), so the body is streamed: fixed JSON glue, the prompt's views, the
+  catalogue's views, then the messages: the cached prefix from ``raw(i)``, the rest in windows
+  of :data:`WINDOW` messages from the daemon, joined with commas. The agent reports ``active``
+  for the turn and ``idle`` after it, then demotes its conversation to the warm tier (the
+  swarm's stand-in for the state-driven tiering policy: switch off with ``--no-demote``).
+
+Runs as a script (``python agent.py``), so that a ``plain`` process imports nothing of agentmem
+(the package's ``__init__`` loads the client); it imports only the standard library and, in
+``agentmem`` mode, the client. A minimal HTTP/1.1 client is used instead of ``http.client``,
+which costs 5.9 MiB of PSS per process for its imports (the ``email`` package), here more than
+the data of a ``corpus``-profile agent.
+
+Control: JSON lines on stdin/stdout with the orchestrator (:mod:`agentmem.swarm.run`):
+``started`` -> (connect) -> ``registered`` -> (handles) -> ``spawned`` -> (load) -> ``ready``
+-> (go) -> ``done`` -> (exit). Several agents in one
+process (``--processes``) run as threads, each with its own HTTP connection and, in
+``agentmem`` mode, its own client: the sync client is not thread-safe, and one connection per
+agent is what lets the daemon see each agent's state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import string
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentmem.client import Client
+    from agentmem.client.conversation import Conversation
+    from agentmem.ids import Handle
+
+MODES = ("plain", "ksm", "agentmem")
+#: ``prctl`` option that makes every anonymous mapping of the process mergeable (Linux 6.4).
+PR_SET_MEMORY_MERGE = 67
+#: Messages fetched from the daemon per request beyond the client's cached prefix: ~1.7 KB
+#: each on average, so ~400 KiB per window, a bounded buffer instead of the whole history.
+WINDOW = 256
+#: Small pieces of the body are gathered into sends of at least this many bytes.
+SEND_BYTES = 256 << 10
+#: Messages sent to the daemon per ``extend`` while loading a history (~400 KiB a request).
+LOAD_BATCH = 256
+#: Keys whose string values are prose: the only ones a letter permutation touches (roles, tool
+#: names and ids keep their meaning).
+PROSE_KEYS = frozenset(
+    {"content", "text", "reasoning", "thinking", "value", "output", "observation", "thought"}
+)
+
+BODY_HEAD = b'{"model":"swarm-mock","max_tokens":4096,"system":[{"type":"text","text":'
+BODY_ENV = b'},{"type":"text","text":'
+BODY_TOOLS = b'}],"tools":'
+BODY_MESSAGES = b',"messages":['
+BODY_END = b"]}"
+GLUE_BYTES = len(BODY_HEAD) + len(BODY_ENV) + len(BODY_TOOLS) + len(BODY_MESSAGES) + len(BODY_END)
+
+
+def compact(value: object) -> bytes:
+    """The JSON the swarm sends and stores: compact, keys in order, UTF-8 kept as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def request_body(prompt: str, env: str, tools: object, messages: Sequence[object]) -> bytes:
+    """The whole request body, materialised: what ``plain`` agents send."""
+    return compact(
+        {
+            "model": "swarm-mock",
+            "max_tokens": 4096,
+            "system": [{"type": "text", "text": prompt}, {"type": "text", "text": env}],
+            "tools": tools,
+            "messages": messages,
+        }
+    )
+
+
+# --- per-agent text ----------------------------------------------------------------------------
+
+
+def letter_table(seed: int) -> dict[int, int]:
+    """A ``str.translate`` table permuting a-z (and A-Z alike) by ``seed``."""
+    letters = list(string.ascii_lowercase)
+    random.Random(seed).shuffle(letters)
+    perm = "".join(letters)
+    return str.maketrans(string.ascii_lowercase + string.ascii_uppercase, perm + perm.upper())
+
+
+def permuted(value: Any, table: dict[int, int], prose: bool = False) -> Any:
+    """``value`` with the strings under :data:`PROSE_KEYS` translated by ``table`` (a new
+    object; ``value`` is not changed)."""
+    if isinstance(value, str):
+        return value.translate(table) if prose else value
+    if isinstance(value, dict):
+        return {k: permuted(v, table, prose or k in PROSE_KEYS) for k, v in value.items()}
+    if isinstance(value, list):
+        return [permuted(v, table, prose) for v in value]
+    return value
+
+
+def history(run_dir: Path, spec: dict[str, Any]) -> Iterator[Any]:
+    """An agent's history, message by message, as ``agents.jsonl`` describes it: ``lines``
+    messages, or messages until ``bytes`` (wrapping at the end of the pool), from ``offset`` of
+    ``history.jsonl``; prose permuted by ``permute`` when it is set."""
+    table = letter_table(spec["permute"]) if spec.get("permute") is not None else None
+    lines, budget = spec.get("lines"), spec.get("bytes")
+    taken = size = 0
+    with open(run_dir / "history.jsonl", "rb") as f:
+        f.seek(spec["offset"])
+        wrapped = False
+        while (lines is None or taken < lines) and (budget is None or size < budget):
+            line = f.readline()
+            if not line:
+                if wrapped or budget is None:
+                    return
+                f.seek(0)
+                wrapped = True
+                continue
+            msg = json.loads(line)
+            taken += 1
+            size += len(line) - 1
+            yield permuted(msg, table) if table is not None else msg
+
+
+def think_times(index: int, mean: float, turns: int, seed: int = 11) -> list[float]:
+    """The idle gaps of agent ``index`` before each of its turns, in seconds.
+
+    Each agent has its own mean gap, ``mean * 2**u`` with ``u`` uniform in [-1, 1] (so rates
+    differ up to 4x across agents); gaps are exponential around it (as waits on a busy model
+    are), capped at 4x that mean; the first gap is uniform in [0, mean] so agents start
+    staggered.
+    """
+    rng = random.Random(seed * 1_000_003 + index)
+    own = mean * 2 ** rng.uniform(-1.0, 1.0)
+    gaps = [rng.uniform(0.0, own)]
+    gaps += [min(4 * own, rng.expovariate(1 / own)) if own > 0 else 0.0 for _ in range(turns - 1)]
+    return gaps
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+
+class Http:
+    """A minimal HTTP/1.1 client on one keep-alive loopback connection. Not thread-safe."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile = self.sock.makefile("rb")
+        self.host = host
+
+    def request(
+        self, method: str, path: str, pieces: Iterable[bytes | memoryview] = (), length: int = 0
+    ) -> tuple[int, bytes]:
+        """Send the request with a body of ``length`` bytes made of ``pieces`` (sent as they
+        come; small ones gathered); return the status and the response body."""
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        ).encode()
+        sent = 0
+        pending: list[bytes | memoryview] = [head]
+        pending_bytes = len(head)
+        for piece in pieces:
+            n = len(piece) if isinstance(piece, bytes) else piece.nbytes
+            sent += n
+            if n < SEND_BYTES:  # gathered, sent once enough has piled up
+                pending.append(piece)
+                pending_bytes += n
+                if pending_bytes >= SEND_BYTES:
+                    self.sock.sendall(b"".join(pending))
+                    pending, pending_bytes = [], 0
+                continue
+            if pending:
+                self.sock.sendall(b"".join(pending))
+                pending, pending_bytes = [], 0
+            self.sock.sendall(piece)  # large: straight from its buffer (a shared view: no copy)
+        if pending:
+            self.sock.sendall(b"".join(pending))
+        if sent != length:
+            raise RuntimeError(f"body was {sent} bytes, Content-Length said {length}")
+        status = self.rfile.readline().split()
+        if len(status) < 2:
+            raise ConnectionError("the mock LLM closed the connection")
+        size = 0
+        while True:
+            line = self.rfile.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                size = int(value)
+        return int(status[1]), self.rfile.read(size)
+
+    def close(self) -> None:
+        self.rfile.close()
+        self.sock.close()
+
+
+# --- agents ------------------------------------------------------------------------------------
+
+
+class Shared:
+    """What the agents of one process share: the run directory's prompt and catalogue, loaded
+    once (``plain``/``ksm``), and the daemon's socket (``agentmem``)."""
+
+    def __init__(self, run_dir: Path, socket_path: str, port: int, demote: bool) -> None:
+        self.run_dir = run_dir
+        self.socket_path = socket_path
+        self.port = port
+        self.demote = demote
+        self._prompt: str | None = None
+        self._tools: list[Any] | None = None
+
+    def prompt(self) -> str:
+        if self._prompt is None:
+            self._prompt = (self.run_dir / "prompt.txt").read_text()
+        return self._prompt
+
+    def tools(self) -> list[Any]:
+        if self._tools is None:
+            self._tools = json.loads((self.run_dir / "tools.json").read_bytes())
+        return self._tools
+
+
+class Agent:
+    """One agent: its loop, timings and errors. Subclasses hold the data."""
+
+    def __init__(self, shared: Shared, spec: dict[str, Any]) -> None:
+        self.shared = shared
+        self.index: int = spec["agent"]
+        self.name = f"swarm-{self.index:04d}"
+        self.spec = spec
+        self.http: Http | None = None
+        self.spawn_s = 0.0
+        self.turn_s: list[float] = []
+        self.body_bytes: list[int] = []
+        self.error: str | None = None
+
+    # Phases, in order; each subclass fills them in.
+    def connect(self) -> None:
+        """Register with the daemon (agentmem only)."""
+
+    def load_prompt(self, handles: Sequence[int]) -> None:
+        """Read the system prompt for the first time (timed: part of the spawn)."""
+        raise NotImplementedError
+
+    def load(self) -> None:
+        """Environment block, tool catalogue and history."""
+        raise NotImplementedError
+
+    def body(self) -> tuple[Iterable[bytes | memoryview], int]:
+        """This turn's request body as pieces, and its length."""
+        raise NotImplementedError
+
+    def append(self, messages: list[Any]) -> None:
+        raise NotImplementedError
+
+    def activity(self, active: bool) -> None:
+        """Tell the daemon the agent is (in)active (agentmem only)."""
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
+
+    def turn(self) -> bool:
+        """One request and its reply, appended; False once the trajectory is over."""
+        t0 = time.perf_counter()
+        self.activity(True)
+        pieces, length = self.body()
+        assert self.http is not None
+        status, data = self.http.request(
+            "POST", f"/v1/agents/{self.index}/messages", pieces, length
+        )
+        if status != 200:
+            raise RuntimeError(f"mock LLM answered {status}: {data[:200]!r}")
+        reply = json.loads(data)
+        if reply.get("done"):
+            self.activity(False)
+            return False
+        self.append([reply["message"], *reply["results"]])
+        self.turn_s.append(time.perf_counter() - t0)
+        self.body_bytes.append(length)
+        self.activity(False)
+        return True
+
+    def run(self, turns: int, think: float) -> None:
+        """Play up to ``turns`` turns, idle between them. Errors are kept, not raised."""
+        try:
+            self.http = Http(self.shared.port)
+            for gap in think_times(self.index, think, turns):
+                time.sleep(gap)
+                if not self.turn():
+                    break
+        except Exception as exc:  # reported to the orchestrator, which fails the mode
+            self.error = f"{type(exc).__name__}: {exc}"
+
+
+class PlainAgent(Agent):
+    """Everything in ordinary Python objects (``plain`` and ``ksm``)."""
+
+    def __init__(self, shared: Shared, spec: dict[str, Any]) -> None:
+        super().__init__(shared, spec)
+        self.prompt = ""
+        self.env = ""
+        self.tools: list[Any] = []
+        self.messages: list[Any] = []
+
+    def load_prompt(self, handles: Sequence[int]) -> None:
+        t0 = time.perf_counter()
+        self.prompt = self.shared.prompt()
+        self.spawn_s = time.perf_counter() - t0
+
+    def load(self) -> None:
+        self.env = self.spec["env"]
+        self.tools = self.shared.tools()
+        self.messages = list(history(self.shared.run_dir, self.spec["history"]))
+
+    def body(self) -> tuple[Iterable[bytes | memoryview], int]:
+        body = request_body(self.prompt, self.env, self.tools, self.messages)
+        return [body], len(body)
+
+    def append(self, messages: list[Any]) -> None:
+        self.messages.extend(messages)
+
+
+class AgentmemAgent(Agent):
+    """Prompt and tools as shared SMUs, the conversation a ``Conversation``."""
+
+    def __init__(self, shared: Shared, spec: dict[str, Any]) -> None:
+        super().__init__(shared, spec)
+        self.client: Client | None = None
+        self.conv: Conversation | None = None
+        self.tools_handle: Handle | None = None
+        self.budget = 0
+        self.prompt: list[memoryview] = []
+        self.env: bytes = b""
+        self.tools: list[memoryview] = []
+        self.fixed = 0  # bytes of the body besides the messages
+        self.count = 0  # messages in the conversation
+        self.msg_bytes = 0  # their stored bytes
+        self.cached = 0  # messages in the client's cached prefix
+        self.cached_bytes = 0
+        self.prefix_open = True
+        self._conn_s = 0.0
+
+    def connect(self) -> None:
+        import agentmem
+
+        t0 = time.perf_counter()
+        self.client = agentmem.connect(self.shared.socket_path, name=self.name, autostart=False)
+        self._conn_s = time.perf_counter() - t0
+
+    def load_prompt(self, handles: Sequence[int]) -> None:
+        from agentmem.ids import Handle
+
+        assert self.client is not None
+        t0 = time.perf_counter()
+        self.prompt = self.client.views(Handle(handles[0]))
+        self.prompt[0][0]  # first byte touched: the segment is mapped and readable
+        self.spawn_s = self._conn_s + time.perf_counter() - t0
+        self.tools_handle = Handle(handles[1])
+
+    def load(self) -> None:
+        from agentmem.client.conversation import CACHE_BYTES
+
+        client = self.client
+        assert client is not None and self.tools_handle is not None
+        self.budget = CACHE_BYTES
+        self.tools = client.views(self.tools_handle)
+        env_handle = client.alloc_smu("system_prompt", compact(self.spec["env"]))
+        self.env = bytes(client.read(env_handle))
+        self.fixed = GLUE_BYTES + len(self.env)
+        self.fixed += sum(v.nbytes for v in self.prompt) + sum(v.nbytes for v in self.tools)
+        self.conv = client.conversation()
+        batch: list[Any] = []
+        for msg in history(self.shared.run_dir, self.spec["history"]):
+            batch.append(msg)
+            if len(batch) >= LOAD_BATCH:
+                self.append(batch)
+                batch = []
+        if batch:
+            self.append(batch)
+        self.activity(False)
+
+    def _track(self, raws: list[bytes]) -> None:
+        """Keep count of the messages and of the prefix the ``Conversation`` caches: it keeps
+        messages from the first while they fit its budget, and stops at the first that does
+        not (its documented contract)."""
+        for raw in raws:
+            n = len(raw)
+            if (
+                self.prefix_open
+                and self.cached == self.count
+                and self.cached_bytes + n <= (self.budget)
+            ):
+                self.cached += 1
+                self.cached_bytes += n
+            else:
+                self.prefix_open = False
+            self.count += 1
+            self.msg_bytes += n
+
+    def append(self, messages: list[Any]) -> None:
+        assert self.conv is not None
+        self.conv.extend(messages)
+        self._track([compact(m) for m in messages])
+
+    def activity(self, active: bool) -> None:
+        client = self.client
+        assert client is not None and self.conv is not None
+        client.set_state("active" if active else "idle")
+        if not active and self.shared.demote:
+            client.demote(self.conv.handle)
+
+    def _messages(self) -> Iterator[bytes]:
+        """The messages, comma-separated, in pieces: the cached prefix gathered to about
+        :data:`SEND_BYTES`, then one piece per window fetched from the daemon."""
+        client, conv = self.client, self.conv
+        assert client is not None and conv is not None
+        sep = b""
+        piece: list[bytes] = []
+        size = 0
+        for i in range(self.cached):
+            raw = conv.raw(i)
+            piece.append(raw)
+            size += len(raw)
+            if size >= SEND_BYTES:
+                yield sep + b",".join(piece)
+                sep, piece, size = b",", [], 0
+        if piece:
+            yield sep + b",".join(piece)
+            sep = b","
+        start = self.cached
+        while start < self.count:
+            stop = min(self.count, start + WINDOW)
+            yield sep + b",".join(client.messages(conv.handle, start, stop))
+            sep, start = b",", stop
+
+    def body(self) -> tuple[Iterable[bytes | memoryview], int]:
+        length = self.fixed + self.msg_bytes + max(0, self.count - 1)
+
+        def pieces() -> Iterator[bytes | memoryview]:
+            yield BODY_HEAD
+            yield from self.prompt
+            yield BODY_ENV
+            yield self.env
+            yield BODY_TOOLS
+            yield from self.tools
+            yield BODY_MESSAGES
+            yield from self._messages()
+            yield BODY_END
+
+        return pieces(), length
+
+    def close(self) -> None:
+        super().close()
+        if self.client is not None:
+            self.client.close()
+
+
+AGENTS: dict[str, type[Agent]] = {"plain": PlainAgent, "ksm": PlainAgent, "agentmem": AgentmemAgent}
+
+
+# --- the process -------------------------------------------------------------------------------
+
+
+def enable_ksm() -> None:
+    """Make this process's anonymous memory mergeable by ksmd (``OSError`` if refused)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_MEMORY_MERGE): {os.strerror(err)}")
+
+
+def import_mode(mode: str) -> None:
+    """Import what ``mode``'s agents import (the idle baseline must carry the same)."""
+    if mode == "ksm":
+        import ctypes  # noqa: F401
+    if mode == "agentmem":
+        import agentmem
+        import agentmem.client.conversation  # noqa: F401
+
+
+def status_bytes(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Control:
+    """JSON lines with the orchestrator: one line per message, each way."""
+
+    def __init__(self) -> None:
+        self._in = sys.stdin.buffer
+
+    def send(self, msg: dict[str, Any]) -> None:
+        data = json.dumps(msg).encode() + b"\n"
+        view = memoryview(data)
+        while view:
+            view = view[os.write(1, view) :]
+
+    def recv(self) -> dict[str, Any]:
+        line = self._in.readline()
+        if not line:
+            raise SystemExit(0)  # the orchestrator went away: nothing left to report to
+        msg: dict[str, Any] = json.loads(line)
+        return msg
+
+
+def _ms(values: list[float]) -> list[float]:
+    return [round(v * 1000, 3) for v in values]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="agentmem swarm: one agent process (internal)")
+    p.add_argument("--mode", choices=MODES, required=True)
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--agents", default="", help="comma-separated agent indices")
+    p.add_argument("--socket", default="")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--turns", type=int, default=5)
+    p.add_argument("--think", type=float, default=0.5)
+    p.add_argument("--no-demote", action="store_true")
+    p.add_argument("--idle", action="store_true", help="import as an agent would, then sit idle")
+    args = p.parse_args(argv)
+    ctl = Control()
+    if args.mode == "ksm" and not args.idle:
+        try:
+            enable_ksm()
+        except OSError as exc:
+            ctl.send({"event": "error", "error": str(exc)})
+            return 1
+    import_mode(args.mode)
+    if args.idle:
+        ctl.send({"event": "ready"})
+        ctl.recv()
+        return 0
+    wanted = {int(x) for x in args.agents.split(",") if x}
+    specs = []
+    with open(args.run_dir / "agents.jsonl", "rb") as f:
+        for line in f:
+            spec = json.loads(line)
+            if spec["agent"] in wanted:
+                specs.append(spec)
+    shared = Shared(args.run_dir, args.socket, args.port, demote=not args.no_demote)
+    agents = [AGENTS[args.mode](shared, spec) for spec in specs]
+    ctl.send({"event": "started"})
+    ctl.recv()  # connect: the orchestrator spawns one process at a time
+    for a in agents:
+        a.connect()
+    ctl.send({"event": "registered", "names": [a.name for a in agents]})
+    handles: dict[str, list[int]] = ctl.recv().get("handles", {})
+    for a in agents:
+        a.load_prompt(handles.get(a.name, []))
+    ctl.send({"event": "spawned", "spawn_ms": _ms([a.spawn_s for a in agents])})
+    ctl.recv()  # load
+    t0 = time.perf_counter()
+    for a in agents:
+        a.load()
+    ctl.send({"event": "ready", "load_s": round(time.perf_counter() - t0, 3)})
+    ctl.recv()  # go
+    threads = [
+        threading.Thread(target=a.run, args=(args.turns, args.think), name=a.name) for a in agents
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ctl.send(
+        {
+            "event": "done",
+            "turn_ms": [_ms(a.turn_s) for a in agents],
+            "body_bytes": [a.body_bytes[-1] if a.body_bytes else 0 for a in agents],
+            "errors": [f"{a.name}: {a.error}" for a in agents if a.error],
+            "peak_rss_bytes": status_bytes("VmHWM"),
+        }
+    )
+    ctl.recv()  # exit
+    for a in agents:
+        a.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""``agentmem swarm``: N agents in P processes against a mock LLM, in each mode, measured.
+
+For every agent count (the ``--agents`` figure, and each of ``--sweep``) and every mode, one
+*round*, all in this run so that each figure sits beside its baselines:
+
+1. the mode's machinery: a private daemon (``agentmem``; a launcher connection allocates the
+   product's prompt and catalogue once), or KSM switched on and tuned (``ksm``); a fresh mock
+   LLM process;
+2. P agent processes start; each registers (``agentmem``), gets its handles, reads its prompt
+   (timed: the spawn), loads its tools and history, and says ``ready``;
+3. ``ksm``: two full ksmd passes are waited for, so the pages it can merge are merged;
+4. the swarm's memory is read (``ready``), then sampled every ``interval`` while the agents
+   play their turns; when all are done it settles (``agentmem``: 2.5 s, for the daemon's
+   once-a-second compaction to reclaim the holes demotion left; ``ksm``: one more pass) and is
+   read again: the steady state, all agents idle between turns with their conversations grown;
+5. the agent processes exit, and P idle interpreters with the same imports start and are
+   measured: the fixed cost of the processes, subtracted to give the agents' data.
+
+CPU: ``/proc`` utime + stime of the agent processes and of the daemon (``agentmem``) or ksmd
+(``ksm``) from before the agents start until they are done; the mock LLM's is reported apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from agentmem.bench.fleet import private_daemon
+from agentmem.bench.pss import rollup
+from agentmem.swarm import agent as agent_mod
+from agentmem.swarm import measure, profiles
+
+MODES = agent_mod.MODES
+#: Seconds a phase (start-up and loading, the turns) may take before the round fails.
+PHASE_TIMEOUT = 900.0
+#: Seconds given to the daemon after the turns, so a compaction pass (every 1 s) has run.
+SETTLE_S = 2.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """One swarm run, as the command line gives it."""
+
+    agents: int = 20
+    modes: tuple[str, ...] = MODES
+    profile: str = "corpus"
+    corpus: Path | None = None
+    scale: float = 0.1
+    processes: int | None = None  # None: one per agent
+    turns: int = 5
+    think: float = 0.5
+    sweep: tuple[int, ...] = ()
+    demote: bool = True
+    check: bool = False  # the mock LLM parses and records every request (tests)
+    interval: float = 0.5
+
+    def counts(self) -> list[int]:
+        return sorted({self.agents, *self.sweep})
+
+    def processes_for(self, n: int) -> int:
+        """Processes for ``n`` agents: ``--processes`` scaled to the round, at least 1."""
+        if self.processes is None:
+            return n
+        return max(1, min(n, round(self.processes * n / self.agents)))
+
+
+def _log(msg: str) -> None:
+    print(f"[swarm] {msg}", file=sys.stderr, flush=True)
+
+
+class Fleet:
+    """Child processes that speak JSON lines on stdin/stdout; stderr goes to ``log``."""
+
+    def __init__(self, cmds: Sequence[list[str]], log: IO[bytes]) -> None:
+        self.log = log
+        self.procs = [
+            subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+            for cmd in cmds
+        ]
+        self._buf: dict[int, bytes] = {p.stdout.fileno(): b"" for p in self.procs if p.stdout}
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def expect(
+        self, event: str, only: Sequence[int] | None = None, timeout: float = PHASE_TIMEOUT
+    ) -> list[dict[str, Any]]:
+        """One message from every process (or those of ``only``), in order; ``RuntimeError``
+        if one reports an error, exits, or the time runs out."""
+        wanted = range(len(self.procs)) if only is None else only
+        fds = {self.procs[i].stdout.fileno(): i for i in wanted}  # type: ignore[union-attr]
+        got: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        while len(got) < len(fds):
+            waiting = [fd for fd, i in fds.items() if i not in got]
+            for fd in waiting:  # a line may already be buffered
+                if b"\n" in self._buf[fd]:
+                    got[fds[fd]] = self._take(fd, event)
+            waiting = [fd for fd, i in fds.items() if i not in got]
+            if not waiting:
+                break
+            ready, _, _ = select.select(waiting, [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise RuntimeError(f"{len(waiting)} processes never said {event!r}")
+            for fd in ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise RuntimeError(f"an agent process exited before {event!r} (see its log)")
+                self._buf[fd] += chunk
+        return [got[i] for i in wanted]
+
+    def _take(self, fd: int, event: str) -> dict[str, Any]:
+        line, self._buf[fd] = self._buf[fd].split(b"\n", 1)
+        msg: dict[str, Any] = json.loads(line)
+        if msg.get("event") == "error":
+            raise RuntimeError(msg.get("error", "agent error"))
+        if msg.get("event") != event:
+            raise RuntimeError(f"expected {event!r}, got {msg!r}")
+        return msg
+
+    def send(self, i: int, msg: dict[str, Any]) -> None:
+        stdin = self.procs[i].stdin
+        assert stdin is not None
+        stdin.write(json.dumps(msg).encode() + b"\n")
+        stdin.flush()
+
+    def send_all(self, msg: dict[str, Any]) -> None:
+        for i in range(len(self.procs)):
+            self.send(i, msg)
+
+    def close(self) -> None:
+        for p in self.procs:
+            with contextlib.suppress(OSError):
+                if p.stdin is not None:
+                    p.stdin.close()
+        for p in self.procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
+
+
+@contextlib.contextmanager
+def mock_llm(run_dir: Path, check: bool) -> Any:
+    """The mock LLM in a process of its own: yields (port, pid)."""
+    cmd = [sys.executable, "-m", "agentmem.swarm.llm", "--run-dir", str(run_dir)]
+    with subprocess.Popen(
+        [*cmd, *(["--check"] if check else [])], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().split()
+            if len(line) != 2 or line[0] != b"port":
+                raise RuntimeError("the mock LLM did not start")
+            yield int(line[1]), proc.pid
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(30)
+
+
+def _agent_cmd(
+    mode: str, o: Options, run_dir: Path, indices: Sequence[int], *, sock: str, port: int
+) -> list[str]:
+    cmd = [sys.executable, agent_mod.__file__, "--mode", mode, "--run-dir", str(run_dir)]
+    cmd += ["--agents", ",".join(map(str, indices)), "--socket", sock, "--port", str(port)]
+    cmd += ["--turns", str(o.turns), "--think", str(o.think)]
+    return cmd + ([] if o.demote else ["--no-demote"])
+
+
+def idle_baseline(mode: str, processes: int, run_dir: Path, log: IO[bytes]) -> int:
+    """PSS of ``processes`` interpreters that import what ``mode``'s agents import, then idle."""
+    cmd = [sys.executable, agent_mod.__file__, "--mode", mode, "--run-dir", str(run_dir), "--idle"]
+    fleet = Fleet([cmd] * processes, log)
+    try:
+        fleet.expect("ready")
+        return sum(rollup(pid)["Pss"] for pid in fleet.pids)
+    finally:
+        fleet.close()
+
+
+def _start(
+    fleet: Fleet,
+    groups: list[list[int]],
+    launcher: Any,
+    handles: tuple[Any, Any],
+    helpers: list[int],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], tuple[float, float]]:
+    """Bring the fleet to ``ready``: spawn one process at a time (the others idle: connect and
+    register its agents, hand them the prompt and tools, let them read the prompt), then let
+    all load their data at once. Returns the ready and spawned messages and the CPU of the
+    agents and of the helper (daemon or ksmd) at ready."""
+    fleet.expect("started")
+    spawned: list[dict[str, Any]] = []
+    for i in range(len(groups)):
+        fleet.send(i, {"connect": True})
+        (msg,) = fleet.expect("registered", [i])
+        shared: dict[str, list[int]] = {}
+        if launcher is not None:
+            for name in msg["names"]:
+                shared[name] = [int(launcher.share_content(h, name)) for h in handles]
+        fleet.send(i, {"handles": shared})
+        spawned += fleet.expect("spawned", [i])
+    fleet.send_all({"load": True})
+    ready = fleet.expect("ready")
+    return ready, spawned, (measure.cpu(fleet.pids), measure.cpu(helpers))
+
+
+def _p(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return float(s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))])
+
+
+def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
+    """One mode with ``n`` agents: the figures of the module docstring, or ``skipped``."""
+    if mode == "ksm":
+        reason = measure.ksm_unavailable()
+        if reason is not None:
+            _log(f"ksm skipped: {reason}")
+            return {"skipped": reason}
+    procs = o.processes_for(n)
+    groups = [list(range(p, n, procs)) for p in range(procs)]
+    out: dict[str, Any] = {"agents": n, "processes": procs}
+    t_start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context((run_dir / f"{mode}-{n}.log").open("ab"))
+        ksm = stack.enter_context(measure.ksm_session()) if mode == "ksm" else None
+        daemon = stack.enter_context(private_daemon()) if mode == "agentmem" else None
+        port, llm_pid = stack.enter_context(mock_llm(run_dir, o.check))
+        launcher = None
+        handles: tuple[Any, Any] = (None, None)
+        if daemon is not None:
+            import agentmem
+
+            launcher = stack.enter_context(agentmem.connect(daemon.socket, name="swarm-launcher"))
+            prompt = agent_mod.compact((run_dir / "prompt.txt").read_text())
+            handles = (
+                launcher.alloc_smu("system_prompt", prompt),
+                launcher.alloc_smu("tool_def", (run_dir / "tools.json").read_bytes()),
+            )
+            del prompt
+        helper = daemon.pid if daemon is not None else (measure.ksmd_pid() if ksm else None)
+        helper_pids = [helper] if helper is not None else []
+        cpu0 = measure.cpu(helper_pids), measure.cpu([llm_pid])
+        sock = daemon.socket if daemon is not None else ""
+        fleet = Fleet([_agent_cmd(mode, o, run_dir, g, sock=sock, port=port) for g in groups], log)
+        stack.callback(fleet.close)
+        dpid = daemon.pid if daemon is not None else None
+        sampler = measure.Sampler(fleet.pids, dpid, o.interval).start()
+        stack.callback(sampler.stop)
+        try:
+            ready, spawned, cpu_ready = _start(fleet, groups, launcher, handles, [*helper_pids])
+        except RuntimeError as exc:
+            raise RuntimeError(sampler.exhausted or str(exc)) from exc
+        t_ready = time.perf_counter()
+        _log(f"{mode} x{n}: {procs} processes ready in {t_ready - t_start:.1f} s")
+        if ksm is not None:
+            out["ksm_merge_wait_s"] = round(ksm.wait_scans(2, 120.0), 2)
+        ready_sample = measure.sample(fleet.pids, dpid)
+        sampler.mark()
+        fleet.send_all({"go": True})
+        try:
+            done = fleet.expect("done")
+        except RuntimeError as exc:
+            raise RuntimeError(sampler.exhausted or str(exc)) from exc
+        t_done = time.perf_counter()
+        agents_cpu = measure.cpu(fleet.pids)
+        helper_cpu = measure.cpu(helper_pids) - cpu0[0]
+        llm_cpu = measure.cpu([llm_pid]) - cpu0[1]
+        turns_cpu = (agents_cpu - cpu_ready[0], helper_cpu + cpu0[0] - cpu_ready[1])
+        if daemon is not None:
+            time.sleep(SETTLE_S)
+        if ksm is not None:
+            out["ksm_settle_wait_s"] = round(ksm.wait_scans(1, 60.0), 2)
+            out["ksm"] = ksm.counters()
+        sampler.stop()
+        final = measure.sample(fleet.pids, dpid)
+        per_proc = [rollup(pid)["Pss"] for pid in fleet.pids]
+        if launcher is not None:
+            t0 = time.perf_counter()
+            st = launcher.get_stats()
+            out["store"] = {**_store_figures(st), "get_stats_ms": _ms(time.perf_counter() - t0)}
+        fleet.send_all({"exit": True})
+        fleet.close()
+    if ksm is not None:
+        out["ksm_restored"] = dict(ksm.restored)
+    with (run_dir / f"{mode}-{n}.log").open("ab") as log:
+        idle = idle_baseline(mode, procs, run_dir, log)
+    errors = [e for msg in done for e in msg["errors"]]
+    turns = [t for msg in done for agent_turns in msg["turn_ms"] for t in agent_turns]
+    spawn = [s for msg in spawned for s in msg["spawn_ms"]]
+    per_agent = [pss / len(g) for pss, g in zip(per_proc, groups, strict=True)]
+    total = final["total"]
+    out.update(
+        {
+            "total_pss_bytes": total,
+            "agent_data_bytes": total - idle,
+            "peak_pss_bytes": max([total, ready_sample["total"], *sampler.totals]),
+            "ready_pss_bytes": ready_sample["total"],
+            "run_pss_p50_bytes": sampler.median(),
+            "samples": len(sampler.totals),
+            "idle_interpreters_pss_bytes": idle,
+            "agent_processes_pss_bytes": final["agents"],
+            "daemon_pss_bytes": final["daemon"],
+            "daemon_memfd_bytes": final["memfd"],
+            "unmapped_memfd_bytes": final["unmapped_memfd"],
+            "per_agent_pss_bytes_p50": int(statistics.median(per_agent)),
+            "per_agent_pss_bytes_max": int(max(per_agent)),
+            "process_peak_rss_bytes_p50": int(statistics.median(m["peak_rss_bytes"] for m in done)),
+            "cpu_agents_s": round(agents_cpu, 2),
+            "cpu_daemon_s": round(helper_cpu, 2),
+            "cpu_llm_s": round(llm_cpu, 2),
+            "cpu_overhead_pct": round(100 * helper_cpu / max(1e-9, helper_cpu + agents_cpu), 2),
+            "cpu_turns_agents_s": round(turns_cpu[0], 2),
+            "cpu_turns_daemon_s": round(turns_cpu[1], 2),
+            "cpu_turns_overhead_pct": round(100 * turns_cpu[1] / max(1e-9, sum(turns_cpu)), 2),
+            "spawn_ms_p50": round(_p(spawn, 0.5), 3),
+            "spawn_ms_p99": round(_p(spawn, 0.99), 3),
+            "turn_ms_p50": round(_p(turns, 0.5), 3),
+            "turn_ms_p99": round(_p(turns, 0.99), 3),
+            "turns_played": len(turns),
+            "body_bytes_p50": int(_p([b for m in done for b in m["body_bytes"]], 0.5)),
+            "load_s_max": max(m["load_s"] for m in ready),
+            "ready_s": round(t_ready - t_start, 2),
+            "turns_s": round(t_done - t_ready, 2),
+            "errors": errors[:10],
+            "error_count": len(errors),
+        }
+    )
+    _log(
+        f"{mode} x{n}: total {total / 2**20:,.1f} MiB, data {(total - idle) / 2**20:,.1f} MiB, "
+        f"turn p50 {out['turn_ms_p50']} ms, {len(errors)} errors"
+    )
+    return out
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def _store_figures(st: Any) -> dict[str, Any]:
+    return {
+        "logical_bytes": st.logical_bytes,
+        "unique_bytes": st.unique_bytes,
+        "physical_bytes": st.physical_bytes,
+        "dedup_ratio": round(st.dedup_ratio, 3),
+        "compression_ratio": round(st.compression_ratio, 3),
+        "hot_physical_bytes": st.hot.physical_bytes,
+        "hot_raw_bytes": st.hot.raw_bytes,
+        "warm_raw_bytes": st.warm.raw_bytes,
+        "warm_stored_bytes": st.warm.stored_bytes,
+        "chunks": st.chunks,
+        "messages": st.messages,
+        "segments": st.segments,
+        "metadata_bytes": st.metadata_bytes,
+    }
+
+
+def run(o: Options) -> dict[str, Any]:
+    """Every round of ``o``; the results as one JSON-able dict (see :mod:`agentmem.swarm`)."""
+    from agentmem.swarm import report
+
+    started = time.perf_counter()
+    counts = o.counts()
+    with tempfile.TemporaryDirectory(prefix="agentmem-swarm-", dir="/var/tmp") as tmp:
+        run_dir = Path(tmp)
+        _log(f"writing the {o.profile} profile for {max(counts)} agents")
+        inputs = profiles.write(
+            run_dir, o.profile, max(counts), corpus=o.corpus, scale=o.scale, turns=o.turns
+        )
+        rounds: dict[int, dict[str, Any]] = {}
+        for n in counts:
+            rounds[n] = {}
+            for mode in o.modes:
+                try:
+                    rounds[n][mode] = run_round(mode, n, o, run_dir)
+                except Exception as exc:  # a mode that does not fit: said in the table
+                    log = (run_dir / f"{mode}-{n}.log").read_text(errors="replace")
+                    _log(f"{mode} x{n} failed: {exc}\n{log[-3000:]}")
+                    rounds[n][mode] = {"failed": f"{type(exc).__name__}: {exc}"}
+    return report.results(o, inputs, rounds, time.perf_counter() - started)

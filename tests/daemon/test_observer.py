@@ -1,0 +1,88 @@
+"""The once-a-second observer, in-process: snapshot, cost budget of the detailed walk, file."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+from agentmem.client import Client
+from agentmem.daemon import observe
+from agentmem.daemon.inprocess import InProcessTransport
+from agentmem.daemon.server import Server
+from agentmem.daemon.service import Service
+from agentmem.stats import StoreStats
+
+
+def test_the_split_is_carried_between_costly_walks_and_new_agents_show_none(
+    tmp_path: pathlib.Path,
+) -> None:
+    service = Service()
+    path = tmp_path / "agent_stats"
+    observer = observe.Observer(service, stats_path=str(path))
+    old = Client(InProcessTransport(service), name="old-agent")
+    old.alloc_smu("tool_result", os.urandom(3000))
+    observer.tick()
+    (uid,) = service.domains
+    first = observer.snapshot
+    assert first is not None and first.detail_age[uid] == 0.0
+    assert first.domains[uid].per_agent[0].unique_bytes == 3000
+    # Pretend the walk took 100 s: the next ones may not run for 100 / DETAIL_BUDGET seconds.
+    observer._detail[uid].cost = 100.0
+    new = Client(InProcessTransport(service), name="new-agent")
+    new.alloc_smu("blob", os.urandom(500))
+    observer.tick()
+    snap = observer.snapshot
+    assert snap is not None and snap is not first
+    st = snap.domains[uid]
+    by_name = {a.name: a for a in st.per_agent}
+    assert by_name["old-agent"].unique_bytes == 3000  # carried from the last walk
+    assert by_name["new-agent"].unique_bytes is None  # not walked yet
+    assert by_name["new-agent"].logical_bytes == 500  # totals are always current
+    assert st.logical_bytes == 3500 and st.daemon is not None
+    text = path.read_text()
+    assert "new-agent" in text and f"## uid {uid}" in text
+    assert not list(tmp_path.glob("*.tmp"))
+    observer.remove_file()
+    assert not path.exists()
+    old.close()
+    new.close()
+    service.close_all()
+
+
+def test_recent_stats_are_the_snapshot_and_cost_no_walk() -> None:
+    service = Service()
+    observer = service.observer = observe.Observer(service)
+    agent = Client(InProcessTransport(service), name="reader")
+    agent.alloc_smu("blob", b"b" * 100)
+    fresh = agent.get_stats(recent=True)  # no snapshot yet: computed
+    assert isinstance(fresh, StoreStats) and fresh.logical_bytes == 100
+    observer.tick()
+    agent.alloc_smu("blob", b"c" * 100)
+    recent = agent.get_stats(recent=True, daemon=True)
+    assert isinstance(recent, StoreStats)
+    assert recent.logical_bytes == 100  # as of the tick
+    assert recent.daemon is not None and recent.daemon.agents_by_state["active"] == 1
+    now = agent.get_stats()
+    assert isinstance(now, StoreStats) and now.logical_bytes == 200
+    agent.close()
+    service.close_all()
+
+
+def test_the_server_loop_ticks(tmp_path: pathlib.Path) -> None:
+    """The loop calls maintenance and the observer about once a second, even when idle."""
+    import socket
+    import threading
+
+    service = Service()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "s.sock"))
+    listener.listen()
+    server = Server(service, listener)
+    ticked = threading.Event()
+    server.on_tick.append(ticked.set)
+    server.on_tick.append(server.stop)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    assert ticked.wait(10)
+    thread.join(10)
+    assert not thread.is_alive()

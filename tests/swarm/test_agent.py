@@ -1,0 +1,105 @@
+"""An agent loop in each mode, a few turns against the mock LLM, at tiny sizes.
+
+The strongest check is on the bytes: for the same agent, the body ``agentmem`` streams from
+shared views and the daemon must be the very body ``plain`` materialises with ``json.dumps``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agentmem
+from agentmem.client import conversation
+from agentmem.swarm import agent, llm, profiles
+from agentmem.testing import DaemonProcess
+
+pytestmark = pytest.mark.slow
+TURNS = 3
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("swarm")
+    profiles.write(d, "corpus", 3, turns=TURNS)
+    return d
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[DaemonProcess]:
+    with DaemonProcess() as d:
+        yield d
+
+
+def _specs(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "agents.jsonl").read_text().splitlines()]
+
+
+def _play(run_dir: Path, mode: str, index: int, daemon: DaemonProcess) -> list[dict[str, Any]]:
+    """Agent ``index`` in ``mode`` plays its turns; returns what the mock LLM received."""
+    server = llm.MockLLM(llm.load_replies(run_dir / "turns.jsonl"), check=True)
+    with llm.serving(server) as port, agentmem.connect(daemon.socket, name=f"l-{mode}") as boss:
+        shared = agent.Shared(run_dir, daemon.socket, port, demote=True)
+        a = agent.AGENTS[mode](shared, _specs(run_dir)[index])
+        a.name = f"{a.name}-{mode}"  # one daemon serves every test
+        a.connect()
+        handles: list[int] = []
+        if mode == "agentmem":
+            prompt = boss.alloc_smu("system_prompt", agent.compact(shared.prompt()))
+            tools = boss.alloc_smu("tool_def", (run_dir / "tools.json").read_bytes())
+            handles = [int(boss.share_content(h, a.name)) for h in (prompt, tools)]
+        try:
+            a.load_prompt(handles)
+            a.load()
+            a.run(TURNS, 0.0)
+        finally:
+            a.close()
+    assert a.error is None
+    assert len(a.turn_s) == TURNS and a.spawn_s > 0
+    return server.seen[index]
+
+
+@pytest.mark.parametrize("mode", agent.MODES)
+def test_agent_plays_its_turns(run_dir: Path, daemon: DaemonProcess, mode: str) -> None:
+    seen = _play(run_dir, mode, 0, daemon)
+    assert len(seen) == TURNS
+    grown = [s["messages"] for s in seen]
+    assert all(b > a for a, b in itertools.pairwise(grown))  # reply appended each turn
+    assert all(s["system"] == 2 and s["tools"] == 24 for s in seen)
+
+
+def test_agentmem_streams_the_plain_body(
+    run_dir: Path, daemon: DaemonProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small cache and window, so the body mixes cached messages and daemon windows.
+    monkeypatch.setattr(conversation, "CACHE_BYTES", 4096)
+    monkeypatch.setattr(agent, "WINDOW", 3)
+    plain = _play(run_dir, "plain", 1, daemon)
+    streamed = _play(run_dir, "agentmem", 1, daemon)
+    assert [s["sha256"] for s in streamed] == [s["sha256"] for s in plain]
+    assert [s["bytes"] for s in streamed] == [s["bytes"] for s in plain]
+
+
+def test_seed_history_is_permuted_per_agent(tmp_path: Path) -> None:
+    inputs = profiles.write(tmp_path, "seed", 2, scale=1e-4, turns=2)
+    specs = _specs(tmp_path)
+    first, second = (list(agent.history(tmp_path, s["history"])) for s in specs)
+    size = sum(len(agent.compact(m)) for m in first)
+    assert size >= inputs.history_bytes_mean == profiles.SEED_CONVERSATION_BYTES * 1e-4
+    original = list(agent.history(tmp_path, {**specs[0]["history"], "permute": None}))
+    assert [m.get("role") for m in first] == [m.get("role") for m in original]  # roles kept
+    assert first != original and len(agent.compact(first)) == len(agent.compact(original))
+    texts = {json.dumps(m) for m in first} & {json.dumps(m) for m in second}
+    assert len(texts) < len(first) // 10  # no accidental dedup across agents
+    assert inputs.prompt_bytes >= 5000 and inputs.tools_bytes >= 10000
+
+
+def test_think_times_differ_per_agent_and_are_bounded() -> None:
+    a, b = agent.think_times(0, 0.5, 20), agent.think_times(1, 0.5, 20)
+    assert a != b and len(a) == 20
+    assert all(0 <= g <= 4 * 0.5 * 2 for g in a + b)

@@ -1,0 +1,82 @@
+"""A quick swarm of 4 agents in every mode: it completes, and its results hold together.
+
+No timing assertions: only shape, counts, errors, and what sharing must do to memory on any
+machine (the seed profile's agents hold megabytes that agentmem keeps once or compressed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentmem.cli.main import build_parser
+from agentmem.swarm import measure, report
+from agentmem.swarm.run import Options, run, run_round
+
+pytestmark = pytest.mark.slow
+AGENTS, TURNS = 4, 2
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, Any]:
+    return run(Options(agents=AGENTS, profile="seed", scale=1 / 20, turns=TURNS, think=0.05))
+
+
+def test_every_mode_reports_every_key(results: dict[str, Any]) -> None:
+    modes = results["modes"]
+    assert list(modes) == ["plain", "ksm", "agentmem"]
+    measured = {m: r for m, r in modes.items() if "skipped" not in r}
+    assert {"plain", "agentmem"} <= set(measured)
+    for mode, r in measured.items():
+        assert "failed" not in r, (mode, r)
+        for key in report.KEYS:
+            assert isinstance(r[key], int | float), (mode, key)
+        assert r["error_count"] == 0 and r["turns_played"] == AGENTS * TURNS
+        assert r["peak_pss_bytes"] >= r["total_pss_bytes"] > r["agent_data_bytes"] > 0
+        assert r["idle_interpreters_pss_bytes"] > 0 and r["processes"] == AGENTS
+        assert r["body_bytes_p50"] > 7_500_000  # prompt + tools + history at 1/20
+    assert measured["plain"]["cpu_overhead_pct"] == 0
+    assert measured["agentmem"]["daemon_pss_bytes"] > 0
+    json.dumps(results)  # JSON-able
+
+
+def test_agentmem_costs_less_than_plain(results: dict[str, Any]) -> None:
+    plain, mem = results["modes"]["plain"], results["modes"]["agentmem"]
+    assert mem["total_pss_bytes"] < plain["total_pss_bytes"]
+    assert mem["agent_data_bytes"] < plain["agent_data_bytes"]
+    assert results["vs_plain"]["agentmem"]["total_vs_plain"] < 1
+    assert mem["store"]["warm_raw_bytes"] > 0  # idle conversations were demoted
+
+
+def test_table_and_plot(results: dict[str, Any], tmp_path: Path) -> None:
+    md = report.render_markdown(results)
+    assert "| total PSS, steady" in md and "## Targets" in md
+    report.plot(results, tmp_path / "swarm.png")
+    assert (tmp_path / "swarm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ksm_is_skipped_when_it_cannot_be_switched_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(measure, "KSM_DIR", tmp_path / "absent")
+    out = run_round("ksm", 2, Options(agents=2), tmp_path)
+    assert out == {"skipped": f"{tmp_path / 'absent'} not found: this kernel has no KSM"}
+    ksm = tmp_path / "ksm"
+    ksm.mkdir()
+    (ksm / "run").write_text("0\n")
+    (ksm / "pages_to_scan").mkdir()  # not writable, even for root
+    monkeypatch.setattr(measure, "KSM_DIR", ksm)
+    assert "is not writable" in run_round("ksm", 2, Options(agents=2), tmp_path)["skipped"]
+    assert (ksm / "run").read_text() == "0\n"  # left as it was
+
+
+def test_command_line() -> None:
+    args = build_parser().parse_args(
+        ["swarm", "--agents", "8", "--mode", "agentmem,plain", "--scale", "1/100"]
+    )
+    assert args.mode == ("plain", "agentmem") and args.scale == 0.01 and args.agents == 8
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["swarm", "--mode", "shm"])
