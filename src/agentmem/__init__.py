@@ -16,6 +16,7 @@ See docs/design.md for the architecture and docs/formats.md for what is on disk 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from agentmem.client import Client
@@ -85,6 +86,7 @@ def connect(
     state: AgentState | str = AgentState.ACTIVE,
     autostart: bool | None = None,
     profile_allocs: bool | int | None = None,
+    open: Sequence[str] = (),
 ) -> Client:
     """Connect an agent to agentmem and return its :class:`Client`.
 
@@ -92,7 +94,8 @@ def connect(
     ``socket_path``, to that daemon only; with ``inprocess=True``, to a store in this process
     shared by every in-process client (no daemon, no socket). ``profile_allocs`` samples the
     caller's stack at ``alloc_smu`` for ``agentmem flamegraph`` (True: every call; N: one in
-    N; None: as ``AGENTMEM_PROFILE_ALLOCS`` says).
+    N; None: as ``AGENTMEM_PROFILE_ALLOCS`` says). ``open`` names published content to open
+    in the handshake (``client.opened[name]``).
     """
     if inprocess:
         from agentmem.client.client import _profile_every
@@ -104,6 +107,7 @@ def connect(
             importance=importance,
             state=state,
             profile_allocs=_profile_every(profile_allocs),
+            open=open,
         )
     return _connect(
         socket_path,
@@ -112,6 +116,7 @@ def connect(
         state=state,
         autostart=autostart,
         profile_allocs=profile_allocs,
+        open=open,
     )
 
 

@@ -115,3 +115,20 @@ def test_bad_input_gets_typed_errors(connect_agent: ClientFactory) -> None:
         connect_agent(name=c.name)
     h = c.alloc_smu("blob", b"still fine")
     assert bytes(c.read(h)) == b"still fine"
+
+
+def test_published_content_opens_in_the_handshake(connect_agent: ClientFactory) -> None:
+    orchestrator = connect_agent()
+    prompt = text(6, 1 << 20)
+    h = orchestrator.alloc_smu("system_prompt", prompt)
+    orchestrator.publish(h, "coder/prompt")
+    orchestrator.close()  # the published name outlives its publisher
+    agent = connect_agent(open=["coder/prompt"])
+    assert bytes(agent.read(agent.opened["coder/prompt"])) == prompt
+    again = agent.open("coder/prompt")
+    assert bytes(agent.read(again)) == prompt
+    with pytest.raises(UnknownHandle):
+        connect_agent(open=["no/such/name"])
+    agent.unpublish("coder/prompt")
+    with pytest.raises(UnknownHandle):
+        agent.open("coder/prompt")

@@ -1,7 +1,7 @@
 """Agent spawn: the ``spawn`` section of ``agentmem bench daemon``.
 
-What a new agent process pays before it can use a shared prompt: connect, hello, getting a
-handle from the process that holds the prompt, and the first zero-copy read. Timed inside fresh
+What a new agent process pays before it can use a shared prompt: connect, hello (which opens
+the prompt an orchestrator published by name), and the first zero-copy read. Timed inside fresh
 interpreters (start-up and ``import agentmem`` are reported apart), one after another, beside
 the same process reading the same bytes from a file, mapping the file, and copying them.
 """
@@ -23,8 +23,8 @@ from agentmem.bench import report as rp
 from agentmem.bench.fleet import CHILD_TIMEOUT, expect_line, private_daemon
 from agentmem.client import connect
 
-#: A fresh agent process: times ``import agentmem``, then connect, hello, the orchestrator's
-#: handoff of a shared prompt, and the first zero-copy read up to touching its first byte; and
+#: A fresh agent process: times ``import agentmem``, then connect, hello opening the published
+#: prompt, and the first zero-copy read up to touching its first byte; and
 #: the same bytes read from a file, mapped from a file and copied in memory. The baselines run
 #: before or after the agent's read on alternate spawns, so neither gets the warmer process.
 _SPAWN_CHILD = r"""
@@ -56,10 +56,9 @@ if baselines_first == "1":
 t0 = time.perf_counter()
 transport = UnixSocketTransport(path)
 t1 = time.perf_counter()
-client = agentmem.Client(transport, name=name)
+client = agentmem.Client(transport, name=name, open=["bench/system-prompt"])
 t2 = time.perf_counter()
-os.write(1, b"ready\n")
-handle = agentmem.Handle(int(os.read(0, 64)))
+handle = client.opened["bench/system-prompt"]
 t3 = time.perf_counter()
 view = client.read(handle)
 view[0]
@@ -68,13 +67,13 @@ if baselines_first != "1":
     data, base = baselines()
 out = {
     "started": started, "import": imported - started, "connect": t1 - t0, "hello": t2 - t1,
-    "handoff": t3 - t2, "read": t4 - t3, "total": t4 - t0,
+    "read": t4 - t3, "total": t4 - t0,
     "zero_copy": type(view.obj).__name__ == "mmap" and view.readonly and view == data,
 }
 print(json.dumps({**out, **base}), flush=True)
 """
 
-SPAWN_PHASES = ("connect", "hello", "handoff", "read", "total", "agent_side")
+SPAWN_PHASES = ("connect", "hello", "read", "total")
 SPAWN_BASELINES = ("file_read", "file_mmap", "memory_copy")
 
 
@@ -96,31 +95,28 @@ def bench_spawn(spawns: int, prompt: bytes) -> dict[str, Any]:
         Path(prompt_file).write_bytes(prompt)
         with connect(d.socket, name="bench-orchestrator") as orchestrator:
             handle = orchestrator.alloc_smu("system_prompt", prompt)
+            orchestrator.publish(handle, "bench/system-prompt")
             for i in range(spawns):
                 name = f"spawned-{i:03d}"
                 cmd = [sys.executable, "-c", _SPAWN_CHILD, d.socket, name, prompt_file, str(i % 2)]
                 t0 = time.perf_counter()
-                with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child:
-                    assert child.stdin is not None
-                    expect_line(child.stdout, "spawn")
-                    shared = orchestrator.share_content(handle, name)
-                    child.stdin.write(f"{shared}\n".encode())
-                    child.stdin.flush()
+                with subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+                ) as child:
                     line = expect_line(child.stdout, "spawn")
                     child.wait(CHILD_TIMEOUT)
                 wall.append(time.perf_counter() - t0)
                 sample = json.loads(line)
-                sample["agent_side"] = sample["total"] - sample["handoff"]
                 startup.append(sample["started"] - t0)
                 samples.append(sample)
     out: dict[str, Any] = {
         "notes": "Each spawn is a fresh `python -c` process. Timed inside it (perf_counter): "
         "from just before connect to just after touching the first byte of the first read of "
-        "a 1 MiB system prompt that an orchestrator process shares with it. Phases: connect "
-        "(socket connect), hello (register), handoff (tell the orchestrator it is up, which "
-        "calls share_content and sends the handle back over a pipe), read (the read request, "
-        "the segment's fd passed and mapped, first byte touched); agent_side = total - "
-        "handoff. Baselines in the same process, same bytes: open+read of the prompt file "
+        "a 1 MiB system prompt that an orchestrator process published by name. Phases: connect "
+        "(socket connect), hello (register, opening the published prompt: the handle comes "
+        "back in the hello reply), read (the read request, the segment's fd passed and "
+        "mapped, first byte touched). Baselines in the same process, same bytes: open+read "
+        "of the prompt file "
         "(page cache warm), open+mmap of it, and a private copy from memory, each to its "
         "first byte. import_ms: `import agentmem` (excluded from the total); startup_ms: "
         "interpreter start-up before the script runs; process_wall_ms: Popen to exit, as seen "

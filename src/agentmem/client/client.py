@@ -73,8 +73,12 @@ class Client:
         reconnect: Callable[[], Transport] | None = None,
         observer: bool = False,
         profile_allocs: int = 0,
+        open: Sequence[str] = (),
     ) -> None:
         self._transport: Transport | None = transport
+        self._open_names = list(open)
+        #: Handles of the published names asked for with ``open``, opened in the handshake.
+        self.opened: dict[str, Handle] = {}
         self._reconnect = reconnect
         self._broken = False
         self._ids = itertools.count(1)
@@ -94,6 +98,8 @@ class Client:
 
     def _hello(self) -> None:
         extra: dict[str, object] = {"observer": True} if self.observer else {}
+        if self._open_names:
+            extra["open"] = self._open_names
         info = self._call(
             m.hello(0, self.name, importance=self._importance, state=self._state.label, **extra)
         )
@@ -101,6 +107,7 @@ class Client:
         self.name = info["agent"]
         self.pid: int = info["pid"]
         self.inline_max: int = info["inline_max"]
+        self.opened = {k: Handle(v) for k, v in info.get("opened", {}).items()}
 
     def _revive(self) -> None:
         assert self._reconnect is not None
@@ -178,6 +185,19 @@ class Client:
             return Handle(self._call(msg, [fd]))
         finally:
             os.close(fd)
+
+    def publish(self, handle: Handle, name: str) -> None:
+        """Publish the content under ``name``: any agent of the domain may then :meth:`open` it
+        (or name it in ``connect(open=[...])``), also after this agent is gone."""
+        self._op("publish", handle=handle, name=name)
+
+    def unpublish(self, name: str) -> None:
+        """Withdraw a published name (handles already opened stay valid)."""
+        self._op("unpublish", name=name)
+
+    def open(self, name: str) -> Handle:
+        """A handle on the content published as ``name``; ``UnknownHandle`` if none is."""
+        return Handle(self._op("open", name=name))
 
     def share_content(self, handle: Handle, target: str) -> Handle:
         """Give the connected agent ``target`` its own handle on the content; return it."""
@@ -382,10 +402,13 @@ def connect(
     timeout: float | None = None,
     observer: bool = False,
     profile_allocs: bool | int | None = None,
+    open: Sequence[str] = (),
 ) -> Client:
     """Connect to the daemon (starting one on first use when no socket path was given).
 
     An explicit ``socket_path`` turns autostart off unless ``autostart=True``.
+    ``open``: published names to open in the handshake (``client.opened[name]`` is the handle):
+    an agent gets its shared system prompt with no further round trip.
     ``observer``: read statistics only, registering no agent. ``profile_allocs``: sample the
     caller's stack at ``alloc_smu`` (True: every call; N: one in N; None: as
     ``AGENTMEM_PROFILE_ALLOCS`` says).
@@ -425,6 +448,7 @@ def connect(
             reconnect=reconnect,
             observer=observer,
             profile_allocs=every,
+            open=open,
         )
     except BaseException:
         transport.close()

@@ -285,12 +285,24 @@ def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[in
     if observer:
         session.observer, session.domain = True, domain
         domain.observers += 1
-    else:
-        agent = domain.store.register_agent(
-            name, pid=session.pid, state=state, importance=importance
-        )
+    opened: dict[str, int] = {}
+    if not observer:
+        names = m.optional(msg, "open", list, [])
+        if len(names) > 64 or not all(isinstance(n, str) for n in names):
+            raise InvalidArgument("'open' is a list of at most 64 published names")
+        store = domain.store
+        agent = store.register_agent(name, pid=session.pid, state=state, importance=importance)
+        try:
+            # Published content opened in the handshake: an agent starts with its system prompt
+            # and tools in one round trip (spawn = connect + hello + read).
+            for wanted in names:
+                opened[wanted] = store.open(wanted, agent)
+        except BaseException:
+            store.unregister_agent(agent)
+            raise
         session.agent, session.domain = agent, domain
         domain.sessions[name] = session
+        session.handles.update(opened.values())
     return _ok(
         {
             "agent": name,
@@ -298,6 +310,7 @@ def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[in
             "uid": session.uid,
             "version": m.PROTOCOL_VERSION,
             "inline_max": INLINE_MAX,
+            "opened": opened,
         }
     )
 
@@ -552,6 +565,26 @@ def _handles(svc: Service, session: Session, msg: dict[str, object], fds: tuple[
     )
 
 
+def _publish(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    _domain(session).store.publish(_own(session, msg), m.require(msg, "name", str))
+    return _ok(None)
+
+
+def _unpublish(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> Reply:
+    _no_fds(fds)
+    _domain(session).store.unpublish(m.require(msg, "name", str))
+    return _ok(None)
+
+
+def _open(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    assert session.agent is not None
+    return _adopt(session, _domain(session).store.open(m.require(msg, "name", str), session.agent))
+
+
 HANDLERS: Final[dict[str, Handler]] = {
     m.OP_ALLOC_SMU: _alloc_smu,
     m.OP_SHARE_CONTENT: _share_content,
@@ -567,6 +600,9 @@ HANDLERS: Final[dict[str, Handler]] = {
     "demote": _demote,
     "handles": _handles,
     m.OP_ALLOC_PROFILE: _alloc_profile,
+    "publish": _publish,
+    "unpublish": _unpublish,
+    "open": _open,
 }
 """Operation name -> handler. ``hello`` is handled before a session has an agent."""
 
