@@ -50,6 +50,8 @@ from agentmem.bench.fleet import (
     private_daemon,
 )
 from agentmem.bench.load import bench_connections, bench_throughput, kib
+from agentmem.bench.observe import OPS as OBSERVE_OPS
+from agentmem.bench.observe import bench_observe
 from agentmem.bench.spawn import bench_spawn
 from agentmem.client import Client, connect
 from agentmem.config import Config
@@ -301,6 +303,11 @@ def targets(sizes: Sizes) -> list[rp.Target]:
         rp.Target("pss.agentmem.vs_one_copy", "<=", 1.25, "shared prompt PSS / one copy"),
         rp.Target("connections.connected", ">=", conns, "concurrent connections"),
         rp.Target("connections.errors", "<=", 0, "errors with all connections open"),
+        *(
+            rp.Target(f"observe.{op}.{k}", "<=", 1.05, f"{op}: statistics on / off, {what}")
+            for op in OBSERVE_OPS
+            for k, what in (("p50_ratio", "p50"), ("cpu_ratio", "daemon CPU"))
+        ),
     ]
 
 
@@ -403,6 +410,19 @@ def _summary(r: dict[str, Any]) -> list[list[object]]:
             "pss.agentmem.vs_one_copy",
         ),
     ]
+    for op in OBSERVE_OPS:
+        o = r["observe"][op]
+        rows.append(
+            row(
+                f"{op} with statistics on (stats file, metrics scraped, top): p50 us / daemon "
+                "CPU us (x off)",
+                f"{o['on_p50_us']} ({o['p50_ratio']}x) / {o['on_daemon_cpu_us']} "
+                f"({o['cpu_ratio']}x)",
+                f"statistics off: {o['off_p50_us']} / {o['off_daemon_cpu_us']}",
+                f"observe.{op}.p50_ratio",
+                f"observe.{op}.cpu_ratio",
+            )
+        )
     return rows
 
 
@@ -522,6 +542,7 @@ def run(
         ),
         ("spawn", lambda: bench_spawn(sizes.spawns, small_prompt)),
         ("pss", lambda: pss.bench_pss(sizes.pss_procs, prompt, source)),
+        ("observe", lambda: bench_observe(3 * sizes.op_calls, sizes.warmup, repeats, prompt)),
     ]
     for name, fn in sections:
         rp.progress("daemon", name)
