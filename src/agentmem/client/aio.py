@@ -19,10 +19,11 @@ from agentmem import stats as wire_stats
 from agentmem.client.client import (
     MEMFD_MIN,
     _default_name,
-    _map,
     _message_list,
     _profile_every,
     _sealed_memfd,
+    read_views,
+    unpack_reply,
 )
 from agentmem.client.profile import Sampler
 from agentmem.config import default_socket_path
@@ -185,17 +186,7 @@ class AsyncClient:
         ident = next(self._ids)
         msg["id"] = ident
         reply, attachments = await transport.request(msg, fds)
-        try:
-            retired = reply.get("retired")
-            if isinstance(retired, list):
-                for seg_id in retired:
-                    self._maps.pop(seg_id, None)
-            return m.raise_for_reply(reply), attachments
-        except BaseException:
-            for att in attachments:
-                if isinstance(att, int):
-                    os.close(att)
-            raise
+        return unpack_reply(reply, attachments, ident, self._maps), attachments
 
     async def _call(self, msg: dict[str, object], fds: Sequence[int] = ()) -> Any:
         result, _ = await self._call_with(msg, fds)
@@ -257,15 +248,7 @@ class AsyncClient:
 
     async def views(self, handle: Handle) -> list[memoryview]:
         result, attachments = await self._call_with({"op": m.OP_READ, "handle": handle})
-        if "data" in result:
-            return [memoryview(result["data"])]
-        if "copy" in result:  # a private copy in a one-off memfd
-            capacity, size = result["copy"]
-            (att,) = attachments
-            return [_map(att, capacity)[:size]]
-        for (seg_id, capacity), fd in zip(result["map"], attachments, strict=True):
-            self._maps[seg_id] = _map(fd, capacity)
-        return [self._maps[s][off : off + n] for s, off, n in result["extents"]]
+        return read_views(result, attachments, self._maps)
 
     async def release(self, handle: Handle) -> None:
         await self._op(m.OP_RELEASE, handle=handle)

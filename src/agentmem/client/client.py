@@ -140,19 +140,7 @@ class Client:
         except DaemonUnavailable:
             self._broken = True
             raise
-        try:
-            if reply.get("id") != ident:
-                raise ProtocolError(f"reply to request {reply.get('id')!r}, expected {ident}")
-            retired = reply.get("retired")
-            if isinstance(retired, list):
-                for seg_id in retired:
-                    self._maps.pop(seg_id, None)
-            return m.raise_for_reply(reply), attachments
-        except BaseException:
-            for a in attachments:
-                if isinstance(a, int):
-                    os.close(a)
-            raise
+        return unpack_reply(reply, attachments, ident, self._maps), attachments
 
     def _op(self, op: str, **args: object) -> Any:
         return self._call({"op": op, **args})
@@ -245,16 +233,7 @@ class Client:
     def views(self, handle: Handle) -> list[memoryview]:
         """The content as read-only pieces in order (zero-copy for hot extents)."""
         result, attachments = self._call_with({"op": m.OP_READ, "handle": handle})
-        if "data" in result:
-            return [memoryview(result["data"])]
-        if "copy" in result:  # a private copy in a one-off memfd
-            capacity, size = result["copy"]
-            (att,) = attachments
-            return [_map(att, capacity)[:size]]
-        for (seg_id, capacity), att in zip(result["map"], attachments, strict=True):
-            self._maps[seg_id] = _map(att, capacity)
-        maps = self._maps
-        return [maps[seg_id][off : off + n] for seg_id, off, n in result["extents"]]
+        return read_views(result, attachments, self._maps)
 
     def release(self, handle: Handle) -> None:
         """Drop the handle; content is freed when no agent holds it."""
@@ -343,6 +322,45 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def unpack_reply(
+    reply: dict[str, object],
+    attachments: Sequence[Attachment],
+    ident: int,
+    maps: dict[int, memoryview],
+) -> Any:
+    """The result of a reply to request ``ident`` (raising the error it carries); drops the
+    mappings of segments the daemon retired. Closes the attachments' fds if it raises."""
+    try:
+        if reply.get("id") != ident:
+            raise ProtocolError(f"reply to request {reply.get('id')!r}, expected {ident}")
+        retired = reply.get("retired")
+        if isinstance(retired, list):
+            for seg_id in retired:
+                maps.pop(seg_id, None)
+        return m.raise_for_reply(reply)
+    except BaseException:
+        for a in attachments:
+            if isinstance(a, int):
+                os.close(a)
+        raise
+
+
+def read_views(
+    result: dict[str, Any], attachments: Sequence[Attachment], maps: dict[int, memoryview]
+) -> list[memoryview]:
+    """A ``read`` result as views: inline bytes, a private copy, or extents of segments (newly
+    sent segments are mapped and kept in ``maps``)."""
+    if "data" in result:
+        return [memoryview(result["data"])]
+    if "copy" in result:  # a private copy in a one-off memfd
+        capacity, size = result["copy"]
+        (att,) = attachments
+        return [_map(att, capacity)[:size]]
+    for (seg_id, capacity), att in zip(result["map"], attachments, strict=True):
+        maps[seg_id] = _map(att, capacity)
+    return [maps[seg_id][off : off + n] for seg_id, off, n in result["extents"]]
 
 
 def _message_list(data: object) -> list[bytes | str]:
