@@ -16,7 +16,6 @@ See docs/design.md for the architecture and docs/formats.md for what is on disk 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from agentmem.client import Client
@@ -42,6 +41,8 @@ from agentmem.ids import ChunkId, Handle, MessageId
 from agentmem.states import AgentState, SMUType, Tier
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from agentmem.client.conversation import Conversation
     from agentmem.config import Config
     from agentmem.stats import AgentStats, DaemonStats, StoreStats, TierStats, TypeStats
