@@ -36,7 +36,7 @@ from agentmem.hashing import chunk_id
 from agentmem.ids import ChunkId, Handle
 from agentmem.states import AgentState, SMUType, Tier
 from agentmem.stats import AgentStats, StoreStats
-from agentmem.store import accounting, conversations
+from agentmem.store import accounting, conversations, layout
 from agentmem.store.check import CheckReport, run_check
 from agentmem.store.hot import HotTier
 from agentmem.store.records import (
@@ -46,7 +46,6 @@ from agentmem.store.records import (
     ConversationRef,
     MessageNode,
     Ref,
-    WarmGroup,
 )
 from agentmem.store.segments import Segment
 from agentmem.store.warm import WarmTier
@@ -311,11 +310,11 @@ class Store:
         if ref.__class__ is ConversationRef:
             raise WrongType("read() takes an SMU handle; use messages() for a conversation")
         smu = ref.smu  # type: ignore[union-attr]
-        extents = self._extents(smu)
+        extents = layout.extents_of(self, smu)
         if extents is not None and len(extents) == 1:
             seg, off, n = extents[0]
             return seg.view(off, n)
-        return memoryview(b"".join(self._pieces(smu)))
+        return memoryview(b"".join(layout.pieces(self, smu)))
 
     def views(self, handle: Handle) -> list[memoryview]:
         """The content as a list of pieces in order, zero-copy for hot chunks (merged where
@@ -323,7 +322,7 @@ class Store:
         ref = self._ref(handle)
         if ref.__class__ is ConversationRef:
             raise WrongType("views() takes an SMU handle; use messages() for a conversation")
-        return self._pieces(ref.smu)  # type: ignore[union-attr]
+        return layout.pieces(self, ref.smu)  # type: ignore[union-attr]
 
     def extents(
         self, handle: Handle, *, promote: bool = True
@@ -337,12 +336,12 @@ class Store:
         if not isinstance(ref, Ref):
             raise WrongType("extents() takes an SMU handle, not a conversation")
         smu = ref.smu
-        ext = self._extents(smu)
+        ext = layout.extents_of(self, smu)
         if ext is None:
             if not promote:
                 return ()
             self._promote(list(smu.chunks), smu.smu_type)
-            ext = self._extents(smu)
+            ext = layout.extents_of(self, smu)
             assert ext is not None
         return ext
 
@@ -381,29 +380,7 @@ class Store:
         O(chunks) per call; the daemon runs it when freed bytes pile up.
         """
         self._check_open()
-        hot = self.hot
-        sparse = {
-            id(seg)
-            for seg in hot
-            if not hot.is_open(seg) and seg.used and seg.live_bytes <= max_live_ratio * seg.used
-        }
-        if not sparse:
-            return 0
-        movers = [e for e in self.chunks.values() if id(e.loc) in sparse]
-        movers.sort(key=lambda e: (id(e.loc), e.offset))
-        reclaimed = sum(seg.used for seg in hot if id(seg) in sparse)
-        for pool, kind in (("shared", SMUType.SYSTEM_PROMPT), ("private", SMUType.BLOB)):
-            group = [e for e in movers if e.loc.pool == pool]  # type: ignore[union-attr]
-            if not group:
-                continue
-            olds = [e.loc for e in group]
-            hot.put(group, [hot.load(e) for e in group], kind)
-            for e, old in zip(group, olds, strict=True):
-                hot.forget(old, e.size)  # type: ignore[arg-type]
-        for seg in [seg for seg in hot if id(seg) in sparse]:
-            hot.retire_if_empty(seg)  # a segment with no live chunk left (all holes)
-        self.epoch += 1
-        return reclaimed - sum(e.size for e in movers)
+        return layout.compact(self, max_live_ratio)
 
     def demote(self, handle: Handle) -> int:
         """Move the handle's hot, unpinned chunks to the warm tier; return plain bytes moved."""
@@ -451,7 +428,7 @@ class Store:
         ref = self._conversation(handle)
         if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
             raise InvalidArgument("start and stop must be ints")
-        return [self._node_bytes(node) for node in ref.path[start:stop]]
+        return [layout.node_bytes(self, node) for node in ref.path[start:stop]]
 
     def length(self, handle: Handle) -> int:
         """Number of messages in the conversation."""
@@ -640,62 +617,6 @@ class Store:
         if entry.tier is Tier.HOT:
             return self.hot.load(entry)
         return self.warm.load(entry)
-
-    def _extents(self, smu: SMU) -> tuple[tuple[Segment, int, int], ...] | None:
-        """Hot content as merged (segment, offset, length) runs; None if any chunk is not hot."""
-        cached = smu._extents
-        if cached is not None and cached[0] == self.epoch:
-            return cached[1]
-        runs: list[tuple[Segment, int, int]] = []
-        result: tuple[tuple[Segment, int, int], ...] | None
-        for e in smu.chunks:
-            if e.tier is not Tier.HOT:
-                result = None
-                break
-            seg = e.loc
-            if runs:
-                pseg, poff, plen = runs[-1]
-                if pseg is seg and poff + plen == e.offset:
-                    runs[-1] = (pseg, poff, plen + e.size)
-                    continue
-            runs.append((seg, e.offset, e.size))  # type: ignore[arg-type]
-        else:
-            result = tuple(runs)
-        smu._extents = (self.epoch, result)
-        return result
-
-    def _pieces(self, smu: SMU) -> list[memoryview]:
-        extents = self._extents(smu)
-        if extents is not None:
-            return [seg.view(off, n) for seg, off, n in extents]
-        return self._runs(smu.chunks)
-
-    def _runs(self, entries: Iterable[ChunkEntry]) -> list[memoryview]:
-        """Views of ``entries`` in order, one per run of chunks adjacent in one container."""
-        out: list[memoryview] = []
-        loc: Segment | WarmGroup | None = None
-        start = end = 0
-        for e in entries:
-            if e.loc is loc and e.offset == end:
-                end += e.size
-                continue
-            if loc is not None:
-                out.append(self._view(loc, start, end - start))
-            loc, start, end = e.loc, e.offset, e.offset + e.size
-        if loc is not None:
-            out.append(self._view(loc, start, end - start))
-        return out
-
-    def _view(self, loc: Segment | WarmGroup, offset: int, length: int) -> memoryview:
-        if isinstance(loc, Segment):
-            return loc.view(offset, length)
-        return self.warm.view(loc, offset, length)
-
-    def _node_bytes(self, node: MessageNode) -> memoryview:
-        chunks = node.chunks
-        if len(chunks) == 1:
-            return self._load(chunks[0])
-        return memoryview(b"".join(self._runs(chunks)))
 
     def _new_conversation(self, agent: Agent, data: object) -> Handle:
         if isinstance(data, bytes | bytearray | memoryview | str):
