@@ -47,7 +47,10 @@ NOTES = (
     "the prompt file (once per process).",
     "turn: from the agent's 'active' report (agentmem) through building and sending the body, "
     "the mock LLM's reply (instant) and appending it; the 'idle' report and the demotion that "
-    "follow it are not in the turn.",
+    "follow it are not in the turn. When the agents' turns need more CPU than the machine has, "
+    "turns queue for a core and their latency measures the queue: CPU per turn is the "
+    "load-independent figure (the turns phase's CPU of agents and daemon or ksmd, divided by "
+    "the turns played; the demotions after each turn included).",
 )
 
 
@@ -61,26 +64,8 @@ def results(
     """The run as one dict: ``meta``, ``profile``, ``modes`` (the ``--agents`` round),
     ``vs_plain``, ``targets``, and ``sweep`` (total PSS per agent count and mode)."""
     main = rounds[o.agents]
-    modes = {m: main[m] for m in o.modes}
-    vs: dict[str, Any] = {}
-    plain = modes.get("plain", {})
-    ksm = modes.get("ksm", {})
-    for mode, r in modes.items():
-        if "total_pss_bytes" not in r:
-            continue
-        row: dict[str, Any] = {}
-        if "total_pss_bytes" in plain:
-            row["total_vs_plain"] = round(r["total_pss_bytes"] / plain["total_pss_bytes"], 4)
-            row["agent_data_vs_plain"] = round(
-                r["agent_data_bytes"] / max(1, plain["agent_data_bytes"]), 4
-            )
-            if plain["turn_ms_p50"]:
-                row["turn_overhead_pct"] = round(
-                    100 * (r["turn_ms_p50"] / plain["turn_ms_p50"] - 1), 1
-                )
-        if "total_pss_bytes" in ksm:
-            row["total_vs_ksm"] = round(r["total_pss_bytes"] / ksm["total_pss_bytes"], 4)
-        vs[mode] = row
+    modes = {m: derive(main[m]) for m in o.modes}
+    vs = compare(modes)
     out: dict[str, Any] = {
         "meta": {
             "python": platform.python_version(),
@@ -122,6 +107,44 @@ def results(
     return out
 
 
+def compare(modes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each measured mode's figures as ratios to plain's (and its total to KSM's)."""
+    vs: dict[str, dict[str, Any]] = {}
+    plain = modes.get("plain", {})
+    ksm = modes.get("ksm", {})
+    for mode, r in modes.items():
+        if "total_pss_bytes" not in r:
+            continue
+        row: dict[str, Any] = {}
+        if "total_pss_bytes" in plain:
+            row["total_vs_plain"] = round(r["total_pss_bytes"] / plain["total_pss_bytes"], 4)
+            row["agent_data_vs_plain"] = round(
+                r["agent_data_bytes"] / max(1, plain["agent_data_bytes"]), 4
+            )
+            if plain["turn_ms_p50"]:
+                row["turn_overhead_pct"] = round(
+                    100 * (r["turn_ms_p50"] / plain["turn_ms_p50"] - 1), 1
+                )
+            if plain.get("cpu_ms_per_turn") and "cpu_ms_per_turn" in r:
+                row["turn_cpu_overhead_pct"] = round(
+                    100 * (r["cpu_ms_per_turn"] / plain["cpu_ms_per_turn"] - 1), 1
+                )
+        if "total_pss_bytes" in ksm:
+            row["total_vs_ksm"] = round(r["total_pss_bytes"] / ksm["total_pss_bytes"], 4)
+        vs[mode] = row
+    return vs
+
+
+def derive(r: dict[str, Any]) -> dict[str, Any]:
+    """Add ``cpu_ms_per_turn`` to a measured round (in place; returned): the CPU the agents and
+    the daemon (or ksmd) spent during the turns phase per turn played. Unlike turn latency, it
+    does not grow when the machine is saturated and turns queue for a core."""
+    if r.get("turns_played"):
+        cpu = r["cpu_turns_agents_s"] + r["cpu_turns_daemon_s"]
+        r["cpu_ms_per_turn"] = round(1000 * cpu / r["turns_played"], 2)
+    return r
+
+
 def targets(o: Options) -> list[rp.Target]:
     """The issue's goals that apply to this run (memory ratios: seed profile only)."""
     out: list[rp.Target] = []
@@ -132,6 +155,12 @@ def targets(o: Options) -> list[rp.Target]:
         rp.Target("modes.agentmem.cpu_overhead_pct", "<=", 5.0, "daemon share of all CPU, %"),
         rp.Target("modes.agentmem.spawn_ms_p50", "<=", 1.0, "agent spawn p50, ms"),
         rp.Target("vs_plain.agentmem.turn_overhead_pct", "<=", 10.0, "turn p50 overhead, %"),
+        rp.Target(
+            "vs_plain.agentmem.turn_cpu_overhead_pct",
+            "<=",
+            10.0,
+            "CPU per turn overhead (load-independent), %",
+        ),
     ]
     return out
 
@@ -155,7 +184,8 @@ def _vs(r: dict[str, Any], base: dict[str, Any], key: str) -> str:
 
 def render_markdown(res: dict[str, Any]) -> str:
     """The table printed by ``agentmem swarm`` and written by ``--md``."""
-    meta, prof, modes = res["meta"], res["profile"], res["modes"]
+    meta, prof = res["meta"], res["profile"]
+    modes = {m: derive(dict(r)) for m, r in res["modes"].items()}
     names = [m for m in MODES if m in modes]
     plain = modes.get("plain", {})
     lines = [
@@ -207,6 +237,10 @@ def render_markdown(res: dict[str, Any]) -> str:
             lambda r: (
                 f"{r['turn_ms_p50']:.2f} / {r['turn_ms_p99']:.2f}" + _vs(r, plain, "turn_ms_p50")
             ),
+        ),
+        (
+            "CPU per turn (turns phase: agents + daemon or ksmd), ms",
+            lambda r: f"{r['cpu_ms_per_turn']:,.1f}" + _vs(r, plain, "cpu_ms_per_turn"),
         ),
         ("turns played / errors", lambda r: f"{r['turns_played']:,} / {r['error_count']}"),
         ("ready after / turns took, s", lambda r: f"{r['ready_s']:.1f} / {r['turns_s']:.1f}"),
@@ -310,7 +344,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0, right=max(p["agents"] for ps in sweep.values() for p in ps) * 1.15)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="center right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
