@@ -27,7 +27,7 @@ def corpus_dir() -> pathlib.Path | None:
 def corpus() -> pathlib.Path:
     path = corpus_dir()
     if path is None:
-        pytest.skip("shared corpus not available (set AGENTMEM_CORPUS)")
+        pytest.skip(reason="shared corpus not available (set AGENTMEM_CORPUS)")
     return path
 
 
