@@ -70,15 +70,18 @@ class Witness:
 
 def daemon_fds(pid: int) -> collections.Counter[str]:
     """The daemon's open descriptors by kind, hot segments left out (they come and go with
-    content; everything else is fixed once the witness is connected)."""
+    content; everything else is fixed once the witness is connected). Also left out: files the
+    once-a-second statistics tick holds open for an instant (/proc/self/smaps_rollup for the
+    daemon's PSS, the agent_stats file being rewritten)."""
     kinds: collections.Counter[str] = collections.Counter()
     for name in os.listdir(f"/proc/{pid}/fd"):
         try:
             target = os.readlink(f"/proc/{pid}/fd/{name}")
         except FileNotFoundError:
             continue
-        if "agentmem-seg-" not in target:
-            kinds[target.split(":", 1)[0]] += 1
+        if "agentmem-seg-" in target or target.startswith("/proc/") or "agent_stats" in target:
+            continue
+        kinds[target.split(":", 1)[0]] += 1
     return kinds
 
 
