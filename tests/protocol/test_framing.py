@@ -355,3 +355,19 @@ def test_fuzz_spliced_valid_frames(
     at = min(at, len(stream))
     assume(junk != stream[at : at + len(junk)])
     feed_hostile(stream[:at] + junk + stream[at:], rng)
+
+
+def test_feed_one_is_feed_for_one_whole_frame_and_declines_the_rest() -> None:
+    from agentmem.protocol.framing import FrameDecoder, encode
+
+    one = encode({"id": 1, "op": "read", "handle": 7})
+    fast, slow = FrameDecoder(), FrameDecoder()
+    frame = fast.feed_one(one)
+    assert frame is not None and [frame] == slow.feed(one)
+    assert fast.offset == slow.offset == len(one)
+    # declined, consuming nothing: two frames, a partial frame, a frame with fds
+    assert fast.feed_one(one + one) is None
+    assert fast.feed_one(one[:-1]) is None
+    assert fast.feed_one(encode({"id": 2}, fds=True)) is None
+    assert fast.offset == len(one) and fast.buffered == 0
+    assert fast.feed(one + one)[1].offset == 2 * len(one)

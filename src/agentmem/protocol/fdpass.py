@@ -145,6 +145,15 @@ class FdInbox:
         Raises :class:`ProtocolError` for what :meth:`FrameDecoder.feed` refuses, for more than
         MAX_FDS_PER_FRAME fds, and for a FLAG_FDS frame whose first byte came without fds.
         """
+        if not fds and not self._held and type(data) is bytes:
+            try:
+                one = self._decoder.feed_one(data)
+            except ProtocolError:
+                self.close()
+                raise
+            if one is not None:
+                self._received += len(data)
+                return [Received(one, ())]
         start = self._received
         group = list(fds)
         if len(group) > MAX_FDS_PER_FRAME:
