@@ -40,6 +40,7 @@ from typing import Any
 import zstandard
 from blake3 import blake3
 
+from agentmem.bench import report as rp
 from agentmem.bench import workloads as wl
 from agentmem.chunking import default_chunker
 from agentmem.config import Config
@@ -606,23 +607,6 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 # --- markdown --------------------------------------------------------------------------------
 
 
-def _cell(v: object) -> str:
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.2f}"
-    return str(v).replace("|", "\\|")
-
-
-def _table(head: Sequence[str], rows: Sequence[Sequence[object]], right: int = 1) -> list[str]:
-    align = ["---"] + ["---:" if i < right else "---" for i in range(len(head) - 1)]
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
-    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return [*out, ""]
-
-
 def _summary(r: dict[str, Any]) -> list[list[object]]:
     targets = {t["key"]: t for t in r["targets"]}
 
@@ -694,7 +678,7 @@ def _summary(r: dict[str, Any]) -> list[list[object]]:
         row("share_content, ns", lat["share_content_ns"], "-", "latency.share_content_ns"),
         row("append a 1 KiB message to a conversation, ns", lat["append_1kib_ns"], "-"),
         row(
-            f"read a hot 1 MiB prompt (zero-copy: {_cell(lat['read_hot_1mib_zero_copy'])}), ns",
+            f"read a hot 1 MiB prompt (zero-copy: {rp.cell(lat['read_hot_1mib_zero_copy'])}), ns",
             lat["read_hot_1mib_ns"],
             f"copy 1 MiB {lb['copy_1mib_ns']:,.0f}, memoryview slice "
             f"{lb['memoryview_slice_1mib_ns']:,.0f}",
@@ -749,11 +733,11 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"{meta['elapsed_s']} s in all. MB = 10^6 bytes.",
         "",
     ]
-    out += _table(
+    out += rp.table(
         ["measure", "agentmem", "baseline (same run, same bytes)", "target", "met"], _summary(r)
     )
     out += ["## conversations: folders", ""]
-    out += _table(
+    out += rp.table(
         ["folder", "files", "conversations", "messages", "file bytes", "message bytes"],
         [[k, *v.values()] for k, v in r["conversations"]["folders"].items()],
         right=5,
@@ -764,7 +748,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     base += [("zstd -3 c 64K", "zstd3_compress_64k_mb_s")]
     base += [("zstd -3 d 64K", "zstd3_decompress_64k_mb_s")]
     out += ["## throughput: every run (MB/s)", ""]
-    out += _table(
+    out += rp.table(
         ["run"] + [name for name, _ in cols + base],
         [
             [i + 1] + [x[k] for _, k in cols] + [b[k] for _, k in base]
@@ -775,7 +759,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     for name in SECTIONS:
         sec = r[name]
         out += [f"## {name}", "", sec["notes"], ""]
-        out += _table(["field", "value"], _flat(sec), right=2)
+        out += rp.table(["field", "value"], _flat(sec), right=2)
     return "\n".join(out)
 
 

@@ -107,37 +107,29 @@ def _owners(store: Store) -> dict[int, int]:
 
 
 def _agent_stats(store: Store, agent: Agent, owner: dict[int, int] | None) -> AgentStats:
-    if owner is None:  # cheap: the totals the store keeps, no walk
-        return AgentStats(
-            name=agent.name,
-            pid=agent.pid,
-            state=agent.state.label,
-            importance=agent.importance,
-            handles=agent.handles,
-            logical_bytes=agent.logical_bytes,
-            unique_bytes=None,
-            shared_bytes=None,
-            compressed_bytes=None,
-            by_type={t.label: agent.by_type[t] for t in SMUType if agent.by_type[t]},
-        )
-    seen: set[int] = set()
-    unique = shared = compressed = 0
-    for ref in store.refs.values():
-        if ref.agent is not agent:
-            continue
-        holders: list[SMU] | list[MessageNode] = [ref.smu] if isinstance(ref, Ref) else ref.path
-        for holder in holders:
-            for e in holder.chunks:
-                k = id(e)
-                if k in seen:
-                    continue
-                seen.add(k)
-                if owner.get(k) == agent.agent_id:
-                    unique += e.size
-                else:
-                    shared += e.size
-                if e.tier is not Tier.HOT:
-                    compressed += e.size
+    """``owner`` None: cheap, the totals the store keeps and no walk (the splits read None)."""
+    unique: int | None = None
+    shared: int | None = None
+    compressed: int | None = None
+    if owner is not None:
+        unique = shared = compressed = 0
+        seen: set[int] = set()
+        for ref in store.refs.values():
+            if ref.agent is not agent:
+                continue
+            holders: list[SMU] | list[MessageNode] = [ref.smu] if isinstance(ref, Ref) else ref.path
+            for holder in holders:
+                for e in holder.chunks:
+                    k = id(e)
+                    if k in seen:
+                        continue
+                    seen.add(k)
+                    if owner.get(k) == agent.agent_id:
+                        unique += e.size
+                    else:
+                        shared += e.size
+                    if e.tier is not Tier.HOT:
+                        compressed += e.size
     return AgentStats(
         name=agent.name,
         pid=agent.pid,
