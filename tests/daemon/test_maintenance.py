@@ -26,3 +26,31 @@ def test_tick_compacts_a_domain_with_many_holes_only() -> None:
         assert bytes(client.read(handles[i])) == text(i, 500_000)
     client.close()
     service.close_all()
+
+
+def test_daemon_keeps_hot_bytes_within_its_budget_idle_agents_first() -> None:
+    import agentmem
+    from agentmem.stats import AgentStats, StoreStats
+    from agentmem.testing import DaemonProcess
+    from tests.conftest import message
+    from tests.daemon.conftest import wait_until
+
+    with DaemonProcess(extra_args=["--hot-budget", "300K"]) as d:
+        busy = agentmem.connect(d.socket, name="busy")
+        lazy = agentmem.connect(d.socket, name="lazy", state="idle")
+        busy.alloc_smu("conversation", [message(i) for i in range(120)])
+        lazy.alloc_smu("conversation", [message(500 + i) for i in range(120)])
+
+        def within_budget() -> bool:
+            s = busy.get_stats()
+            assert isinstance(s, StoreStats)
+            return s.hot.raw_bytes <= 300 << 10
+
+        wait_until(within_budget, "the maintenance tick demotes down to the budget")
+        lazy_stats, busy_stats = lazy.get_stats("lazy"), busy.get_stats("busy")
+        assert isinstance(lazy_stats, AgentStats) and isinstance(busy_stats, AgentStats)
+        assert lazy_stats.compressed_bytes == lazy_stats.logical_bytes  # idle: all demoted
+        assert busy_stats.compressed_bytes is not None
+        assert busy_stats.compressed_bytes < busy_stats.logical_bytes  # active: kept hot
+        busy.close()
+        lazy.close()

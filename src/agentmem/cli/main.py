@@ -31,6 +31,18 @@ def _bench_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> int:
+    """``512M``, ``2G``, ``65536``: a byte count for the command line."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 2G)") from None
+
+
 def _daemon(args: argparse.Namespace) -> int:
     from agentmem.config import default_socket_path
     from agentmem.daemon.run import run_daemon
@@ -44,8 +56,18 @@ def _daemon(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"agentmem daemon: --metrics: {exc}", file=sys.stderr)
             return 2
+    import dataclasses
+
+    from agentmem.config import Config
+
+    config = Config.from_env()
+    if args.hot_budget is not None:
+        config = dataclasses.replace(config, hot_budget_bytes=args.hot_budget)
+    if args.policy is not None:
+        config = dataclasses.replace(config, lru_policy=args.policy == "lru")
     return run_daemon(
         args.socket or default_socket_path(),
+        config=config,
         detach=args.detach,
         if_absent=args.if_absent,
         allowed_uids=args.allow_uid,
@@ -140,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-stats-file",
         action="store_true",
         help="do not keep the agent_stats file next to the socket",
+    )
+    daemon.add_argument(
+        "--hot-budget",
+        type=_size,
+        metavar="BYTES",
+        help="keep at most this many hot bytes (e.g. 2G, 512M); over it, demote (default: none)",
+    )
+    daemon.add_argument(
+        "--policy",
+        choices=["semantic", "lru"],
+        help="what to demote first over the budget (default: semantic)",
     )
     daemon.set_defaults(func=_daemon)
     _add_observe_commands(sub)

@@ -36,6 +36,11 @@ class Config:
     #: segment of its own, so it can be mapped by its readers without exposing anything else.
     #: Equal to the daemon's inline limit: smaller content is always copied, never mapped.
     exclusive_min_bytes: int = 16 << 10
+    #: Hot bytes the daemon keeps at most (0: no budget). Over it, the maintenance tick asks
+    #: the eviction policy what to demote to the warm tier.
+    hot_budget_bytes: int = 0
+    #: Use the plain LRU eviction policy instead of the semantic one (for comparison).
+    lru_policy: bool = False
     #: Largest SMU accepted.
     max_smu_bytes: int = constants.MAX_SMU_BYTES
     #: Hot segment size.
@@ -56,6 +61,7 @@ class Config:
             "agent_quota_bytes",
             "agent_quota_handles",
             "domain_quota_bytes",
+            "hot_budget_bytes",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from agentmem.daemon.service import Service
+    from agentmem.store import Store
+    from agentmem.store.policy import EvictionPolicy
 
 #: Seconds between maintenance passes.
 INTERVAL: Final = 1.0
@@ -22,10 +24,27 @@ MIN_FREED_BYTES: Final = 8 << 20
 MIN_FREED_RATIO: Final = 0.25
 
 
+def enforce_budget(store: Store, policy: EvictionPolicy) -> int:
+    """Demote what ``policy`` chooses until the hot tier is within ``hot_budget_bytes``;
+    returns plain bytes moved. The policy decides; the store acts."""
+    budget = store.config.hot_budget_bytes
+    over = store.hot.live_bytes - budget
+    if not budget or over <= 0:
+        return 0
+    moved = 0
+    for handle in policy.choose(store.candidates(), over, store.clock()):
+        moved += store.demote(handle)
+        if store.hot.live_bytes <= budget:
+            break
+    return moved
+
+
 def tick(service: Service) -> int:
-    """One maintenance pass over every domain; returns bytes of segment space reclaimed."""
+    """One maintenance pass over every domain: keep hot bytes within budget, then reclaim
+    segment space; returns bytes of segment space reclaimed."""
     reclaimed = 0
     for domain in service.domains.values():
+        enforce_budget(domain.store, domain.policy)
         hot = domain.store.hot
         used = sum(seg.used for seg in hot)
         freed = used - hot.live_bytes

@@ -38,6 +38,7 @@ from agentmem.ids import Handle
 from agentmem.protocol import messages as m
 from agentmem.states import SMUType
 from agentmem.store import Agent, Store
+from agentmem.store.policy import EvictionPolicy, LRUPolicy, SemanticPolicy
 from agentmem.store.segments import Segment
 
 #: Content up to this size is answered inline. Above it, a mapping pays off: mapping a segment
@@ -113,6 +114,8 @@ class Domain:
     def __init__(self, uid: int, config: Config) -> None:
         self.uid = uid
         self.store = Store(config)
+        #: Decides what leaves the hot tier when it is over budget (``maintenance``).
+        self.policy: EvictionPolicy = LRUPolicy() if config.lru_policy else SemanticPolicy()
         self.sessions: dict[str, Session] = {}  # by agent name
         #: Open observer sessions (not in ``sessions``: they have no agent).
         self.observers = 0

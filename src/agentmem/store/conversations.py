@@ -56,7 +56,8 @@ def fork(store: Store, ref: ConversationRef, agent: Agent) -> Handle:
     path = list(ref.path)
     if path:
         path[-1].refs += 1
-    store.refs[h] = ConversationRef(h, agent, path, ref.size)
+    new = store.refs[h] = ConversationRef(h, agent, path, ref.size)
+    new.touched = store.clock()
     agent.handles += 1
     agent.logical_bytes += ref.size
     agent.by_type[_CONVERSATION] += ref.size

@@ -141,7 +141,7 @@ class Agent:
 class Ref:
     """A counted claim of a handle on an SMU, held by one agent."""
 
-    __slots__ = ("agent", "handle", "pinned", "smu")
+    __slots__ = ("agent", "handle", "pinned", "smu", "touched")
 
     def __init__(self, handle: Handle, agent: Agent, smu: SMU) -> None:
         self.handle = handle
@@ -149,6 +149,8 @@ class Ref:
         self.smu = smu
         #: Set by ``mark_hot``: the content stays in the hot tier.
         self.pinned = False
+        #: Store clock at the last operation on this handle (the policy's "last access").
+        self.touched = 0.0
 
     @property
     def smu_type(self) -> SMUType:
@@ -165,7 +167,7 @@ class ConversationRef:
     ``path`` is derived from ``path[-1]``'s parent chain and kept for O(1) indexing.
     """
 
-    __slots__ = ("agent", "handle", "path", "pinned", "size")
+    __slots__ = ("agent", "handle", "path", "pinned", "size", "touched")
 
     smu_type = SMUType.CONVERSATION
 
@@ -175,3 +177,5 @@ class ConversationRef:
         self.path = path
         self.size = size
         self.pinned = False
+        #: Store clock at the last operation on this handle (the policy's "last access").
+        self.touched = 0.0

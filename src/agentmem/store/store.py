@@ -16,7 +16,8 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 
 from agentmem import constants
 from agentmem.chunking import Chunker, default_chunker
@@ -39,6 +40,7 @@ from agentmem.stats import AgentStats, StoreStats
 from agentmem.store import accounting, conversations, layout
 from agentmem.store.check import CheckReport, run_check
 from agentmem.store.hot import HotTier
+from agentmem.store.policy import Candidate
 from agentmem.store.records import (
     SMU,
     Agent,
@@ -69,8 +71,16 @@ def _as_buffer(data: object, what: str) -> Buffer:
 class Store:
     """A content-addressed store of semantic memory units for one domain."""
 
-    def __init__(self, config: Config | None = None, *, chunker: Chunker | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        chunker: Chunker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config if config is not None else Config()
+        #: Seconds, monotonic: when handles were last used (tests pass a fake clock).
+        self.clock = clock
         self.chunker: Chunker = chunker if chunker is not None else default_chunker()
         self._threshold = self.chunker.threshold
         self.dictionaries = DictionarySet(
@@ -382,6 +392,39 @@ class Store:
         self._check_open()
         return layout.compact(self, max_live_ratio)
 
+    def candidates(self) -> list[Candidate]:
+        """Every unpinned handle with hot content, with what a policy weighs (O(refs + hot
+        messages)). Reading them does not count as using the handles."""
+        out: list[Candidate] = []
+        hot = Tier.HOT
+        for ref in self.refs.values():
+            if ref.pinned:
+                continue
+            if isinstance(ref, Ref):
+                smu = ref.smu
+                if not smu.chunks or smu.chunks[-1].tier is not hot:
+                    continue
+                nbytes, holders = smu.size, smu.refs
+            else:
+                nbytes = sum(n.size for n in ref.path if n.chunks and n.chunks[-1].tier is hot)
+                holders = 1
+                if not nbytes:
+                    continue
+            a = ref.agent
+            out.append(
+                Candidate(
+                    ref.handle,
+                    nbytes,
+                    a.state,
+                    a.importance,
+                    ref.touched,
+                    ref.smu_type,
+                    holders,
+                    False,
+                )
+            )
+        return out
+
     def demote(self, handle: Handle) -> int:
         """Move the handle's hot, unpinned chunks to the warm tier; return plain bytes moved."""
         ref = self._ref(handle)
@@ -469,11 +512,13 @@ class Store:
 
     def _ref(self, handle: Handle) -> AnyRef:
         try:
-            return self.refs[handle]
+            ref = self.refs[handle]
         except (KeyError, TypeError):
             if self._closed:
                 raise StoreClosed("the store is closed") from None
             raise UnknownHandle(f"unknown handle {handle!r}") from None
+        ref.touched = self.clock()
+        return ref
 
     def _conversation(self, handle: Handle) -> ConversationRef:
         ref = self._ref(handle)
@@ -501,7 +546,8 @@ class Store:
 
     def new_ref(self, agent: Agent, smu: SMU) -> Handle:
         h = Handle(next(self._handles))
-        self.refs[h] = Ref(h, agent, smu)
+        ref = self.refs[h] = Ref(h, agent, smu)
+        ref.touched = self.clock()
         smu.refs += 1
         size = smu.size
         agent.handles += 1
@@ -630,6 +676,7 @@ class Store:
         self._check_quota(agent, sum(len(m) for m in messages))
         h = Handle(next(self._handles))
         ref = ConversationRef(h, agent, [], 0)
+        ref.touched = self.clock()
         self.refs[h] = ref
         agent.handles += 1
         for m in messages:

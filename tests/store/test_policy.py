@@ -1,0 +1,72 @@
+"""Eviction policies: pure choosers, compared on the same candidates; and the store acting."""
+
+from __future__ import annotations
+
+from agentmem.config import Config
+from agentmem.daemon.maintenance import enforce_budget
+from agentmem.ids import Handle
+from agentmem.states import AgentState, SMUType, Tier
+from agentmem.store import Store
+from agentmem.store.policy import Candidate, LRUPolicy, SemanticPolicy
+from tests.conftest import message, text
+
+
+def cand(h: int, state: AgentState, touched: float, **kw: object) -> Candidate:
+    fields: dict[str, object] = {
+        "hot_bytes": 100,
+        "importance": 0,
+        "smu_type": SMUType.CONVERSATION,
+        "holders": 1,
+        "pinned": False,
+    }
+    fields.update(kw)
+    return Candidate(Handle(h), state=state, touched=touched, **fields)  # type: ignore[arg-type]
+
+
+CANDIDATES = [
+    cand(1, AgentState.ACTIVE, touched=1.0),  # oldest, but its agent is working
+    cand(2, AgentState.IDLE, touched=9.0),  # recent, but its agent is idle
+    cand(3, AgentState.PAUSED, touched=5.0),
+    cand(4, AgentState.IDLE, touched=2.0, smu_type=SMUType.SYSTEM_PROMPT, holders=30),
+    cand(5, AgentState.IDLE, touched=0.5, pinned=True),
+    cand(6, AgentState.IDLE, touched=8.0, importance=5),
+]
+
+
+def test_semantic_order_follows_meaning() -> None:
+    order = SemanticPolicy().choose(CANDIDATES, need=10_000, now=10.0)
+    # idle before paused before active; importance within a state; the shared prompt last;
+    # the pinned one never
+    assert order == [2, 6, 3, 1, 4]
+
+
+def test_lru_order_follows_age_only() -> None:
+    assert LRUPolicy().choose(CANDIDATES, need=10_000, now=10.0) == [1, 4, 3, 6, 2]
+
+
+def test_policies_stop_once_enough_is_chosen() -> None:
+    assert SemanticPolicy().choose(CANDIDATES, need=150, now=10.0) == [2, 6]
+    assert SemanticPolicy().choose(CANDIDATES, need=0, now=10.0) == []
+
+
+def test_store_within_budget_keeps_the_active_agent_hot() -> None:
+    now = [0.0]
+    store = Store(Config(hot_budget_bytes=200_000, segment_bytes=1 << 20), clock=lambda: now[0])
+    worker = store.register_agent("worker", state="active")
+    sleeper = store.register_agent("sleeper", state="idle")
+    busy = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(80)], worker)
+    now[0] = 1.0
+    dozing = store.alloc_smu(SMUType.CONVERSATION, [message(100 + i) for i in range(80)], sleeper)
+    prompt = store.alloc_smu(SMUType.SYSTEM_PROMPT, text(1, 50_000), worker)
+    store.share_content(prompt, sleeper)
+    now[0] = 2.0
+    assert store.hot.live_bytes > 200_000
+    moved = enforce_budget(store, SemanticPolicy())
+    assert moved > 0 and store.hot.live_bytes <= 200_000
+    sleeper_chunks = {e.tier for n in store.refs[dozing].path for e in n.chunks}  # type: ignore[union-attr]
+    worker_chunks = {e.tier for n in store.refs[busy].path for e in n.chunks}  # type: ignore[union-attr]
+    assert sleeper_chunks == {Tier.WARM}  # the idle agent's conversation went first
+    assert Tier.HOT in worker_chunks
+    assert bytes(store.read(prompt)) == text(1, 50_000)
+    assert store.check().ok
+    store.close()
