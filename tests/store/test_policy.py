@@ -70,3 +70,19 @@ def test_store_within_budget_keeps_the_active_agent_hot() -> None:
     assert bytes(store.read(prompt)) == text(1, 50_000)
     assert store.check().ok
     store.close()
+
+
+def test_content_unused_for_the_idle_time_goes_warm() -> None:
+    from agentmem.daemon.maintenance import demote_idle
+
+    now = [0.0]
+    store = Store(Config(warm_after_seconds=300), clock=lambda: now[0])
+    a = store.register_agent("a")
+    old = store.alloc_smu(SMUType.TOOL_RESULT, text(2, 30_000), a)
+    now[0] = 200.0
+    recent = store.alloc_smu(SMUType.TOOL_RESULT, text(3, 30_000), a)
+    now[0] = 350.0
+    assert demote_idle(store) == 30_000  # only the one untouched for 300 s
+    assert {e.tier for e in store.refs[old].smu.chunks} == {Tier.WARM}  # type: ignore[union-attr]
+    assert {e.tier for e in store.refs[recent].smu.chunks} == {Tier.HOT}  # type: ignore[union-attr]
+    store.close()

@@ -39,6 +39,9 @@ class Config:
     #: Hot bytes the daemon keeps at most (0: no budget). Over it, the maintenance tick asks
     #: the eviction policy what to demote to the warm tier.
     hot_budget_bytes: int = 0
+    #: Content of a handle unused for this many seconds goes warm whatever the budget (the
+    #: original design's default: 5 minutes); 0 turns it off.
+    warm_after_seconds: int = 300
     #: Use the plain LRU eviction policy instead of the semantic one (for comparison).
     lru_policy: bool = False
     #: Largest SMU accepted.
@@ -62,6 +65,7 @@ class Config:
             "agent_quota_handles",
             "domain_quota_bytes",
             "hot_budget_bytes",
+            "warm_after_seconds",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")

@@ -39,11 +39,27 @@ def enforce_budget(store: Store, policy: EvictionPolicy) -> int:
     return moved
 
 
+def demote_idle(store: Store) -> int:
+    """Demote every unpinned handle unused for ``warm_after_seconds``; plain bytes moved.
+
+    Content several handles hold (a shared prompt) is left to the budget: one agent's idleness
+    says nothing of the others'.
+    """
+    after = store.config.warm_after_seconds
+    if not after:
+        return 0
+    cutoff = store.clock() - after
+    return sum(
+        store.demote(c.handle) for c in store.candidates() if c.touched <= cutoff and c.holders == 1
+    )
+
+
 def tick(service: Service) -> int:
     """One maintenance pass over every domain: keep hot bytes within budget, then reclaim
     segment space; returns bytes of segment space reclaimed."""
     reclaimed = 0
     for domain in service.domains.values():
+        demote_idle(domain.store)
         enforce_budget(domain.store, domain.policy)
         hot = domain.store.hot
         used = sum(seg.used for seg in hot)
