@@ -42,7 +42,8 @@ def _record_bytes() -> dict[str, int]:
         # shared) + its slot in the chunk index
         "chunk": sys.getsizeof(entry) + sys.getsizeof(key) + sys.getsizeof(1 << 20) + slot,
         "smu": sys.getsizeof(smu) + chunk_tuple + slot,
-        "node": sys.getsizeof(node) + sys.getsizeof(key) + chunk_tuple + slot,
+        # a one-chunk message keeps its entry without a tuple (records.MessageNode)
+        "node": sys.getsizeof(node) + sys.getsizeof(key) + slot,
         "pointer": 8,
         "ref": sys.getsizeof(Ref) // 8 + 64 + slot,  # slotted object of 4 fields + handle slot
     }

@@ -35,7 +35,10 @@ def append(store: Store, ref: ConversationRef, buf: Buffer) -> MessageNode:
     mid = message_id(None if parent is None else parent.id, cid)
     node = store.nodes.get(mid)
     if node is None:
-        node = MessageNode(mid, parent, store.ingest_chunks(buf, _CONVERSATION, cid), size)
+        # Sizes are interned (one int object per distinct size; see Store._sizes).
+        node = MessageNode(
+            mid, parent, store.ingest_chunks(buf, _CONVERSATION, cid), store.intern_size(size)
+        )
         store.nodes[mid] = node
         if parent is not None:
             parent.refs += 1  # the child's claim on its parent

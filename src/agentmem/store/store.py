@@ -544,6 +544,10 @@ class Store:
         if quota and self.hot.live_bytes + self.warm.frame_bytes + new_bytes > quota:
             raise QuotaExceeded(f"the domain would exceed its {quota}-byte quota")
 
+    def intern_size(self, n: int) -> int:
+        """The shared int object for size ``n`` (ints above 256 are 28-byte objects)."""
+        return self._sizes.setdefault(n, n)
+
     def new_ref(self, agent: Agent, smu: SMU) -> Handle:
         h = Handle(next(self._handles))
         ref = self.refs[h] = Ref(h, agent, smu)
