@@ -27,6 +27,7 @@ from agentmem import stats as wire_stats
 from agentmem.config import Config
 from agentmem.daemon import observe, profile
 from agentmem.errors import (
+    AgentmemError,
     InvalidArgument,
     PermissionDenied,
     ProtocolError,
@@ -223,13 +224,12 @@ class Service:
                 result = handler(self, session, body, fds)
         except ProtocolError:
             raise
-        except Exception as exc:
-            from agentmem.errors import AgentmemError
-
+        except AgentmemError as exc:
             self.errors += 1
-            if not isinstance(exc, AgentmemError):
-                raise  # a bug: the server logs it and answers with the base error
             return Reply(self._envelope(session, m.reply_error(ident, exc)))
+        except Exception:
+            self.errors += 1
+            raise  # a bug: the server logs it and answers with the base error
         result.body = self._envelope(session, m.reply_ok(ident, result.body.get("ok")))
         return result
 
