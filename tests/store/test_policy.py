@@ -83,6 +83,9 @@ def test_content_unused_for_the_idle_time_goes_warm() -> None:
     recent = store.alloc_smu(SMUType.TOOL_RESULT, text(3, 30_000), a)
     now[0] = 350.0
     assert demote_idle(store) == 30_000  # only the one untouched for 300 s
+    assert store.refs[old].touched == 0.0  # being demoted is not a use of the handle
+    store.read(old)
+    assert store.refs[old].touched == 350.0  # being read is
     assert {e.tier for e in store.refs[old].smu.chunks} == {Tier.WARM}  # type: ignore[union-attr]
     assert {e.tier for e in store.refs[recent].smu.chunks} == {Tier.HOT}  # type: ignore[union-attr]
     store.close()

@@ -198,7 +198,7 @@ class Store:
         Raises ``WrongType`` for a conversation, ``InvalidArgument`` for a bad name or one that
         names other content already, ``QuotaExceeded`` past ``MAX_PUBLISHED_NAMES``.
         """
-        ref = self._ref(handle)
+        ref = self._ref(handle, touch=False)
         if not isinstance(ref, Ref):
             raise WrongType("only an SMU can be published, not a conversation")
         if not isinstance(name, str) or not name or len(name.encode()) > constants.MAX_AGENT_NAME:
@@ -268,7 +268,7 @@ class Store:
 
     def share_content(self, handle: Handle, target_agent: Agent | str) -> Handle:
         """Give ``target_agent`` its own handle on the same content (no copy); return it."""
-        ref = self._ref(handle)
+        ref = self._ref(handle, touch=False)
         target = (
             target_agent
             if target_agent.__class__ is Agent
@@ -357,15 +357,15 @@ class Store:
 
     def size(self, handle: Handle) -> int:
         """Content size in bytes (for a conversation: the sum of its messages)."""
-        return self._ref(handle).size
+        return self._ref(handle, touch=False).size
 
     def smu_type(self, handle: Handle) -> SMUType:
         """The handle's SMU type."""
-        return self._ref(handle).smu_type
+        return self._ref(handle, touch=False).smu_type
 
     def release(self, handle: Handle) -> None:
         """Drop the handle; content is freed when its last ref goes. Raises ``UnknownHandle``."""
-        ref = self._ref(handle)
+        ref = self._ref(handle, touch=False)
         del self.refs[handle]
         a = ref.agent
         a.handles -= 1
@@ -427,7 +427,7 @@ class Store:
 
     def demote(self, handle: Handle) -> int:
         """Move the handle's hot, unpinned chunks to the warm tier; return plain bytes moved."""
-        ref = self._ref(handle)
+        ref = self._ref(handle, touch=False)
         pins = self.pins
         seen: set[int] = set()
         entries: list[ChunkEntry] = []
@@ -510,14 +510,17 @@ class Store:
         if self._closed:
             raise StoreClosed("the store is closed")
 
-    def _ref(self, handle: Handle) -> AnyRef:
+    def _ref(self, handle: Handle, *, touch: bool = True) -> AnyRef:
+        """The handle's ref; ``touch`` records the use (the policy's "last access"): reads,
+        appends and pins are uses, while sharing, releasing, sizing and demoting are not."""
         try:
             ref = self.refs[handle]
         except (KeyError, TypeError):
             if self._closed:
                 raise StoreClosed("the store is closed") from None
             raise UnknownHandle(f"unknown handle {handle!r}") from None
-        ref.touched = self.clock()
+        if touch:
+            ref.touched = self.clock()
         return ref
 
     def _conversation(self, handle: Handle) -> ConversationRef:
