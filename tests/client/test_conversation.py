@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from agentmem.errors import InvalidArgument, UnknownHandle, WrongType
 from agentmem.ids import Handle
 from agentmem.stats import StoreStats
 from tests.client.conftest import ClientFactory
+from tests.daemon.conftest import wait_until
 
 ANTHROPIC: list[dict[str, Any]] = [
     {"role": "user", "content": "Fix the failing test in tests/test_parse.py"},
@@ -74,13 +74,16 @@ def settled_stats(client: Client, agents: Sequence[Client]) -> StoreStats:
     """Domain stats once only ``agents`` are registered: clients closed by earlier tests on
     the shared daemon are released asynchronously, when the daemon reads their EOF."""
     names = {a.name for a in agents}
-    deadline = time.monotonic() + 10.0
-    while True:
+    seen: list[StoreStats] = []
+
+    def settled() -> bool:
         s = client.get_stats()
         assert isinstance(s, StoreStats)
-        if {a.name for a in s.per_agent} == names or time.monotonic() > deadline:
-            return s
-        time.sleep(0.01)
+        seen.append(s)
+        return {a.name for a in s.per_agent} == names
+
+    wait_until(settled, f"only {sorted(names)} are registered")
+    return seen[-1]
 
 
 # --- list parity -----------------------------------------------------------------------------
