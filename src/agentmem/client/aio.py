@@ -17,17 +17,16 @@ from typing import Any, Protocol
 
 from agentmem import stats as wire_stats
 from agentmem.client.client import (
-    MEMFD_MIN,
     _default_name,
     _message_list,
     _profile_every,
-    _sealed_memfd,
+    alloc_request,
     read_views,
     unpack_reply,
 )
 from agentmem.client.profile import Sampler
 from agentmem.config import default_socket_path
-from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
+from agentmem.errors import DaemonUnavailable, ProtocolError
 from agentmem.ids import Handle
 from agentmem.protocol import fdpass, framing
 from agentmem.protocol import messages as m
@@ -197,27 +196,10 @@ class AsyncClient:
 
     async def alloc_smu(self, smu_type: SMUType | str, data: object) -> Handle:
         """See :meth:`Client.alloc_smu`."""
-        t = SMUType.parse(smu_type)
-        msg: dict[str, object] = {"op": m.OP_ALLOC_SMU, "type": t.label}
-        sampler = self._sampler
-        if sampler is not None:
-            stack = sampler.stack()
-            if stack is not None:
-                msg["stack"], msg["sample"] = stack, sampler.every
-        if t is SMUType.CONVERSATION:
-            msg["messages"] = _message_list(data)
+        msg, fd = alloc_request(smu_type, data, self._sampler)
+        if fd < 0:
             return Handle(await self._call(msg))
-        if isinstance(data, str):
-            data = data.encode()
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise InvalidArgument(f"data must be bytes or str, not {type(data).__name__}")
-        view = memoryview(data)
-        if view.nbytes < MEMFD_MIN:
-            msg["data"] = view.tobytes()
-            return Handle(await self._call(msg))
-        fd = _sealed_memfd(view)
         try:
-            msg["size"] = view.nbytes
             return Handle(await self._call(msg, [fd]))
         finally:
             os.close(fd)

@@ -149,27 +149,10 @@ class Client:
 
     def alloc_smu(self, smu_type: SMUType | str, data: object) -> Handle:
         """Store ``data`` (bytes, str; for a conversation a list of messages); return a handle."""
-        t = SMUType.parse(smu_type)
-        msg: dict[str, object] = {"op": m.OP_ALLOC_SMU, "type": t.label}
-        sampler = self._sampler
-        if sampler is not None:
-            stack = sampler.stack()
-            if stack is not None:
-                msg["stack"], msg["sample"] = stack, sampler.every
-        if t is SMUType.CONVERSATION:
-            msg["messages"] = _message_list(data)
+        msg, fd = alloc_request(smu_type, data, self._sampler)
+        if fd < 0:
             return Handle(self._call(msg))
-        if isinstance(data, str):
-            data = data.encode()
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise InvalidArgument(f"data must be bytes or str, not {type(data).__name__}")
-        view = memoryview(data)
-        if view.nbytes < MEMFD_MIN:
-            msg["data"] = view.tobytes() if not isinstance(data, bytes) else data
-            return Handle(self._call(msg))
-        fd = _sealed_memfd(view)
         try:
-            msg["size"] = view.nbytes
             return Handle(self._call(msg, [fd]))
         finally:
             os.close(fd)
@@ -322,6 +305,36 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def alloc_request(
+    smu_type: SMUType | str, data: object, sampler: Sampler | None
+) -> tuple[dict[str, object], int]:
+    """The ``alloc_smu`` request for ``data``, and the sealed memfd carrying it (-1: inline).
+
+    Content of ``MEMFD_MIN`` bytes or more travels in a memfd the caller passes and closes.
+    Raises ``InvalidArgument`` (or ``ValueError`` for an unknown type) before anything is sent.
+    """
+    t = SMUType.parse(smu_type)
+    msg: dict[str, object] = {"op": m.OP_ALLOC_SMU, "type": t.label}
+    if sampler is not None:
+        # depth 3: past this function and the client's alloc_smu, to the caller of alloc_smu
+        stack = sampler.stack(3)
+        if stack is not None:
+            msg["stack"], msg["sample"] = stack, sampler.every
+    if t is SMUType.CONVERSATION:
+        msg["messages"] = _message_list(data)
+        return msg, -1
+    if isinstance(data, str):
+        data = data.encode()
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidArgument(f"data must be bytes or str, not {type(data).__name__}")
+    view = memoryview(data)
+    if view.nbytes < MEMFD_MIN:
+        msg["data"] = data if isinstance(data, bytes) else view.tobytes()
+        return msg, -1
+    msg["size"] = view.nbytes
+    return msg, _sealed_memfd(view)
 
 
 def unpack_reply(
