@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import pathlib
 import random
+import shutil
+import tempfile
 
 import pytest
 
 from agentmem.config import Config
 from agentmem.store import Store
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Daemons the tests start keep their journals and packs in a directory of this run, never
+    in the user's ``~/.local/state`` (each socket gets its own subdirectory there)."""
+    if "AGENTMEM_STATE_DIR" not in os.environ:
+        state = tempfile.mkdtemp(prefix="agentmem-test-state-")
+        os.environ["AGENTMEM_STATE_DIR"] = state
+        atexit.register(shutil.rmtree, state, True)
 
 
 def corpus_dir() -> pathlib.Path | None:

@@ -111,6 +111,25 @@ class DaemonRunning(AgentmemError):
     code = 15
 
 
+class DiskFull(AgentmemError, OSError):
+    """The state directory's file system is full (or over its quota): nothing was stored.
+
+    Raised for an append whose journal record could not be written (the message is not in the
+    conversation) and for content that could not move to the cold tier (it stays where it was).
+    """
+
+    code = 16
+
+
+class PackUnreadable(CorruptFrame):
+    """A cold-tier pack could not be read back (I/O error, short read, bad checksum).
+
+    Only the chunks of that record are affected; every other pack and tier keeps serving.
+    """
+
+    code = 17
+
+
 def _collect() -> dict[int, type[AgentmemError]]:
     table: dict[int, type[AgentmemError]] = {}
     stack: list[type[AgentmemError]] = [AgentmemError]

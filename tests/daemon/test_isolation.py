@@ -286,6 +286,7 @@ ALLOWED_FIELDS = frozenset(
         "daemon",  # get_stats: add the daemon section
         "recent",  # get_stats: the last tick's statistics
         "reset",  # alloc_profile
+        "repair",  # check: fix refcount drift (names no content)
         # publish/unpublish/open: a name the publisher chose, granting what it published;
         # never a content id (publishing is an explicit grant, DESIGN.md's "published domain")
         "name",

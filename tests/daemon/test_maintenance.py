@@ -49,8 +49,12 @@ def test_daemon_keeps_hot_bytes_within_its_budget_idle_agents_first() -> None:
         wait_until(within_budget, "the maintenance tick demotes down to the budget")
         lazy_stats, busy_stats = lazy.get_stats("lazy"), busy.get_stats("busy")
         assert isinstance(lazy_stats, AgentStats) and isinstance(busy_stats, AgentStats)
-        assert lazy_stats.compressed_bytes == lazy_stats.logical_bytes  # idle: all demoted
-        assert busy_stats.compressed_bytes is not None
-        assert busy_stats.compressed_bytes < busy_stats.logical_bytes  # active: kept hot
+        # The idle agent's content went first (its older messages, then, if need be, the
+        # rest); the active agent kept at least its recent messages hot.
+        assert lazy_stats.compressed_bytes is not None and busy_stats.compressed_bytes is not None
+        assert lazy_stats.compressed_bytes >= (300 << 10) // 2 or (
+            lazy_stats.compressed_bytes > busy_stats.compressed_bytes
+        )
+        assert busy_stats.compressed_bytes < busy_stats.logical_bytes
         busy.close()
         lazy.close()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from agentmem.config import Config
-from agentmem.daemon.maintenance import enforce_budget
 from agentmem.ids import Handle
 from agentmem.states import AgentState, SMUType, Tier
 from agentmem.store import Store
 from agentmem.store.policy import Candidate, LRUPolicy, SemanticPolicy
+from agentmem.store.tiering import enforce_budget
 from tests.conftest import message, text
 
 
@@ -23,6 +23,10 @@ def cand(h: int, state: AgentState, touched: float, **kw: object) -> Candidate:
     return Candidate(Handle(h), state=state, touched=touched, **fields)  # type: ignore[arg-type]
 
 
+def handles(chosen: list[Candidate]) -> list[int]:
+    return [c.handle for c in chosen]
+
+
 CANDIDATES = [
     cand(1, AgentState.ACTIVE, touched=1.0),  # oldest, but its agent is working
     cand(2, AgentState.IDLE, touched=9.0),  # recent, but its agent is idle
@@ -34,19 +38,30 @@ CANDIDATES = [
 
 
 def test_semantic_order_follows_meaning() -> None:
-    order = SemanticPolicy().choose(CANDIDATES, need=10_000, now=10.0)
+    order = handles(SemanticPolicy().choose(CANDIDATES, need=10_000, now=10.0))
     # idle before paused before active; importance within a state; the shared prompt last;
     # the pinned one never
     assert order == [2, 6, 3, 1, 4]
 
 
 def test_lru_order_follows_age_only() -> None:
-    assert LRUPolicy().choose(CANDIDATES, need=10_000, now=10.0) == [1, 4, 3, 6, 2]
+    assert handles(LRUPolicy().choose(CANDIDATES, need=10_000, now=10.0)) == [1, 4, 3, 6, 2]
 
 
 def test_policies_stop_once_enough_is_chosen() -> None:
-    assert SemanticPolicy().choose(CANDIDATES, need=150, now=10.0) == [2, 6]
+    assert handles(SemanticPolicy().choose(CANDIDATES, need=150, now=10.0)) == [2, 6]
     assert SemanticPolicy().choose(CANDIDATES, need=0, now=10.0) == []
+
+
+def test_older_messages_of_an_active_agent_go_before_its_recent_ones() -> None:
+    old = cand(1, AgentState.ACTIVE, touched=9.0, keep=8)
+    recent = cand(1, AgentState.ACTIVE, touched=9.0, recent=True)
+    other = cand(2, AgentState.ACTIVE, touched=1.0, recent=True)
+    assert SemanticPolicy().choose([recent, other, old], need=10_000, now=10.0) == [
+        old,
+        other,
+        recent,
+    ]
 
 
 def test_store_within_budget_keeps_the_active_agent_hot() -> None:
@@ -60,10 +75,11 @@ def test_store_within_budget_keeps_the_active_agent_hot() -> None:
     prompt = store.alloc_smu(SMUType.SYSTEM_PROMPT, text(1, 50_000), worker)
     store.share_content(prompt, sleeper)
     now[0] = 2.0
-    assert store.hot.live_bytes > 200_000
-    moved = enforce_budget(store, SemanticPolicy())
-    assert moved > 0 and store.hot.live_bytes <= 200_000
-    sleeper_chunks = {e.tier for n in store.refs[dozing].path for e in n.chunks}  # type: ignore[union-attr]
+    # The budget holds as content arrives, not only at the next maintenance pass.
+    assert store.hot.live_bytes <= 200_000
+    assert store.demoted_bytes[Tier.WARM] > 0
+    assert enforce_budget(store) == 0  # nothing left to do
+    sleeper_chunks = {e.tier for n in store.refs[dozing].path[:-8] for e in n.chunks}  # type: ignore[union-attr]
     worker_chunks = {e.tier for n in store.refs[busy].path for e in n.chunks}  # type: ignore[union-attr]
     assert sleeper_chunks == {Tier.WARM}  # the idle agent's conversation went first
     assert Tier.HOT in worker_chunks
@@ -73,7 +89,7 @@ def test_store_within_budget_keeps_the_active_agent_hot() -> None:
 
 
 def test_content_unused_for_the_idle_time_goes_warm() -> None:
-    from agentmem.daemon.maintenance import demote_idle
+    from agentmem.store.tiering import demote_idle
 
     now = [0.0]
     store = Store(Config(warm_after_seconds=300), clock=lambda: now[0])
@@ -84,8 +100,12 @@ def test_content_unused_for_the_idle_time_goes_warm() -> None:
     now[0] = 350.0
     assert demote_idle(store) == 30_000  # only the one untouched for 300 s
     assert store.refs[old].touched == 0.0  # being demoted is not a use of the handle
-    store.read(old)
-    assert store.refs[old].touched == 350.0  # being read is
     assert {e.tier for e in store.refs[old].smu.chunks} == {Tier.WARM}  # type: ignore[union-attr]
     assert {e.tier for e in store.refs[recent].smu.chunks} == {Tier.HOT}  # type: ignore[union-attr]
+    assert bytes(store.read(old)) == text(2, 30_000)
+    assert store.refs[old].touched == 350.0  # being read is
+    # ... and promotes it, counted against the reader's state
+    assert {e.tier for e in store.refs[old].smu.chunks} == {Tier.HOT}  # type: ignore[union-attr]
+    assert store.promotions[AgentState.ACTIVE] == 1
+    assert store.promoted_bytes[AgentState.ACTIVE] == 30_000
     store.close()

@@ -65,14 +65,25 @@ def _daemon(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, hot_budget_bytes=args.hot_budget)
     if args.policy is not None:
         config = dataclasses.replace(config, lru_policy=args.policy == "lru")
+    if args.warm_budget is not None:
+        config = dataclasses.replace(config, warm_budget_bytes=args.warm_budget)
+    if args.durability is not None:
+        config = dataclasses.replace(config, durable_sync=args.durability == "strict")
+    socket_path = args.socket or default_socket_path()
+    state = None
+    if args.state_dir != "none":
+        from agentmem.daemon.run import daemon_state_dir
+
+        state = args.state_dir or daemon_state_dir(socket_path)
     return run_daemon(
-        args.socket or default_socket_path(),
+        socket_path,
         config=config,
         detach=args.detach,
         if_absent=args.if_absent,
         allowed_uids=args.allow_uid,
         stats_file=not args.no_stats_file,
         metrics=metrics,
+        state_dir=state,
     )
 
 
@@ -97,6 +108,12 @@ def _flamegraph(args: argparse.Namespace) -> int:
         collapsed_path=args.collapsed,
         reset=args.reset,
     )
+
+
+def _check(args: argparse.Namespace) -> int:
+    from agentmem.cli import check
+
+    return check.run(args.socket, args.state_dir, repair=args.repair)
 
 
 def _add_observe_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -126,6 +143,16 @@ def _add_observe_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     fg.add_argument("--reset", action="store_true", help="start a new profile after this one")
     fg.set_defaults(func=_flamegraph)
+
+    ck = sub.add_parser(
+        "check", help="verify every stored chunk against its id and the refcounts (mark-sweep)"
+    )
+    ck.add_argument("--socket", help=sock_help)
+    ck.add_argument(
+        "--state-dir", metavar="DIR", help="with no daemon running: the state directory to check"
+    )
+    ck.add_argument("--repair", action="store_true", help="fix what can be fixed, name the rest")
+    ck.set_defaults(func=_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +200,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         choices=["semantic", "lru"],
         help="what to demote first over the budget (default: semantic)",
+    )
+    daemon.add_argument(
+        "--warm-budget",
+        type=_size,
+        metavar="BYTES",
+        help="keep at most this many bytes of warm frames; over it, move to disk (default: none)",
+    )
+    daemon.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="journal and cold-tier packs (default: $XDG_STATE_HOME/agentmem/socket-<id>; "
+        "'none': RAM only, no cold tier, appends not durable)",
+    )
+    daemon.add_argument(
+        "--durability",
+        choices=["strict", "relaxed"],
+        help="strict (default): acknowledge an append once fdatasync'ed; relaxed: once "
+        "written, synced every second (a power loss can lose that second; a crash of the "
+        "daemon loses nothing)",
     )
     daemon.set_defaults(func=_daemon)
     _add_observe_commands(sub)

@@ -55,8 +55,9 @@ class Client:
 
     Reconnect-safe: when the daemon goes away, the call in flight raises ``DaemonUnavailable``;
     if the client was given a ``reconnect`` factory (``connect()`` gives one), the next call
-    opens a new connection under the same name first. Handles from before are gone then (refs
-    die with their connection) and raise ``UnknownHandle``.
+    opens a new connection under the same name first. If the daemon crashed and restarted with
+    its journal, the agent's conversations come back under the same handles (``restored``), with
+    every acknowledged append in them; other handles are gone and raise ``UnknownHandle``.
 
     ``observer=True`` connects without registering an agent (``agentmem stats`` and ``top``
     do): the client may then only read statistics. ``profile_allocs=N`` attaches the caller's
@@ -108,6 +109,9 @@ class Client:
         self.pid: int = info["pid"]
         self.inline_max: int = info["inline_max"]
         self.opened = {k: Handle(v) for k, v in info.get("opened", {}).items()}
+        #: Handles this agent held when the daemon last crashed, given back by the new one
+        #: (conversations are journaled; they keep their numbers).
+        self.restored: list[Handle] = [Handle(h) for h in info.get("restored", ())]
 
     def _revive(self) -> None:
         assert self._reconnect is not None
@@ -203,6 +207,12 @@ class Client:
         weight). ``reset=True`` starts a new profile after this one."""
         args: dict[str, object] = {"reset": True} if reset else {}
         return dict(self._op(m.OP_ALLOC_PROFILE, **args))
+
+    def check(self, *, repair: bool = False) -> dict[str, Any]:
+        """Verify the domain: every chunk re-hashed against its id in every tier, refcounts
+        recomputed (mark-sweep); ``repair=True`` fixes what it can first. The report's keys
+        are in docs/protocol.md (``check``); ``report["ok"]`` is True when all is well."""
+        return dict(self._op("check", repair=repair))
 
     # --- content ---------------------------------------------------------------------------
 

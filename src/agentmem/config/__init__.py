@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from agentmem.config.settings import Config
 
-__all__ = ["Config", "default_socket_path", "profile_allocs", "runtime_dir"]
+__all__ = ["Config", "default_socket_path", "profile_allocs", "runtime_dir", "state_dir"]
 
 
 def __getattr__(name: str) -> object:
@@ -40,6 +40,20 @@ def runtime_dir(environ: Mapping[str, str] | None = None) -> str:
     if xdg and os.path.isdir(xdg):
         return os.path.join(xdg, "agentmem")
     return f"/tmp/agentmem-{os.getuid()}"
+
+
+def state_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Where the daemon keeps its journal and cold-tier packs: ``AGENTMEM_STATE_DIR``, else
+    ``$XDG_STATE_HOME/agentmem``, else ``~/.local/state/agentmem``. Created (0700) on use."""
+    env = os.environ if environ is None else environ
+    override = env.get("AGENTMEM_STATE_DIR")
+    if override:
+        return override
+    xdg = env.get("XDG_STATE_HOME")
+    if xdg:
+        return os.path.join(xdg, "agentmem")
+    home = env.get("HOME") or os.path.expanduser("~")
+    return os.path.join(home, ".local", "state", "agentmem")
 
 
 def default_socket_path(environ: Mapping[str, str] | None = None) -> str:

@@ -42,6 +42,18 @@ class Config:
     #: Content of a handle unused for this many seconds goes warm whatever the budget (the
     #: original design's default: 5 minutes); 0 turns it off.
     warm_after_seconds: int = 300
+    #: Content of a handle unused for this many seconds goes cold (to disk) whatever the
+    #: budgets (the original design's default: a day); 0 turns it off. Needs a state directory.
+    cold_after_seconds: int = 86400
+    #: Bytes of warm frames kept at most (0: no budget). Over it, the eviction policy chooses
+    #: what goes cold. Needs a state directory (the cold tier's packs live there).
+    warm_budget_bytes: int = 0
+    #: Acknowledge a conversation append only once ``fdatasync`` made it durable (strict);
+    #: False: once written, synced within a second (relaxed: a power loss may lose that second).
+    durable_sync: bool = True
+    #: Conversations restored from the journal after a crash wait this long for their agent to
+    #: reconnect (under the same name) before they are released.
+    orphan_keep_seconds: int = 86400
     #: Use the plain LRU eviction policy instead of the semantic one (for comparison).
     lru_policy: bool = False
     #: Largest SMU accepted.
@@ -66,6 +78,9 @@ class Config:
             "domain_quota_bytes",
             "hot_budget_bytes",
             "warm_after_seconds",
+            "cold_after_seconds",
+            "warm_budget_bytes",
+            "orphan_keep_seconds",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")

@@ -42,6 +42,8 @@ class InProcessTransport:
         # The service takes ownership of the fds it is given; the caller keeps its own.
         owned = tuple(os.dup(fd) for fd in fds)
         reply = self.service.handle(self._session, msg, owned)
+        if reply.sync:
+            self.service.sync()
         return reply.body, [seg.view_all for seg in reply.segments]
 
     def close(self) -> None:

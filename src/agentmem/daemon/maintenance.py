@@ -1,6 +1,8 @@
-"""Work the daemon does between requests, at most once a second: reclaiming segment space.
+"""Work the daemon does between requests, about once a second: tiering, reclaiming space.
 
-Policy lives here, not in the store: the store knows how to compact; the daemon decides when.
+Each domain's store runs its own pass (``Store.maintain``: content unused for the idle times
+goes warm or cold, budgets, orphans restored after a crash, pack and journal compaction). Hot
+segment compaction is decided here: the store knows how to compact; the daemon decides when.
 A domain is compacted when the holes left by freed chunks in its hot segments reach both
 ``MIN_FREED_BYTES`` and ``MIN_FREED_RATIO`` of what was appended: compaction walks every chunk
 of the domain (O(chunks), ~10 ms per 100,000 chunks here), so it must not run for a few
@@ -13,8 +15,6 @@ from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from agentmem.daemon.service import Service
-    from agentmem.store import Store
-    from agentmem.store.policy import EvictionPolicy
 
 #: Seconds between maintenance passes.
 INTERVAL: Final = 1.0
@@ -24,43 +24,12 @@ MIN_FREED_BYTES: Final = 8 << 20
 MIN_FREED_RATIO: Final = 0.25
 
 
-def enforce_budget(store: Store, policy: EvictionPolicy) -> int:
-    """Demote what ``policy`` chooses until the hot tier is within ``hot_budget_bytes``;
-    returns plain bytes moved. The policy decides; the store acts."""
-    budget = store.config.hot_budget_bytes
-    over = store.hot.live_bytes - budget
-    if not budget or over <= 0:
-        return 0
-    moved = 0
-    for handle in policy.choose(store.candidates(), over, store.clock()):
-        moved += store.demote(handle)
-        if store.hot.live_bytes <= budget:
-            break
-    return moved
-
-
-def demote_idle(store: Store) -> int:
-    """Demote every unpinned handle unused for ``warm_after_seconds``; plain bytes moved.
-
-    Content several handles hold (a shared prompt) is left to the budget: one agent's idleness
-    says nothing of the others'.
-    """
-    after = store.config.warm_after_seconds
-    if not after:
-        return 0
-    cutoff = store.clock() - after
-    return sum(
-        store.demote(c.handle) for c in store.candidates() if c.touched <= cutoff and c.holders == 1
-    )
-
-
 def tick(service: Service) -> int:
-    """One maintenance pass over every domain: keep hot bytes within budget, then reclaim
-    segment space; returns bytes of segment space reclaimed."""
+    """One maintenance pass over every domain: the store's own (tiering, disk), then segment
+    compaction; returns bytes of segment space reclaimed."""
     reclaimed = 0
     for domain in service.domains.values():
-        demote_idle(domain.store)
-        enforce_budget(domain.store, domain.policy)
+        domain.store.maintain()
         hot = domain.store.hot
         used = sum(seg.used for seg in hot)
         freed = used - hot.live_bytes

@@ -9,12 +9,14 @@ import socket
 import sys
 from collections.abc import Callable, Iterable
 
-from agentmem.config import Config, runtime_dir
+from blake3 import blake3
+
+from agentmem.config import Config, runtime_dir, state_dir
 from agentmem.daemon import lifecycle
 from agentmem.daemon.observe import STATS_FILE, Observer
 from agentmem.daemon.server import Server
 from agentmem.daemon.service import Service
-from agentmem.errors import DaemonRunning
+from agentmem.errors import AgentmemError, DaemonRunning
 
 #: Pending connections the kernel queues; 1000 agents may start at once.
 BACKLOG = 4096
@@ -29,6 +31,7 @@ def run_daemon(
     allowed_uids: Iterable[int] | None = None,
     stats_file: bool = True,
     metrics: tuple[str, int] | None = None,
+    state_dir: str | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit status.
 
@@ -39,6 +42,9 @@ def run_daemon(
     ``stats_file``: keep ``agent_stats`` (mode 0600) next to the socket, rewritten every
     second. ``metrics``: serve Prometheus metrics on this ``(host, port)`` (the caller has
     checked the address, see ``metrics.parse_address``).
+
+    ``state_dir``: the journal and cold-tier packs (see :func:`daemon_state_dir`); None keeps
+    everything in RAM (no cold tier, no durability).
     """
     multi = allowed_uids is not None
     directory = os.path.dirname(os.path.abspath(socket_path))
@@ -62,7 +68,31 @@ def run_daemon(
         os.umask(old_umask)
     listener.listen(BACKLOG)
     uids = None if allowed_uids is None else {os.getuid(), *allowed_uids}
-    service = Service(config if config is not None else Config.from_env(), allowed_uids=uids)
+    state_lock = None
+    try:
+        if state_dir is not None:
+            lifecycle.prepare_dir(state_dir, mode=0o700)
+            state_lock = lifecycle.Lock(os.path.join(state_dir, "daemon"))
+            state_lock.acquire()
+        service = Service(
+            config if config is not None else Config.from_env(),
+            allowed_uids=uids,
+            state_dir=state_dir,
+        )
+    except (OSError, AgentmemError) as exc:
+        reason = (
+            f"the state directory {state_dir} is in use by another daemon"
+            if isinstance(exc, DaemonRunning)
+            else str(exc)
+        )
+        print(f"agentmem daemon: {reason}", file=sys.stderr)
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+        if state_lock is not None:
+            state_lock.release()
+        lock.release()
+        return 1
     observer = Observer(
         service, stats_path=os.path.join(directory, STATS_FILE) if stats_file else None
     )
@@ -111,5 +141,15 @@ def run_daemon(
         observer.remove_file()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
+        if state_lock is not None:
+            state_lock.release()
         lock.release()
     return 0
+
+
+def daemon_state_dir(socket_path: str, base: str | None = None) -> str:
+    """The state directory of the daemon serving ``socket_path``: one per socket, under
+    ``base`` (default :func:`agentmem.config.state_dir`), so daemons on different sockets
+    never share a journal."""
+    digest = blake3(os.path.abspath(socket_path).encode()).hexdigest()[:16]
+    return os.path.join(base if base is not None else state_dir(), f"socket-{digest}")

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from agentmem.daemon import maintenance
 from agentmem.daemon.service import Reply, Service, Session
-from agentmem.errors import AgentmemError, PermissionDenied, ProtocolError
+from agentmem.errors import AgentmemError, DiskFull, PermissionDenied, ProtocolError
 from agentmem.protocol import fdpass, framing
 from agentmem.protocol import messages as m
 
@@ -130,6 +130,11 @@ class Server:
         self.refused = 0
         #: Called on each maintenance tick (about once a second), after ``maintenance.tick``.
         self.on_tick: list[Callable[[], None]] = []
+        #: Replies waiting for the journal to be synced (group commit), in order, and the
+        #: connections they belong to (later replies of those wait too, to keep order).
+        self._held: list[tuple[Connection, Reply]] = []
+        self._holding: set[Connection] = set()
+        self.group_commits = 0
 
     # --- control ---------------------------------------------------------------------------
 
@@ -178,7 +183,31 @@ class Server:
                         self._drop(conn)  # replies queued to a peer that is gone
                     elif events & _READABLE and conn.reading and conn.sock.fileno() >= 0:
                         self._read(conn)
+            if self._held:
+                self._release_held()
         self.close()
+
+    def _release_held(self) -> None:
+        """Group commit: one journal sync for every durable request of this wakeup, then
+        their replies (and any that queued behind them on the same connections)."""
+        held, self._held = self._held, []
+        self._holding.clear()
+        failure: AgentmemError | None = None
+        try:
+            self.service.sync()
+            self.group_commits += 1
+        except OSError as exc:  # not durable: no acknowledgement may claim it is
+            log.error("journal sync failed: %s", exc)
+            failure = DiskFull(f"the journal could not be synced: {exc}")
+        for conn, reply in held:
+            out = reply
+            if failure is not None and reply.sync:
+                ident = reply.body.get("id")
+                out = Reply(m.reply_error(ident if isinstance(ident, int) else 0, failure))
+            if conn.sock.fileno() >= 0:
+                self._send(conn, out)
+            for seg in reply.transient:
+                seg.close()
 
     def _tick(self) -> None:
         """Maintenance, then each ``on_tick`` callback; a failure is logged, never fatal."""
@@ -298,6 +327,10 @@ class Server:
                 self._drop(conn)
                 return False
             reply = Reply(m.reply_error(ident, AgentmemError("internal error in the daemon")))
+        if reply.sync or conn in self._holding:
+            self._held.append((conn, reply))
+            self._holding.add(conn)
+            return True
         self._send(conn, reply)
         for seg in reply.transient:
             seg.close()  # its fd went out (or was dup'ed into the queue)

@@ -39,7 +39,6 @@ from agentmem.ids import Handle
 from agentmem.protocol import messages as m
 from agentmem.states import SMUType
 from agentmem.store import Agent, Store
-from agentmem.store.policy import EvictionPolicy, LRUPolicy, SemanticPolicy
 from agentmem.store.segments import Segment
 
 #: Content up to this size is answered inline. Above it, a mapping pays off: mapping a segment
@@ -72,6 +71,8 @@ class Reply:
     body: dict[str, object]
     segments: list[Segment] = dataclasses.field(default_factory=list)
     transient: list[Segment] = dataclasses.field(default_factory=list)
+    #: The request wrote the journal in strict mode: reply only after :meth:`Service.sync`.
+    sync: bool = False
 
 
 class Session:
@@ -110,13 +111,17 @@ class Session:
 
 
 class Domain:
-    """One trust boundary: a store and the sessions of its uid."""
+    """One trust boundary: a store and the sessions of its uid.
 
-    def __init__(self, uid: int, config: Config) -> None:
+    With a state directory, the domain's journal and packs live in ``uid-<uid>`` under it,
+    and conversations of an earlier run that crashed are restored on creation.
+    """
+
+    def __init__(self, uid: int, config: Config, state_dir: str | None = None) -> None:
         self.uid = uid
-        self.store = Store(config)
-        #: Decides what leaves the hot tier when it is over budget (``maintenance``).
-        self.policy: EvictionPolicy = LRUPolicy() if config.lru_policy else SemanticPolicy()
+        self.store = Store(
+            config, state_dir=None if state_dir is None else os.path.join(state_dir, f"uid-{uid}")
+        )
         self.sessions: dict[str, Session] = {}  # by agent name
         #: Open observer sessions (not in ``sessions``: they have no agent).
         self.observers = 0
@@ -137,8 +142,17 @@ Handler = Callable[["Service", Session, dict[str, object], tuple[int, ...]], Rep
 class Service:
     """The daemon's operations. Not thread-safe: one event loop calls it."""
 
-    def __init__(self, config: Config | None = None, *, allowed_uids: Iterable[int] | None = None):
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        allowed_uids: Iterable[int] | None = None,
+        state_dir: str | None = None,
+    ):
+        """``state_dir``: where each domain keeps its journal and cold-tier packs (None: in
+        RAM only, no durability). Domains that have one there are restored at once."""
         self.config = config if config is not None else Config()
+        self.state_dir = state_dir
         #: uids that may connect; None: only the daemon's own.
         self.allowed_uids = frozenset(allowed_uids) if allowed_uids is not None else None
         self.domains: dict[int, Domain] = {}
@@ -150,6 +164,24 @@ class Service:
         self.started = time.monotonic()
         #: The once-a-second statistics (set by the daemon; None in-process).
         self.observer: observe.Observer | None = None
+        if state_dir is not None:
+            # Restore every domain an earlier run left a journal for, before anyone connects:
+            # their orphaned conversations must be there when their agents come back.
+            for name in sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else ():
+                if name.startswith("uid-") and name[4:].isdigit():
+                    self.domain(int(name[4:]))
+
+    def domain(self, uid: int) -> Domain:
+        """The domain of ``uid``, created (and restored from the state directory) on first use."""
+        domain = self.domains.get(uid)
+        if domain is None:
+            domain = self.domains[uid] = Domain(uid, self.config, self.state_dir)
+        return domain
+
+    def sync(self) -> None:
+        """Make every domain's journaled changes durable (strict mode, before replies)."""
+        for domain in self.domains.values():
+            domain.store.sync()
 
     # --- sessions --------------------------------------------------------------------------
 
@@ -231,6 +263,9 @@ class Service:
             self.errors += 1
             raise  # a bug: the server logs it and answers with the base error
         result.body = self._envelope(session, m.reply_ok(ident, result.body.get("ok")))
+        journal = session.domain.store.journal if session.domain is not None else None
+        if journal is not None and journal.dirty and journal.durable_sync:
+            result.sync = True
         return result
 
     @staticmethod
@@ -282,30 +317,43 @@ def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[in
     importance = m.optional(msg, "importance", int, 0)
     state = m.optional(msg, "state", str, "active")
     observer = m.optional(msg, "observer", bool, False)
-    domain = svc.domains.get(session.uid)
-    if domain is None:
-        domain = svc.domains[session.uid] = Domain(session.uid, svc.config)
+    domain = svc.domain(session.uid)
     if observer:
         session.observer, session.domain = True, domain
         domain.observers += 1
     opened: dict[str, int] = {}
+    restored: list[int] = []
     if not observer:
         names = m.optional(msg, "open", list, [])
         if len(names) > 64 or not all(isinstance(n, str) for n in names):
             raise InvalidArgument("'open' is a list of at most 64 published names")
         store = domain.store
-        agent = store.register_agent(name, pid=session.pid, state=state, importance=importance)
+        agent = store.agents.get(name)
+        adopted = agent is not None and agent.orphaned is not None and name not in domain.sessions
+        if agent is not None and adopted:
+            # Restored from the journal after a crash: this connection takes over its handles.
+            store.set_state(agent, state, importance)
+            agent.pid, agent.orphaned = session.pid, None
+            restored = sorted(h for h, r in store.refs.items() if r.agent is agent)
+        else:
+            agent = store.register_agent(name, pid=session.pid, state=state, importance=importance)
         try:
             # Published content opened in the handshake: an agent starts with its system prompt
             # and tools in one round trip (spawn = connect + hello + read).
             for wanted in names:
                 opened[wanted] = store.open(wanted, agent)
         except BaseException:
-            store.unregister_agent(agent)
+            for h in opened.values():
+                store.release(Handle(h))
+            if adopted:
+                agent.orphaned = store.clock()  # its conversations wait for the next hello
+            else:
+                store.unregister_agent(agent)
             raise
         session.agent, session.domain = agent, domain
         domain.sessions[name] = session
         session.handles.update(opened.values())
+        session.handles.update(restored)
     return _ok(
         {
             "agent": name,
@@ -314,6 +362,7 @@ def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[in
             "version": m.PROTOCOL_VERSION,
             "inline_max": INLINE_MAX,
             "opened": opened,
+            "restored": restored,
         }
     )
 
@@ -588,6 +637,13 @@ def _open(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int
     return _adopt(session, _domain(session).store.open(m.require(msg, "name", str), session.agent))
 
 
+def _check(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    _no_fds(fds)
+    from agentmem.daemon.checkup import check_store
+
+    return _ok(check_store(_domain(session).store, repair=m.optional(msg, "repair", bool, False)))
+
+
 HANDLERS: Final[dict[str, Handler]] = {
     m.OP_ALLOC_SMU: _alloc_smu,
     m.OP_SHARE_CONTENT: _share_content,
@@ -606,8 +662,9 @@ HANDLERS: Final[dict[str, Handler]] = {
     "publish": _publish,
     "unpublish": _unpublish,
     "open": _open,
+    "check": _check,
 }
 """Operation name -> handler. ``hello`` is handled before a session has an agent."""
 
 #: What an observer session may do: read statistics, nothing that needs an agent.
-OBSERVER_OPS: Final = frozenset({m.OP_GET_STATS, m.OP_ALLOC_PROFILE})
+OBSERVER_OPS: Final = frozenset({m.OP_GET_STATS, m.OP_ALLOC_PROFILE, "check"})

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from agentmem.errors import CorruptFrame
 from agentmem.hashing import chunk_id
 from agentmem.ids import short
-from agentmem.store.records import SMU, ConversationRef, MessageNode, Ref
+from agentmem.store.records import SMU, ChunkEntry, ConversationRef, MessageNode, Ref
 
 if TYPE_CHECKING:
     from agentmem.store.store import Store
@@ -46,7 +46,17 @@ class CheckReport:
         return not (self.drift or self.orphans or self.corrupt)
 
 
-def run_check(store: Store, *, verify_bytes: bool) -> CheckReport:
+@dataclasses.dataclass(slots=True)
+class Counts:
+    """Refcounts recomputed from the live refs, by object id: (object, count)."""
+
+    smus: dict[int, tuple[SMU, int]]
+    nodes: dict[int, tuple[MessageNode, int]]
+    chunks: dict[int, tuple[ChunkEntry, int]]
+
+
+def recount(store: Store) -> Counts:
+    """Mark from the live refs and published names; count what each reached holds."""
     smu_refs: dict[int, int] = {}
     smus: dict[int, SMU] = {}
     node_refs: dict[int, int] = {}
@@ -66,11 +76,27 @@ def run_check(store: Store, *, verify_bytes: bool) -> CheckReport:
     for node in list(nodes.values()):
         if node.parent is not None:
             node_refs[id(node.parent)] = node_refs.get(id(node.parent), 0) + 1
-    chunk_refs: dict[int, int] = {}
+    chunks: dict[int, tuple[ChunkEntry, int]] = {}
     holders: list[SMU | MessageNode] = [*smus.values(), *nodes.values()]
     for holder in holders:
         for e in holder.chunks:
-            chunk_refs[id(e)] = chunk_refs.get(id(e), 0) + 1
+            hit = chunks.get(id(e))
+            chunks[id(e)] = (e, 1 if hit is None else hit[1] + 1)
+    return Counts(
+        {k: (s, smu_refs[k]) for k, s in smus.items()},
+        {k: (n, node_refs.get(k, 0)) for k, n in nodes.items()},
+        chunks,
+    )
+
+
+def run_check(store: Store, *, verify_bytes: bool) -> CheckReport:
+    counts = recount(store)
+    smus = {k: s for k, (s, _) in counts.smus.items()}
+    smu_refs = {k: n for k, (_, n) in counts.smus.items()}
+    nodes = {k: s for k, (s, _) in counts.nodes.items()}
+    node_refs = {k: n for k, (_, n) in counts.nodes.items()}
+    chunk_refs = {k: n for k, (_, n) in counts.chunks.items()}
+    holders: list[SMU | MessageNode] = [*smus.values(), *nodes.values()]
 
     drift: list[str] = []
     orphans: list[str] = []

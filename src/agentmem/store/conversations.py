@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agentmem import constants
-from agentmem.errors import TooLarge
+from agentmem.errors import DiskFull, TooLarge
 from agentmem.hashing import chunk_id, message_id
 from agentmem.ids import Handle
 from agentmem.states import SMUType
@@ -29,6 +29,7 @@ def append(store: Store, ref: ConversationRef, buf: Buffer) -> MessageNode:
     if size > constants.MAX_MESSAGE_BYTES:
         raise TooLarge(f"a message of {size} bytes exceeds {constants.MAX_MESSAGE_BYTES}")
     store._check_quota(ref.agent, size)
+    journal = store.journal
     path = ref.path
     parent = path[-1] if path else None
     cid = chunk_id(buf)
@@ -50,12 +51,35 @@ def append(store: Store, ref: ConversationRef, buf: Buffer) -> MessageNode:
     agent = ref.agent
     agent.logical_bytes += size
     agent.by_type[_CONVERSATION] += size
+    if journal is not None:
+        try:
+            journal.append(ref.handle, cid, buf)
+        except DiskFull:
+            _undo_append(store, ref, node, parent)
+            raise
     return node
 
 
-def fork(store: Store, ref: ConversationRef, agent: Agent) -> Handle:
-    """A new conversation ref for ``agent`` at the same tip."""
-    h = Handle(next(store._handles))
+def _undo_append(
+    store: Store, ref: ConversationRef, node: MessageNode, parent: MessageNode | None
+) -> None:
+    """Take back the append that made ``node`` the tip of ``ref`` (its journal record could
+    not be written): the ref's claim goes back to ``parent``; ``node`` is freed if new."""
+    ref.path.pop()
+    ref.size -= node.size
+    agent = ref.agent
+    agent.logical_bytes -= node.size
+    agent.by_type[_CONVERSATION] -= node.size
+    if parent is not None:
+        parent.refs += 1
+    unref_node(store, node)
+
+
+def fork(store: Store, ref: ConversationRef, agent: Agent, handle: Handle | None = None) -> Handle:
+    """A new conversation ref for ``agent`` at the same tip (``handle``: a restored one)."""
+    h = store.new_handle() if handle is None else handle
+    if store.journal is not None:
+        store.journal.fork(h, ref.handle, agent.name)  # DiskFull: nothing was created
     path = list(ref.path)
     if path:
         path[-1].refs += 1

@@ -15,6 +15,7 @@ from agentmem.store.records import SMU, ChunkEntry, MessageNode, WarmGroup
 from agentmem.store.segments import Segment
 
 if TYPE_CHECKING:
+    from agentmem.store.cold import ColdGroup
     from agentmem.store.store import Store
 
 
@@ -52,7 +53,7 @@ def pieces(store: Store, smu: SMU) -> list[memoryview]:
 def runs(store: Store, entries: Iterable[ChunkEntry]) -> list[memoryview]:
     """Views of ``entries`` in order, one per run of chunks adjacent in one container."""
     out: list[memoryview] = []
-    loc: Segment | WarmGroup | None = None
+    loc: Segment | WarmGroup | ColdGroup | None = None
     start = end = 0
     for e in entries:
         if e.loc is loc and e.offset == end:
@@ -66,10 +67,15 @@ def runs(store: Store, entries: Iterable[ChunkEntry]) -> list[memoryview]:
     return out
 
 
-def view(store: Store, loc: Segment | WarmGroup, offset: int, length: int) -> memoryview:
+def view(
+    store: Store, loc: Segment | WarmGroup | ColdGroup, offset: int, length: int
+) -> memoryview:
     if isinstance(loc, Segment):
         return loc.view(offset, length)
-    return store.warm.view(loc, offset, length)
+    if isinstance(loc, WarmGroup):
+        return store.warm.view(loc, offset, length)
+    assert store.cold is not None
+    return store.cold.view(loc, offset, length)
 
 
 def node_bytes(store: Store, node: MessageNode) -> memoryview:

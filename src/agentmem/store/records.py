@@ -14,9 +14,14 @@ Reference counting, who counts what:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentmem.ids import ChunkId, Handle, MessageId
 from agentmem.states import AgentState, SMUType, Tier
 from agentmem.store.segments import Segment
+
+if TYPE_CHECKING:
+    from agentmem.store.cold import ColdGroup
 
 
 class WarmGroup:
@@ -42,16 +47,19 @@ class WarmGroup:
 class ChunkEntry:
     """One unique chunk of a domain and where its bytes are.
 
-    ``loc`` is the :class:`Segment` (hot) or :class:`WarmGroup` (warm) holding it, at ``offset``.
+    ``loc`` is the :class:`Segment` (hot), :class:`WarmGroup` (warm) or ``ColdGroup`` (cold,
+    ``store/cold.py``) holding it, at ``offset``.
     """
 
     __slots__ = ("id", "loc", "offset", "refs", "size")
 
-    def __init__(self, cid: ChunkId, size: int, loc: Segment | WarmGroup, offset: int) -> None:
+    def __init__(
+        self, cid: ChunkId, size: int, loc: Segment | WarmGroup | ColdGroup, offset: int
+    ) -> None:
         self.id = cid
         self.size = size
         self.refs = 0
-        self.loc: Segment | WarmGroup = loc
+        self.loc: Segment | WarmGroup | ColdGroup = loc
         self.offset = offset
 
     @property
@@ -127,6 +135,7 @@ class Agent:
         "importance",
         "logical_bytes",
         "name",
+        "orphaned",
         "pid",
         "state",
     )
@@ -145,6 +154,9 @@ class Agent:
         self.logical_bytes = 0
         #: Logical bytes per SMU type, indexed by ``SMUType`` value.
         self.by_type = [0] * (max(SMUType) + 1)
+        #: Store clock when the agent was restored from the journal with no process attached
+        #: (None: a live agent). Its conversations wait for it to reconnect by name.
+        self.orphaned: float | None = None
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, pid={self.pid}, state={self.state.label})"

@@ -37,10 +37,12 @@ from agentmem.hashing import chunk_id
 from agentmem.ids import ChunkId, Handle
 from agentmem.states import AgentState, SMUType, Tier
 from agentmem.stats import AgentStats, StoreStats
-from agentmem.store import accounting, conversations, layout
+from agentmem.store import accounting, conversations, layout, recovery, tiering
 from agentmem.store.check import CheckReport, run_check
+from agentmem.store.cold import ColdGroup, ColdTier
 from agentmem.store.hot import HotTier
-from agentmem.store.policy import Candidate
+from agentmem.store.journal import Journal
+from agentmem.store.policy import Candidate, EvictionPolicy, LRUPolicy, SemanticPolicy
 from agentmem.store.records import (
     SMU,
     Agent,
@@ -48,6 +50,7 @@ from agentmem.store.records import (
     ConversationRef,
     MessageNode,
     Ref,
+    WarmGroup,
 )
 from agentmem.store.segments import Segment
 from agentmem.store.warm import WarmTier
@@ -56,6 +59,10 @@ Buffer = bytes | bytearray | memoryview
 AnyRef = Ref | ConversationRef
 
 _CONVERSATION = SMUType.CONVERSATION
+_HOT = Tier.HOT
+#: Newest messages of a conversation that stay where they are when its older ones are demoted
+#: under pressure (the policy's "older messages before recent ones").
+RECENT_MESSAGES = 8
 
 
 def _as_buffer(data: object, what: str) -> Buffer:
@@ -77,7 +84,12 @@ class Store:
         *,
         chunker: Chunker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        state_dir: str | None = None,
     ) -> None:
+        """``state_dir``: where the cold tier's packs and the conversation journal live; with
+        one, conversations in it from an earlier run are restored (their agents wait, as
+        orphans, for a client to reconnect under their name). Without one (the default for a
+        library), nothing goes to disk: there is no cold tier and no durability."""
         self.config = config if config is not None else Config()
         #: Seconds, monotonic: when handles were last used (tests pass a fake clock).
         self.clock = clock
@@ -94,6 +106,26 @@ class Store:
             verify=self.config.verify_frames,
             group_bytes=self.config.warm_group_bytes,
         )
+        self.policy: EvictionPolicy = LRUPolicy() if self.config.lru_policy else SemanticPolicy()
+        self.state_dir = state_dir
+        self.cold: ColdTier | None = None
+        if state_dir is not None:
+            self.cold = ColdTier(
+                os.path.join(state_dir, "packs"),
+                self.dictionaries,
+                level=self.config.conversation_zstd_level,
+                group_bytes=self.config.warm_group_bytes,
+                verify=self.config.verify_frames,
+            )
+        #: The conversation journal (None: no durability); set once restored.
+        self.journal: Journal | None = None
+        #: Promotions (reads of content not hot) by the reading agent's state, and their bytes.
+        self.promotions = [0] * (max(AgentState) + 1)
+        self.promoted_bytes = [0] * (max(AgentState) + 1)
+        #: Plain bytes demoted, by target tier.
+        self.demoted_bytes = [0] * (max(Tier) + 1)
+        #: The last errors of moves between tiers (disk full, unreadable packs), newest last.
+        self.tier_errors: list[str] = []
         self.chunks: dict[ChunkId, ChunkEntry] = {}
         self.smus: dict[ChunkId, SMU] = {}
         self.nodes: dict[bytes, MessageNode] = {}
@@ -113,6 +145,16 @@ class Store:
         #: Bumped whenever a chunk changes location; invalidates cached extents.
         self.epoch = 0
         self._closed = False
+        #: True while restoring with packs scanned: new chunks may be found in them.
+        self._claimable = False
+        self.restored = recovery.Restored()
+        if state_dir is not None:
+            journal = Journal(
+                os.path.join(state_dir, "journal.amj"), durable_sync=self.config.durable_sync
+            )
+            #: What restoring found (records replayed, conversations and agents restored).
+            self.restored = recovery.restore(self, journal)
+            self.journal = journal
 
     # --- agents ----------------------------------------------------------------------------
 
@@ -294,7 +336,7 @@ class Store:
         if hot:
             for e in entries:
                 pins[e.id] = pins.get(e.id, 0) + 1
-            self._promote(entries, ref.smu_type)
+            self._promote(entries, ref.smu_type, ref)
         else:
             self._unpin(entries)
 
@@ -321,6 +363,9 @@ class Store:
             raise WrongType("read() takes an SMU handle; use messages() for a conversation")
         smu = ref.smu  # type: ignore[union-attr]
         extents = layout.extents_of(self, smu)
+        if extents is None:
+            self._promote(list(smu.chunks), smu.smu_type, ref)
+            extents = layout.extents_of(self, smu)
         if extents is not None and len(extents) == 1:
             seg, off, n = extents[0]
             return seg.view(off, n)
@@ -332,7 +377,10 @@ class Store:
         ref = self._ref(handle)
         if ref.__class__ is ConversationRef:
             raise WrongType("views() takes an SMU handle; use messages() for a conversation")
-        return layout.pieces(self, ref.smu)  # type: ignore[union-attr]
+        smu = ref.smu  # type: ignore[union-attr]
+        if layout.extents_of(self, smu) is None:
+            self._promote(list(smu.chunks), smu.smu_type, ref)
+        return layout.pieces(self, smu)
 
     def extents(
         self, handle: Handle, *, promote: bool = True
@@ -350,9 +398,10 @@ class Store:
         if ext is None:
             if not promote:
                 return ()
-            self._promote(list(smu.chunks), smu.smu_type)
+            self._promote(list(smu.chunks), smu.smu_type, ref)
             ext = layout.extents_of(self, smu)
-            assert ext is not None
+            if ext is None:  # a chunk pinned hot elsewhere cannot be: nothing is left behind
+                raise AssertionError("promoted content is not all hot")
         return ext
 
     def size(self, handle: Handle) -> int:
@@ -374,6 +423,8 @@ class Store:
         if ref.pinned:
             self._unpin(list(self._entries_of(ref)))
         if ref.__class__ is ConversationRef:
+            if self.journal is not None:
+                self.journal.drop(handle)
             path = ref.path
             if path:
                 conversations.unref_node(self, path[-1])
@@ -392,58 +443,115 @@ class Store:
         self._check_open()
         return layout.compact(self, max_live_ratio)
 
-    def candidates(self) -> list[Candidate]:
-        """Every unpinned handle with hot content, with what a policy weighs (O(refs + hot
-        messages)). Reading them does not count as using the handles."""
+    def candidates(self, tier: Tier = Tier.HOT) -> list[Candidate]:
+        """Every unpinned handle with content in ``tier`` (hot or warm), with what a policy
+        weighs: O(refs + messages in the tier). Reading them does not use the handles.
+
+        A conversation longer than ``RECENT_MESSAGES`` is two candidates: its older messages
+        (``keep=RECENT_MESSAGES``) and its recent ones (``recent=True``), so a policy can take
+        the old part of an active agent's conversation before anything recent.
+        """
         out: list[Candidate] = []
-        hot = Tier.HOT
         for ref in self.refs.values():
             if ref.pinned:
                 continue
-            if isinstance(ref, Ref):
-                smu = ref.smu
-                if not smu.chunks or smu.chunks[-1].tier is not hot:
-                    continue
-                nbytes, holders = smu.size, smu.refs
-            else:
-                nbytes = sum(n.size for n in ref.path if n.chunks and n.chunks[-1].tier is hot)
-                holders = 1
-                if not nbytes:
-                    continue
             a = ref.agent
-            out.append(
-                Candidate(
-                    ref.handle,
-                    nbytes,
-                    a.state,
-                    a.importance,
-                    ref.touched,
-                    ref.smu_type,
-                    holders,
-                    False,
+            if ref.__class__ is Ref:
+                smu = ref.smu
+                nbytes = sum(e.size for e in smu.chunks if e.loc.tier is tier)
+                if nbytes:
+                    out.append(
+                        Candidate(
+                            ref.handle,
+                            nbytes,
+                            a.state,
+                            a.importance,
+                            ref.touched,
+                            ref.smu_type,
+                            smu.refs,
+                            False,
+                        )
+                    )
+                continue
+            path = ref.path  # type: ignore[union-attr]
+            split = len(path) - RECENT_MESSAGES if len(path) > RECENT_MESSAGES else 0
+            old = recent = 0
+            for i, node in enumerate(path):
+                chunks = node._chunks
+                first = chunks if chunks.__class__ is ChunkEntry else chunks[-1]
+                if first.loc.tier is tier:
+                    if i < split:
+                        old += node.size
+                    else:
+                        recent += node.size
+            if old:
+                out.append(
+                    Candidate(
+                        ref.handle,
+                        old,
+                        a.state,
+                        a.importance,
+                        ref.touched,
+                        _CONVERSATION,
+                        1,
+                        False,
+                        RECENT_MESSAGES,
+                    )
                 )
-            )
+            if recent:
+                out.append(
+                    Candidate(
+                        ref.handle,
+                        recent,
+                        a.state,
+                        a.importance,
+                        ref.touched,
+                        _CONVERSATION,
+                        1,
+                        False,
+                        0,
+                        bool(split),
+                    )
+                )
         return out
 
-    def demote(self, handle: Handle) -> int:
-        """Move the handle's hot, unpinned chunks to the warm tier; return plain bytes moved."""
+    def demote(self, handle: Handle, *, keep: int = 0, to: Tier = Tier.WARM) -> int:
+        """Move the handle's unpinned chunks down to ``to`` (warm: hot ones; cold: hot and warm
+        ones); return plain bytes moved. ``keep``: a conversation's newest ``keep`` messages
+        stay. Cold needs a state directory (``InvalidArgument`` without); a full disk raises
+        ``DiskFull`` and moves nothing."""
         ref = self._ref(handle, touch=False)
+        if to is Tier.COLD and self.cold is None:
+            raise InvalidArgument("there is no cold tier: the store has no state directory")
+        if to is Tier.HOT:
+            raise InvalidArgument("demote moves content to the warm or cold tier")
         pins = self.pins
         seen: set[int] = set()
         entries: list[ChunkEntry] = []
-        for e in self._entries_of(ref):
-            if e.tier is Tier.HOT and e.id not in pins and id(e) not in seen:
+        for e in self._entries_of(ref, keep):
+            t = e.loc.tier
+            if t < to and e.id not in pins and id(e) not in seen:
                 seen.add(id(e))
                 entries.append(e)
         if not entries:
             return 0
-        payloads = [self.hot.load(e) for e in entries]
-        segments = [e.loc for e in entries]
-        self.warm.put(entries, payloads, ref.smu_type)
-        for e, seg in zip(entries, segments, strict=True):
-            self.hot.forget(seg, e.size)  # type: ignore[arg-type]
-        self.epoch += 1
-        return sum(e.size for e in entries)
+        payloads = [self._load(e) for e in entries]
+        olds = [e.loc for e in entries]
+        try:
+            if to is Tier.WARM:
+                self.warm.put(entries, payloads, ref.smu_type)
+            else:
+                assert self.cold is not None
+                self.cold.put(entries, payloads, ref.smu_type)
+        finally:  # on DiskFull, the groups written before it count as moved
+            moved = 0
+            for e, old in zip(entries, olds, strict=True):
+                if e.loc is not old:
+                    self._forget(old, e.size)
+                    moved += e.size
+            self.epoch += 1
+            self.demoted_bytes[to] += moved
+        return moved
 
     # --- conversations ---------------------------------------------------------------------
 
@@ -466,12 +574,32 @@ class Store:
         ref = self._conversation(handle)
         return conversations.fork(self, ref, ref.agent)
 
+    def sync(self) -> bool:
+        """Make every journaled change durable now (strict mode does so before each reply;
+        the daemon calls this once per batch of requests). True if it wrote anything."""
+        return self.journal.sync() if self.journal is not None else False
+
+    def maintain(self) -> dict[str, int]:
+        """One pass of the age- and budget-driven moves, orphan expiry and disk compaction
+        (``store/tiering.py``); the daemon calls it once a second."""
+        self._check_open()
+        return tiering.maintain(self)
+
+    def compact_journal(self) -> int:
+        """Rewrite the journal as the live conversations when it has grown past twice their
+        size (and ``REWRITE_MIN_BYTES``); returns bytes saved."""
+        return recovery.compact_journal(self)
+
     def messages(self, handle: Handle, start: int = 0, stop: int | None = None) -> list[memoryview]:
         """Messages ``start:stop`` (slice semantics, negative indices allowed)."""
         ref = self._conversation(handle)
         if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
             raise InvalidArgument("start and stop must be ints")
-        return [layout.node_bytes(self, node) for node in ref.path[start:stop]]
+        nodes = ref.path[start:stop]
+        cold = [e for node in nodes for e in node.chunks if e.loc.tier is not _HOT]
+        if cold:
+            self._promote(cold, _CONVERSATION, ref)
+        return [layout.node_bytes(self, node) for node in nodes]
 
     def length(self, handle: Handle) -> int:
         """Number of messages in the conversation."""
@@ -485,6 +613,13 @@ class Store:
         self._check_open()
         return run_check(self, verify_bytes=verify_bytes)
 
+    def repair(self) -> tuple[CheckReport, list[str], list[str]]:
+        """Check, then fix what can be fixed: refcounts set to the recomputed ones, orphaned
+        index entries dropped. Returns the report before, what was fixed and what could not be
+        (corrupt chunks: their bytes are lost unless the journal holds them)."""
+        self._check_open()
+        return recovery.repair(self)
+
     def close(self) -> None:
         """Release everything. Views already handed out stay readable."""
         if self._closed:
@@ -492,6 +627,10 @@ class Store:
         self._closed = True
         self.hot.close()
         self.warm.close()
+        if self.cold is not None:
+            self.cold.close()
+        if self.journal is not None:
+            self.journal.close()
         self.refs.clear()
         self.chunks.clear()
         self.smus.clear()
@@ -553,6 +692,8 @@ class Store:
 
     def new_ref(self, agent: Agent, smu: SMU) -> Handle:
         h = Handle(next(self._handles))
+        if h in self.refs:
+            h = self.new_handle()
         ref = self.refs[h] = Ref(h, agent, smu)
         ref.touched = self.clock()
         smu.refs += 1
@@ -578,7 +719,11 @@ class Store:
             if entry is None:
                 self._check_domain_quota(size)
                 entry = ChunkEntry(whole_id, self._sizes.setdefault(size, size), None, 0)  # type: ignore[arg-type]
-                self.hot.put_one(entry, buf, smu_type)
+                if not (self._claimable and self._claim(whole_id, entry)):
+                    budget = self.config.hot_budget_bytes
+                    if budget and self.hot.live_bytes + size > budget:
+                        tiering.make_room(self, size)
+                    self.hot.put_one(entry, buf, smu_type)
                 chunks[whole_id] = entry
             entry.refs += 1
             return (entry,)
@@ -601,9 +746,18 @@ class Store:
                 missing.append(entry)
                 pieces.append(piece)
             entries.append(entry)
+        if missing and self._claimable:
+            keep = [i for i, e in enumerate(missing) if not self._claim(e.id, e)]
+            missing = [missing[i] for i in keep]
+            pieces = [pieces[i] for i in keep]
         if missing:
-            self._check_domain_quota(sum(e.size for e in missing))
+            nbytes = sum(e.size for e in missing)
+            self._check_domain_quota(nbytes)
+            budget = self.config.hot_budget_bytes
+            if budget and self.hot.live_bytes + nbytes > budget:
+                tiering.make_room(self, nbytes)
             self.hot.put(missing, pieces, smu_type, exclusive=exclusive)
+        if pending:
             chunks.update(pending)
         for entry in entries:
             entry.refs += 1
@@ -633,10 +787,7 @@ class Store:
             e.refs -= 1
             if e.refs == 0:
                 del chunks[e.id]
-                if e.tier is Tier.HOT:
-                    self.hot.release(e)
-                else:
-                    self.warm.release(e)
+                self._forget(e.loc, e.size)
 
     def _unpin(self, entries: list[ChunkEntry]) -> None:
         pins = self.pins
@@ -647,29 +798,64 @@ class Store:
             else:
                 pins.pop(e.id, None)
 
-    def _entries_of(self, ref: AnyRef) -> Iterator[ChunkEntry]:
+    def _entries_of(self, ref: AnyRef, keep: int = 0) -> Iterator[ChunkEntry]:
+        """The ref's chunk occurrences; ``keep``: leaving out a conversation's newest ``keep``
+        messages."""
         if ref.__class__ is ConversationRef:
-            for node in ref.path:
+            path = ref.path
+            for node in path[: len(path) - keep] if keep else path:
                 yield from node.chunks
         else:
             yield from ref.smu.chunks  # type: ignore[union-attr]
 
-    def _promote(self, entries: list[ChunkEntry], smu_type: SMUType) -> None:
-        cold = list({id(e): e for e in entries if e.tier is not Tier.HOT}.values())
-        if not cold:
+    def _promote(
+        self, entries: list[ChunkEntry], smu_type: SMUType, reader: AnyRef | None = None
+    ) -> None:
+        """Bring ``entries`` that are not hot into the hot tier, contiguously, making room
+        within the budget first; counted as a promotion of the reader's agent."""
+        movers = list({id(e): e for e in entries if e.loc.tier is not _HOT}.values())
+        if not movers:
             return
-        payloads = [self.warm.load(e) for e in cold]
-        groups = [e.loc for e in cold]
-        exclusive = sum(e.size for e in cold) > self.config.exclusive_min_bytes
-        self.hot.put(cold, payloads, smu_type, exclusive=exclusive)
-        for e, g in zip(cold, groups, strict=True):
-            self.warm.forget(g, e.size)  # type: ignore[arg-type]
+        nbytes = sum(e.size for e in movers)
+        if self.config.hot_budget_bytes:
+            tiering.make_room(self, nbytes, None if reader is None else reader.handle)
+        payloads = [self._load(e) for e in movers]
+        olds = [e.loc for e in movers]
+        exclusive = nbytes > self.config.exclusive_min_bytes
+        self.hot.put(movers, payloads, smu_type, exclusive=exclusive)
+        for e, old in zip(movers, olds, strict=True):
+            self._forget(old, e.size)
         self.epoch += 1
+        if reader is not None:
+            state = reader.agent.state
+            self.promotions[state] += 1
+            self.promoted_bytes[state] += nbytes
 
     def _load(self, entry: ChunkEntry) -> memoryview:
-        if entry.tier is Tier.HOT:
-            return self.hot.load(entry)
-        return self.warm.load(entry)
+        loc = entry.loc
+        if loc.__class__ is Segment:
+            return loc.view(entry.offset, entry.size)
+        if loc.__class__ is WarmGroup:
+            return self.warm.load(entry)
+        assert self.cold is not None
+        return self.cold.load(entry)
+
+    def _forget(self, loc: Segment | WarmGroup | ColdGroup, size: int) -> None:
+        """A chunk of ``size`` bytes left ``loc`` (freed or moved): tell its tier."""
+        if loc.__class__ is Segment:
+            self.hot.forget(loc, size)
+        elif loc.__class__ is WarmGroup:
+            self.warm.forget(loc, size)
+        else:
+            assert self.cold is not None
+            self.cold.forget(loc, size)  # type: ignore[arg-type]
+
+    def new_handle(self) -> Handle:
+        """A handle number not in use (restored handles come from an earlier numbering)."""
+        h = next(self._handles)
+        while h in self.refs:
+            h = next(self._handles)
+        return Handle(h)
 
     def _new_conversation(self, agent: Agent, data: object) -> Handle:
         if isinstance(data, bytes | bytearray | memoryview | str):
@@ -681,11 +867,22 @@ class Store:
         except TypeError:
             raise InvalidArgument("conversation data must be an iterable of messages") from None
         self._check_quota(agent, sum(len(m) for m in messages))
-        h = Handle(next(self._handles))
+        h = self.new_handle()
+        if self.journal is not None:
+            self.journal.conv(h, agent.name)  # DiskFull: nothing was created
         ref = ConversationRef(h, agent, [], 0)
         ref.touched = self.clock()
         self.refs[h] = ref
         agent.handles += 1
-        for m in messages:
-            conversations.append(self, ref, m)
+        try:
+            for m in messages:
+                conversations.append(self, ref, m)
+        except BaseException:
+            self.release(h)  # all or nothing, as for any other allocation
+            raise
         return h
+
+    def _claim(self, cid: ChunkId, entry: ChunkEntry) -> bool:
+        """While restoring: place ``entry`` where an earlier run's pack holds its chunk."""
+        assert self.cold is not None
+        return self.cold.claim(cid, entry)

@@ -1,0 +1,240 @@
+"""The journal: conversations written ahead to disk, so an acknowledged append survives a crash.
+
+One append-only file per domain (``journal.amj``, ``docs/formats.md``): a file header, then
+records of four kinds, each ``<2sBBIQ32s`` (magic ``AJ``, kind, flags, data length, handle,
+check) followed by its data:
+
+* ``CONV``: a new, empty conversation ``handle`` of the agent named by the data;
+* ``APPEND``: the data is one message appended to ``handle``; ``check`` is the message's chunk
+  id (BLAKE3 of the data, which the store computes anyway);
+* ``FORK``: ``handle`` is a new conversation at the tip of the one whose handle is the data's
+  first 8 bytes, for the agent named by the rest;
+* ``DROP``: ``handle`` was released.
+
+For the other kinds ``check`` is the BLAKE3 of the data. Replay stops at the first record that
+does not verify and cuts the file there: a crash can tear only the tail, which was never
+acknowledged.
+
+Durability (``Config.durable_sync``):
+
+* strict (default): the daemon replies to an append only after ``fdatasync`` of the journal.
+  Appends that arrive together share one ``fdatasync`` (group commit: the server syncs once per
+  batch of requests it read, then sends their replies).
+* relaxed (``agentmem daemon --durability relaxed``): records are written (``write(2)``) before
+  the reply, and synced once a second. A daemon crash loses nothing (the kernel has the bytes);
+  a power loss or kernel crash loses up to the last second of acknowledged appends.
+
+Compaction: when the file has grown past ``REWRITE_MIN_BYTES`` and twice what the live
+conversations hold, it is rewritten (to a new file, fsync'ed, renamed over the old one) as
+one ``CONV`` and its ``APPEND`` records per live conversation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+from agentmem.errors import CorruptFrame, DiskFull
+from agentmem.hashing import chunk_id
+from agentmem.ids import Handle
+
+log = logging.getLogger("agentmem.store")
+
+JOURNAL_MAGIC: Final = b"AMJL"
+JOURNAL_VERSION: Final = 1
+FILE_HEADER: Final = struct.Struct("<4sB3x")
+RECORD: Final = struct.Struct("<2sBBIQ32s")
+RECORD_MAGIC: Final = b"AJ"
+
+CONV: Final = 1
+APPEND: Final = 2
+FORK: Final = 3
+DROP: Final = 4
+_KINDS: Final = frozenset({CONV, APPEND, FORK, DROP})
+_HANDLE: Final = struct.Struct("<Q")
+
+#: The journal is not rewritten below this size, whatever its share of dead records.
+REWRITE_MIN_BYTES: Final = 64 << 20
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Record:
+    """One replayed record."""
+
+    kind: int
+    handle: Handle
+    data: bytes
+    check: bytes
+
+
+class Journal:
+    """The domain's journal file. Not thread-safe."""
+
+    def __init__(self, path: str, *, durable_sync: bool = True) -> None:
+        self.path = path
+        self.durable_sync = durable_sync
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.size = os.fstat(self.fd).st_size
+        #: Written since the last sync.
+        self.dirty = False
+        #: Records cut from a torn tail, and bytes cut, at replay.
+        self.truncated_bytes = 0
+        #: ``DROP`` records that could not be written (those conversations come back, as
+        #: orphans, after a crash; they are released again when unclaimed).
+        self.lost_drops = 0
+        self.syncs = 0
+        if self.size == 0:
+            self._write((FILE_HEADER.pack(JOURNAL_MAGIC, JOURNAL_VERSION),))
+            self.sync(force=True)
+
+    # --- replay ----------------------------------------------------------------------------
+
+    def replay(self) -> Iterator[Record]:
+        """The records in order; a torn or corrupt tail is cut off (logged, counted)."""
+        head = os.pread(self.fd, FILE_HEADER.size, 0)
+        if len(head) < FILE_HEADER.size or FILE_HEADER.unpack(head) != (
+            JOURNAL_MAGIC,
+            JOURNAL_VERSION,
+        ):
+            raise CorruptFrame(f"{self.path} is not a version-{JOURNAL_VERSION} agentmem journal")
+        pos = FILE_HEADER.size
+        size = self.size
+        while pos < size:
+            raw = os.pread(self.fd, RECORD.size, pos)
+            rec = None
+            if len(raw) == RECORD.size:
+                magic, kind, _flags, length, handle, check = RECORD.unpack(raw)
+                end = pos + RECORD.size + length
+                if magic == RECORD_MAGIC and kind in _KINDS and end <= size:
+                    data = os.pread(self.fd, length, pos + RECORD.size)
+                    if len(data) == length and chunk_id(data) == check:
+                        rec = Record(kind, Handle(handle), data, check)
+            if rec is None:
+                log.warning(
+                    "journal %s: cutting %d bytes of torn tail at %d", self.path, size - pos, pos
+                )
+                os.ftruncate(self.fd, pos)
+                self.truncated_bytes += size - pos
+                self.size = pos
+                os.fsync(self.fd)
+                return
+            yield rec
+            pos = end
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def conv(self, handle: int, agent: str) -> None:
+        data = agent.encode()
+        self._record(CONV, handle, data, chunk_id(data))
+
+    def append(self, handle: int, check: bytes, message: bytes | bytearray | memoryview) -> None:
+        """Log one message of ``handle``; ``check`` is its chunk id."""
+        self._record(APPEND, handle, message, check)
+
+    def fork(self, handle: int, source: int, agent: str) -> None:
+        data = _HANDLE.pack(source) + agent.encode()
+        self._record(FORK, handle, data, chunk_id(data))
+
+    def drop(self, handle: int) -> None:
+        """Log a release; a failure is counted, not raised (see ``lost_drops``)."""
+        try:
+            self._record(DROP, handle, b"", chunk_id(b""))
+        except DiskFull as exc:
+            self.lost_drops += 1
+            log.error("journal: %s", exc)
+
+    def _record(
+        self, kind: int, handle: int, data: bytes | bytearray | memoryview, check: bytes
+    ) -> None:
+        self._write((RECORD.pack(RECORD_MAGIC, kind, 0, len(data), handle, check), data))
+
+    def _write(self, parts: tuple[bytes | bytearray | memoryview, ...]) -> None:
+        total = sum(len(p) for p in parts)
+        try:
+            done = os.pwritev(self.fd, parts, self.size)
+            while done < total:  # a short write (rare on a regular file): finish it
+                rest = b"".join(bytes(p) for p in parts)[done:]
+                done += os.pwrite(self.fd, rest, self.size + done)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.size)  # never leave half a record behind
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise DiskFull(f"journal {self.path}: {exc.strerror}; not stored") from exc
+            raise DiskFull(f"journal {self.path}: write failed: {exc}; not stored") from exc
+        self.size += total
+        self.dirty = True
+
+    def sync(self, *, force: bool = False) -> bool:
+        """Make written records durable: ``fdatasync`` if anything was written since the last
+        sync (in relaxed mode only when ``force``). Returns True if it synced."""
+        if not self.dirty or not (self.durable_sync or force):
+            return False
+        os.fdatasync(self.fd)
+        self.dirty = False
+        self.syncs += 1
+        return True
+
+    # --- compaction ------------------------------------------------------------------------
+
+    def rewrite(self, records: Iterable[tuple[int, int, bytes | memoryview, bytes]]) -> int:
+        """Replace the file with ``records`` ((kind, handle, data, check) in replay order);
+        returns bytes saved. Written to a new file, synced and renamed over the old one, so a
+        crash at any point leaves one whole journal. Raises ``DiskFull`` (the old one stays)."""
+        tmp = self.path + ".new"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        size = 0
+        try:
+            chunks: list[bytes | memoryview] = [FILE_HEADER.pack(JOURNAL_MAGIC, JOURNAL_VERSION)]
+            for kind, handle, data, check in records:
+                chunks.append(RECORD.pack(RECORD_MAGIC, kind, 0, len(data), handle, check))
+                chunks.append(data)
+                if len(chunks) >= 512:
+                    size += _write_all(fd, chunks, size)
+                    chunks = []
+            size += _write_all(fd, chunks, size)
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(tmp)
+            raise DiskFull(f"journal {self.path}: rewrite failed: {exc}") from exc
+        os.rename(tmp, self.path)
+        _fsync_dir(os.path.dirname(self.path) or ".")
+        old_size = self.size
+        os.close(self.fd)
+        self.fd, self.size, self.dirty = fd, size, False
+        return old_size - size
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            if self.dirty:
+                os.fdatasync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _write_all(fd: int, parts: list[bytes | memoryview], at: int) -> int:
+    total = sum(len(p) for p in parts)
+    done = os.pwritev(fd, parts, at) if parts else 0
+    if done < total:
+        rest = b"".join(bytes(p) for p in parts)[done:]
+        while done < total:
+            n = os.pwrite(fd, rest, at + done)
+            rest = rest[n:]
+            done += n
+    return total
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,126 @@
+"""Moving content between tiers: budgets, ages and the policy that orders them.
+
+The policy (``store/policy.py``) decides what goes, in what order; these functions ask it and
+have the store act. Three triggers:
+
+* **pressure**, on every placement in the hot tier: when hot bytes would pass
+  ``hot_budget_bytes``, demote (to warm) what the policy chooses until they are at a low-water
+  mark an eighth of the budget below it, so the next allocations do not each pay for a pass
+  over the candidates. Hot bytes can exceed the budget only by content that may not move
+  (pinned, or being read) and by one allocation larger than the room made.
+* **age**, once a second from the daemon (:func:`maintain`): handles unused for
+  ``warm_after_seconds`` (5 minutes) go warm, for ``cold_after_seconds`` (a day) go cold.
+* **warm pressure**: warm frames past ``warm_budget_bytes`` go cold in the policy's order.
+
+Moves to cold need a cold tier (a state directory); without one the warm budget and the cold
+age are not enforced, and ``stats`` says the cold tier is off.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agentmem.errors import DiskFull, PackUnreadable
+from agentmem.ids import Handle
+from agentmem.states import Tier
+
+if TYPE_CHECKING:
+    from agentmem.store.store import Store
+
+#: The hot tier is brought this fraction of its budget below the budget when it is enforced.
+LOW_WATER_FRACTION = 1 / 8
+
+
+def make_room(store: Store, incoming: int, exclude: Handle | None = None) -> int:
+    """Demote until ``incoming`` more hot bytes fit in the budget with low-water room to
+    spare; returns plain bytes moved. No-op without a budget or when they fit already."""
+    budget = store.config.hot_budget_bytes
+    if not budget or store.hot.live_bytes + incoming <= budget:
+        return 0
+    target = budget - int(budget * LOW_WATER_FRACTION) - incoming
+    need = store.hot.live_bytes - max(target, 0)
+    moved = 0
+    candidates = [c for c in store.candidates() if c.handle != exclude]
+    for c in store.policy.choose(candidates, need, store.clock()):
+        moved += store.demote(c.handle, keep=c.keep)
+        if store.hot.live_bytes <= target:
+            break
+    return moved
+
+
+def enforce_budget(store: Store) -> int:
+    """Bring the hot tier within its budget (for a budget lowered at run time, or content
+    promoted past it); returns plain bytes moved."""
+    return make_room(store, 0)
+
+
+def demote_idle(store: Store) -> int:
+    """Demote to warm every unpinned handle unused for ``warm_after_seconds``; plain bytes
+    moved. Content several handles hold (a shared prompt) is left to the budget: one agent's
+    idleness says nothing of the others'."""
+    after = store.config.warm_after_seconds
+    if not after:
+        return 0
+    cutoff = store.clock() - after
+    return sum(
+        store.demote(c.handle, keep=c.keep)
+        for c in store.candidates()
+        if c.touched <= cutoff and c.holders == 1 and not c.recent
+    )
+
+
+def demote_cold(store: Store) -> int:
+    """Move to the cold tier what has been unused for ``cold_after_seconds`` and, past
+    ``warm_budget_bytes``, warm content in the policy's order; returns plain bytes moved.
+    A full disk stops the pass (the content stays warm) and is reported by the caller."""
+    if store.cold is None:
+        return 0
+    moved = 0
+    after = store.config.cold_after_seconds
+    if after:
+        cutoff = store.clock() - after
+        for c in store.candidates(Tier.WARM):
+            if c.touched <= cutoff and c.holders == 1:
+                moved += store.demote(c.handle, to=Tier.COLD)
+    budget = store.config.warm_budget_bytes
+    over = store.warm.frame_bytes - budget
+    if budget and over > 0:
+        # Warm candidates count plain bytes; frames are ~4-8x smaller: ask for enough plain.
+        ratio = store.warm.stats().raw_bytes / max(store.warm.frame_bytes, 1)
+        for c in store.policy.choose(store.candidates(Tier.WARM), int(over * ratio), store.clock()):
+            moved += store.demote(c.handle, to=Tier.COLD)
+            if store.warm.frame_bytes <= budget:
+                break
+    return moved
+
+
+def expire_orphans(store: Store) -> int:
+    """Release the conversations of agents restored from the journal and not reclaimed for
+    ``orphan_keep_seconds``; returns agents dropped."""
+    keep = store.config.orphan_keep_seconds
+    now = store.clock()
+    stale = [
+        a for a in store.agents.values() if a.orphaned is not None and now - a.orphaned >= keep
+    ]
+    for agent in stale:
+        store.unregister_agent(agent)
+    return len(stale)
+
+
+def maintain(store: Store) -> dict[str, int]:
+    """One maintenance pass (the daemon's, once a second): ages, budgets, orphans, pack and
+    journal compaction, the relaxed-mode sync. Returns what it did, for the log and stats."""
+    done = {"warm": demote_idle(store), "pressure": enforce_budget(store)}
+    try:
+        done["cold"] = demote_cold(store)
+        if store.cold is not None:
+            done["packs_reclaimed"] = store.cold.compact()
+    except (DiskFull, PackUnreadable) as exc:
+        store.tier_errors.append(str(exc))
+        del store.tier_errors[:-16]
+    done["orphans"] = expire_orphans(store)
+    journal = store.journal
+    if journal is not None:
+        journal.sync(force=True)  # relaxed mode: at most a second of appends at risk
+        done["journal_reclaimed"] = store.compact_journal()
+    return done
