@@ -33,6 +33,7 @@ import errno
 import logging
 import os
 import struct
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -135,6 +136,8 @@ class ColdTier:
         #: Bytes cut from torn pack tails at start, and records found unreadable then.
         self.truncated_bytes = 0
         self.bad_records = 0
+        #: CPU seconds spent compressing frames (verification not included).
+        self.encode_seconds = 0.0
 
     # --- start -----------------------------------------------------------------------------
 
@@ -263,7 +266,9 @@ class ColdTier:
     ) -> None:
         plain = b"".join(payloads)
         digest = chunk_id(plain)
+        t0 = time.process_time()
         frame = encode_frame(plain, level=self.level)
+        self.encode_seconds += time.process_time() - t0
         if self.verify and chunk_id(decode_frame(frame, self.dictionaries)) != digest:
             raise CorruptFrame(
                 f"a new cold frame failed verification (first chunk {short(entries[0].id)})"

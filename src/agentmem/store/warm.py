@@ -14,6 +14,7 @@ keeps the result in a small LRU, so reading a conversation decodes each group on
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -62,6 +63,8 @@ class WarmTier:
         self._pending: dict[SMUType, list[tuple[WarmGroup, list[int]]]] = {}
         self._pending_raw: dict[SMUType, int] = {}
         self._trained: set[SMUType] = set()
+        #: CPU seconds spent compressing frames (verification and training not included).
+        self.encode_seconds = 0.0
 
     def put(
         self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType
@@ -89,7 +92,9 @@ class WarmTier:
         plain = b"".join(payloads)
         digest = chunk_id(plain)
         level = self.levels.get(smu_type, self.level)
+        t0 = time.process_time()
         frame = encode_frame(plain, dictionary=dictionary, level=level)
+        self.encode_seconds += time.process_time() - t0
         if self.verify and chunk_id(decode_frame(frame, dicts)) != digest:
             raise CorruptFrame(
                 f"a new warm frame failed verification (first chunk {short(entries[0].id)})"
