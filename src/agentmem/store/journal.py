@@ -90,6 +90,8 @@ class Journal:
         #: ``DROP`` records that could not be written (those conversations come back, as
         #: orphans, after a crash; they are released again when unclaimed).
         self.lost_drops = 0
+        #: Records skipped at replay because their bytes no longer match their checksum.
+        self.bad_records = 0
         self.syncs = 0
         if self.size == 0:
             self._write((FILE_HEADER.pack(JOURNAL_MAGIC, JOURNAL_VERSION),))
@@ -98,7 +100,9 @@ class Journal:
     # --- replay ----------------------------------------------------------------------------
 
     def replay(self) -> Iterator[Record]:
-        """The records in order; a torn or corrupt tail is cut off (logged, counted)."""
+        """The records in order. A torn tail (a record that does not parse, or the last one
+        not matching its checksum) is cut off; a whole record damaged in place is skipped and
+        counted in ``bad_records``; both are logged."""
         head = os.pread(self.fd, FILE_HEADER.size, 0)
         if len(head) < FILE_HEADER.size or FILE_HEADER.unpack(head) != (
             JOURNAL_MAGIC,
@@ -109,15 +113,12 @@ class Journal:
         size = self.size
         while pos < size:
             raw = os.pread(self.fd, RECORD.size, pos)
-            rec = None
+            end = -1
             if len(raw) == RECORD.size:
                 magic, kind, _flags, length, handle, check = RECORD.unpack(raw)
-                end = pos + RECORD.size + length
-                if magic == RECORD_MAGIC and kind in _KINDS and end <= size:
-                    data = os.pread(self.fd, length, pos + RECORD.size)
-                    if len(data) == length and chunk_id(data) == check:
-                        rec = Record(kind, Handle(handle), data, check)
-            if rec is None:
+                if magic == RECORD_MAGIC and kind in _KINDS and pos + RECORD.size + length <= size:
+                    end = pos + RECORD.size + length
+            if end < 0:
                 log.warning(
                     "journal %s: cutting %d bytes of torn tail at %d", self.path, size - pos, pos
                 )
@@ -126,7 +127,18 @@ class Journal:
                 self.size = pos
                 os.fsync(self.fd)
                 return
-            yield rec
+            data = os.pread(self.fd, end - pos - RECORD.size, pos + RECORD.size)
+            if chunk_id(data) == check:
+                yield Record(kind, Handle(handle), data, check)
+            elif end == size:  # the last record, half written: a torn tail after all
+                os.ftruncate(self.fd, pos)
+                self.truncated_bytes += size - pos
+                self.size = pos
+                os.fsync(self.fd)
+                return
+            else:  # damaged in place (the bytes changed since): skip it, keep the rest
+                self.bad_records += 1
+                log.error("journal %s: record at %d does not match its checksum", self.path, pos)
             pos = end
 
     # --- writing ---------------------------------------------------------------------------

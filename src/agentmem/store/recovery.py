@@ -113,6 +113,11 @@ def restore(store: Store, jrnl: Journal) -> Restored:
         out.truncated_bytes += cold.truncated_bytes
         cold.end_scan()
     out.truncated_bytes += jrnl.truncated_bytes
+    if jrnl.bad_records:
+        out.problems.append(
+            f"{jrnl.bad_records} journal records damaged in place were skipped (their "
+            "conversations may lack those messages or later ones)"
+        )
     for agent in [a for a in store.agents.values() if a.orphaned is not None]:
         if agent.handles == 0:
             store.unregister_agent(agent)

@@ -1,0 +1,181 @@
+"""The journal: conversations written ahead, replayed into a new store after a crash."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+from agentmem.config import Config
+from agentmem.errors import DiskFull
+from agentmem.ids import Handle
+from agentmem.states import AgentState, SMUType
+from agentmem.store import Store
+from agentmem.store.journal import FILE_HEADER, RECORD
+from tests.conftest import message
+
+CFG = Config(dict_train_bytes=64 << 10, dict_size=16 << 10, segment_bytes=1 << 20)
+
+
+def crash(store: Store) -> None:
+    """What a SIGKILL leaves: synced records on disk, nothing released."""
+    store.sync()
+    store.close()
+
+
+def texts(store: Store, h: Handle) -> list[bytes]:
+    return [bytes(m) for m in store.messages(h)]
+
+
+def test_a_crashed_store_comes_back_with_its_conversations(tmp_path: pathlib.Path) -> None:
+    store = Store(CFG, state_dir=str(tmp_path))
+    a = store.register_agent("alice")
+    b = store.register_agent("bob")
+    conv = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(5)], a)
+    store.extend(conv, [message(5), message(6)])
+    fork = store.share_content(conv, b)  # a fork, held by bob
+    store.append(fork, message(100))
+    gone = store.alloc_smu(SMUType.CONVERSATION, [message(200)], a)
+    store.release(gone)
+    prompt = store.alloc_smu(SMUType.SYSTEM_PROMPT, b"not journaled", a)
+    crash(store)
+
+    again = Store(CFG, state_dir=str(tmp_path))
+    assert again.restored.conversations == 2 and again.restored.agents == 2
+    assert again.restored.problems == []
+    assert texts(again, conv) == [message(i) for i in range(7)]
+    assert texts(again, fork) == [*[message(i) for i in range(7)], message(100)]
+    assert again.refs[conv].agent.name == "alice" and again.refs[fork].agent.name == "bob"
+    assert all(a.orphaned is not None and a.state is AgentState.IDLE for a in again.agents.values())
+    assert gone not in again.refs and prompt not in again.refs
+    assert again.check().ok
+    # restored handles keep working, and are journaled again
+    again.append(conv, message(7))
+    new = again.new_handle()
+    assert new not in again.refs
+    crash(again)
+    third = Store(CFG, state_dir=str(tmp_path))
+    assert texts(third, conv) == [message(i) for i in range(8)]
+    third.close()
+
+
+def test_appends_that_cannot_be_journaled_are_not_stored(tmp_path: pathlib.Path) -> None:
+    store = Store(CFG, state_dir=str(tmp_path))
+    a = store.register_agent("a")
+    conv = store.alloc_smu(SMUType.CONVERSATION, [message(0)], a)
+    journal = store.journal
+    assert journal is not None
+    real = journal.fd
+    journal.fd = os.open("/dev/full", os.O_WRONLY)  # the kernel's own ENOSPC
+    with pytest.raises(DiskFull):
+        store.append(conv, message(1))
+    with pytest.raises(DiskFull):
+        store.alloc_smu(SMUType.CONVERSATION, [message(2)], a)
+    with pytest.raises(DiskFull):
+        store.fork(conv)
+    os.close(journal.fd)
+    journal.fd = real
+    assert texts(store, conv) == [message(0)] and store.length(conv) == 1
+    assert store.check().ok
+    assert len(store.refs) == 1 and a.logical_bytes == len(message(0))
+    store.append(conv, message(1))  # space again: appends are stored and journaled
+    crash(store)
+    again = Store(CFG, state_dir=str(tmp_path))
+    assert texts(again, conv) == [message(0), message(1)]
+    again.close()
+
+
+def test_a_torn_tail_is_cut_and_earlier_records_survive(tmp_path: pathlib.Path) -> None:
+    store = Store(CFG, state_dir=str(tmp_path))
+    a = store.register_agent("a")
+    conv = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(3)], a)
+    crash(store)
+    path = tmp_path / "journal.amj"
+    whole = path.stat().st_size
+    with open(path, "ab") as f:  # half a record: header promising more than is there
+        f.write(RECORD.pack(b"AJ", 2, 0, 5000, conv, bytes(32)) + b"partial")
+    again = Store(CFG, state_dir=str(tmp_path))
+    assert again.restored.truncated_bytes > 0 and path.stat().st_size == whole
+    assert texts(again, conv) == [message(i) for i in range(3)]
+    again.close()
+
+
+def test_a_record_damaged_in_place_is_skipped_and_reported(tmp_path: pathlib.Path) -> None:
+    store = Store(CFG, state_dir=str(tmp_path))
+    a = store.register_agent("a")
+    first = store.alloc_smu(SMUType.CONVERSATION, [message(1)], a)
+    second = store.alloc_smu(SMUType.CONVERSATION, [message(2)], a)
+    crash(store)
+    path = tmp_path / "journal.amj"
+    data = bytearray(path.read_bytes())
+    # records: CONV first, APPEND first, CONV second, ...: damage APPEND first's data
+    at = FILE_HEADER.size + RECORD.size + len(b"a") + RECORD.size + 10
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    again = Store(CFG, state_dir=str(tmp_path))
+    assert again.journal is not None and again.journal.bad_records == 1
+    assert any("damaged" in p for p in again.restored.problems)
+    assert texts(again, first) == []  # its message is lost, and said to be
+    assert texts(again, second) == [message(2)]  # the rest replays
+    again.close()
+
+
+def test_orphans_not_reclaimed_are_released_after_their_time(tmp_path: pathlib.Path) -> None:
+    now = [0.0]
+    cfg = Config(orphan_keep_seconds=60, segment_bytes=1 << 20)
+    store = Store(cfg, state_dir=str(tmp_path), clock=lambda: now[0])
+    store.alloc_smu(SMUType.CONVERSATION, [message(1)], store.register_agent("a"))
+    crash(store)
+    again = Store(cfg, state_dir=str(tmp_path), clock=lambda: now[0])
+    assert again.restored.agents == 1
+    now[0] = 30.0
+    again.maintain()
+    assert "a" in again.agents
+    now[0] = 61.0
+    again.maintain()
+    assert again.agents == {} and again.refs == {}
+    crash(again)
+    third = Store(cfg, state_dir=str(tmp_path))
+    assert third.restored.conversations == 0  # the release was journaled
+    third.close()
+
+
+def test_relaxed_mode_syncs_in_maintenance_not_per_append(tmp_path: pathlib.Path) -> None:
+    import dataclasses
+
+    store = Store(dataclasses.replace(CFG, durable_sync=False), state_dir=str(tmp_path))
+    journal = store.journal
+    assert journal is not None
+    conv = store.alloc_smu(SMUType.CONVERSATION, [message(1)], store.register_agent("a"))
+    store.append(conv, message(2))
+    assert journal.dirty and not store.sync()  # relaxed: the reply does not wait
+    store.maintain()
+    assert not journal.dirty and journal.syncs >= 1
+    store.close()
+
+
+def test_the_journal_is_rewritten_once_mostly_dead(tmp_path: pathlib.Path) -> None:
+    from agentmem.store import journal as jmod
+
+    store = Store(CFG, state_dir=str(tmp_path))
+    a = store.register_agent("a")
+    keep = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(3)], a)
+    for i in range(30):
+        h = store.alloc_smu(SMUType.CONVERSATION, [message(1000 + i)] * 5, a)
+        store.release(h)
+    j = store.journal
+    assert j is not None
+    before = j.size
+    old_min, jmod.REWRITE_MIN_BYTES = jmod.REWRITE_MIN_BYTES, 0
+    try:
+        saved = store.compact_journal()
+    finally:
+        jmod.REWRITE_MIN_BYTES = old_min
+    assert saved > 0 and j.size == before - saved
+    store.append(keep, message(3))
+    crash(store)
+    again = Store(CFG, state_dir=str(tmp_path))
+    assert texts(again, keep) == [message(i) for i in range(4)]
+    assert again.restored.conversations == 1
+    again.close()
