@@ -112,6 +112,43 @@ class StoreStats:
     daemon: DaemonStats | None = None
     """The daemon serving this domain, when asked for (``get_stats`` with ``daemon: true``);
     None from a store used in-process as a library."""
+    cold: TierStats | None = None
+    """Cold tier (packs on disk): None when the store has no state directory."""
+    tiering: TieringStats | None = None
+    """Budgets, moves between tiers, durability; None from a peer that predates them."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TieringStats:
+    """How content moves between tiers, and what keeps it safe."""
+
+    hot_budget_bytes: int
+    """Hot bytes kept at most (0: no budget)."""
+    warm_budget_bytes: int
+    """Warm frame bytes kept at most (0: no budget)."""
+    promotions: dict[str, int]
+    """Reads that brought content back to hot, by the reading agent's state."""
+    promoted_bytes: dict[str, int]
+    """Plain bytes those reads promoted, by the reading agent's state."""
+    demoted_bytes: dict[str, int]
+    """Plain bytes demoted since start, by target tier (``warm``, ``cold``)."""
+    compress_cpu_seconds: float
+    """CPU seconds spent compressing warm and cold frames since start."""
+    durability: str
+    """``strict`` (appends acknowledged once fdatasync'ed), ``relaxed`` (synced every second)
+    or ``off`` (no journal: no state directory)."""
+    journal_bytes: int
+    """Size of the conversation journal."""
+    journal_syncs: int
+    """fdatasync calls on the journal since start (strict mode: one per batch of appends)."""
+    restored_conversations: int
+    """Conversations restored from the journal at start."""
+    orphan_agents: int
+    """Restored agents still waiting for their process to reconnect."""
+    far_memory: str
+    """The far-memory tier: the NUMA node it uses, or why it is off."""
+    errors: tuple[str, ...]
+    """The latest failed moves between tiers (disk full, unreadable pack), newest last."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -196,4 +233,11 @@ def store_stats_from_wire(data: dict[str, object]) -> StoreStats:
     daemon = fields.get("daemon")
     if daemon is not None:
         fields["daemon"] = daemon_stats_from_wire(daemon)  # type: ignore[arg-type]
+    if fields.get("cold") is not None:
+        fields["cold"] = TierStats(**_known(TierStats, fields["cold"]))  # type: ignore[arg-type]
+    tiering = fields.get("tiering")
+    if tiering is not None:
+        known = _known(TieringStats, tiering)
+        known["errors"] = tuple(known.get("errors", ()))  # type: ignore[arg-type]
+        fields["tiering"] = TieringStats(**known)  # type: ignore[arg-type]
     return StoreStats(**fields)  # type: ignore[arg-type]

@@ -90,6 +90,43 @@ def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
         ("HotPhysical", format_bytes(hot.physical_bytes), f"touched in {hot.containers} segments"),
         ("WarmLogical", format_bytes(warm.raw_bytes), f"plain bytes of {warm.chunks} warm chunks"),
         ("WarmPhysical", format_bytes(warm.physical_bytes), f"in {warm.containers} zstd frames"),
+    ]
+    cold = stats.cold
+    if cold is not None:
+        items += [
+            (
+                "ColdLogical",
+                format_bytes(cold.raw_bytes),
+                f"plain bytes of {cold.chunks} cold chunks",
+            ),
+            ("ColdDisk", format_bytes(cold.physical_bytes), f"in {cold.containers} packs on disk"),
+        ]
+    t = stats.tiering
+    if t is not None:
+        budget = format_bytes(t.hot_budget_bytes) if t.hot_budget_bytes else "none"
+        warm_budget = format_bytes(t.warm_budget_bytes) if t.warm_budget_bytes else "none"
+        items += [
+            ("Budgets", f"hot {budget}, warm {warm_budget}", "demoted beyond them"),
+            (
+                "Promotions",
+                str(sum(t.promotions.values())),
+                f"reads of demoted content ({t.promotions.get('active', 0)} by active agents)",
+            ),
+            (
+                "Demoted",
+                format_bytes(sum(t.demoted_bytes.values())),
+                f"since start; {t.compress_cpu_seconds:.2f} s CPU compressing",
+            ),
+            (
+                "Durability",
+                t.durability,
+                f"journal {format_bytes(t.journal_bytes)}, {t.journal_syncs} syncs",
+            ),
+            ("FarMemory", t.far_memory.removeprefix("far memory: "), ""),
+        ]
+        if t.orphan_agents:
+            items.append(("Restored", str(t.orphan_agents), "agents not reconnected yet"))
+    items += [
         ("Chunks", str(stats.chunks), "distinct live chunks"),
         ("Segments", str(stats.segments), "live hot segments"),
         ("Messages", str(stats.messages), "distinct conversation messages"),

@@ -155,3 +155,44 @@ def test_a_torn_pack_tail_is_cut_at_start(tmp_path: pathlib.Path) -> None:
         assert again.restored.truncated_bytes > 0
         assert pack.stat().st_size == size  # cut back to its last whole record
         assert [bytes(m) for m in again.messages(conv)] == [message(i) for i in range(30)]
+
+
+def test_far_memory_takes_demoted_content_uncompressed(tmp_path: pathlib.Path) -> None:
+    """A simulated topology: node 0 with CPUs, node 1 memory only (how CXL memory appears)."""
+    from agentmem.store.numa import FarMemory, describe, read_topology
+
+    for node, cpus, mem_kb in ((0, "0-1", 8 << 20), (1, "", 64 << 20)):
+        d = tmp_path / "sys" / "devices" / "system" / "node" / f"node{node}"
+        d.mkdir(parents=True)
+        (d / "cpulist").write_text(cpus + "\n")
+        (d / "meminfo").write_text(f"Node {node} MemTotal:       {mem_kb} kB\n")
+    bound: list[tuple[int, int, int]] = []
+    far = FarMemory.detect(tmp_path / "sys", mbind=lambda *call: bound.append(call))
+    assert far is not None and far.node == 1
+    assert "node 1" in describe(read_topology(tmp_path / "sys"))
+    with Store(CFG, far_memory=far, state_dir=str(tmp_path / "state")) as store:
+        a = store.register_agent("a")
+        blob = text(8, 200_000)
+        h = store.alloc_smu(SMUType.TOOL_RESULT, blob, a)
+        near_before = store.hot.live_bytes
+        assert store.demote(h) == len(blob)
+        # out of near RAM (the budget's bytes), still uncompressed in a segment on node 1
+        assert store.hot.live_bytes == near_before - len(blob)
+        assert store.hot.far_bytes == len(blob) and store.warm.stats().chunks == 0
+        assert bound and all(node == 1 and addr % 4096 == 0 for addr, _n, node in bound)
+        assert {c.handle for c in store.candidates(Tier.WARM)} == {h}
+        assert store.candidates(Tier.HOT) == []
+        assert bytes(store.read(h)) == blob  # read in place
+        # the next step down compresses it, out of far memory
+        assert store.demote(h, to=Tier.COLD) == len(blob)
+        assert store.hot.far_bytes == 0 and tiers(store, h) == {Tier.COLD}
+        assert store.check().ok
+
+
+def test_without_far_memory_the_tier_is_off_and_says_why() -> None:
+    with Store(CFG) as store:  # this machine: detected from /sys
+        assert store.far_memory.startswith("far memory:")
+        stats = store.get_stats()
+        assert stats.tiering is not None and stats.tiering.far_memory == store.far_memory  # type: ignore[union-attr]
+    with Store(CFG, far_memory=None) as off:
+        assert off.hot.far is None and "off" in off.far_memory

@@ -14,8 +14,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from agentmem.ids import ChunkId
-from agentmem.states import SMUType, Tier
-from agentmem.stats import AgentStats, StoreStats, TypeStats
+from agentmem.states import AgentState, SMUType, Tier
+from agentmem.stats import AgentStats, StoreStats, TieringStats, TypeStats
 from agentmem.store.records import SMU, Agent, ChunkEntry, ConversationRef, MessageNode, Ref
 
 if TYPE_CHECKING:
@@ -188,4 +188,28 @@ def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
             _agent_stats(store, a, owner)
             for a in sorted(store.agents.values(), key=lambda a: a.name)
         ),
+        cold=store.cold.stats() if store.cold is not None else None,
+        tiering=tiering_stats(store),
+    )
+
+
+def tiering_stats(store: Store) -> TieringStats:
+    cfg = store.config
+    journal = store.journal
+    states = [s for s in AgentState]
+    cpu = store.warm.encode_seconds + (store.cold.encode_seconds if store.cold else 0.0)
+    return TieringStats(
+        hot_budget_bytes=cfg.hot_budget_bytes,
+        warm_budget_bytes=cfg.warm_budget_bytes,
+        promotions={s.label: store.promotions[s] for s in states},
+        promoted_bytes={s.label: store.promoted_bytes[s] for s in states},
+        demoted_bytes={t.label: store.demoted_bytes[t] for t in (Tier.WARM, Tier.COLD)},
+        compress_cpu_seconds=round(cpu, 6),
+        durability="off" if journal is None else ("strict" if journal.durable_sync else "relaxed"),
+        journal_bytes=journal.size if journal is not None else 0,
+        journal_syncs=journal.syncs if journal is not None else 0,
+        restored_conversations=store.restored.conversations,
+        orphan_agents=sum(1 for a in store.agents.values() if a.orphaned is not None),
+        far_memory=store.far_memory,
+        errors=tuple(store.tier_errors),
     )

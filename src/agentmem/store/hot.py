@@ -13,6 +13,10 @@ extent asked for (isolation between agents of one domain):
 * ``private``: everything else. Large private content (``exclusive=True``) gets a segment of its
   own, holding nothing but it, so whoever may read it may map it; other private chunks share
   segments that are never handed out (the daemon copies from them).
+* ``far``: demoted content kept uncompressed on a far-memory NUMA node (CXL memory shows up as
+  a node without CPUs; ``store/numa.py``), when the machine has one: each new far segment is
+  bound to that node with ``mbind`` before its first byte is written. Never handed out (copied
+  like private chunks). Its bytes do not count against the hot budget, which is for near RAM.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
+from agentmem.store.numa import FarMemory
 from agentmem.store.records import ChunkEntry
 from agentmem.store.segments import PAGE, Segment
 
@@ -29,6 +34,7 @@ Buffer = bytes | bytearray | memoryview
 
 SHARED = "shared"
 PRIVATE = "private"
+FAR = "far"
 #: Types whose segments may be mapped by any agent of the domain that reads one of them.
 SHARED_TYPES = frozenset({SMUType.SYSTEM_PROMPT, SMUType.TOOL_DEF})
 
@@ -43,13 +49,17 @@ class HotTier:
 
     tier = Tier.HOT
 
-    def __init__(self, segment_bytes: int) -> None:
+    def __init__(self, segment_bytes: int, far: FarMemory | None = None) -> None:
         self.segment_bytes = segment_bytes
+        #: Binds far segments to the far node; None: no far memory, the far pool is unused.
+        self.far = far
         self.segments: dict[int, Segment] = {}
         self._ids = itertools.count(1)
-        self._open: dict[str, Segment | None] = {SHARED: None, PRIVATE: None}
+        self._open: dict[str, Segment | None] = {SHARED: None, PRIVATE: None, FAR: None}
         self._chunks = 0
         self._raw = 0
+        #: Plain bytes of the chunks in far segments (part of ``_raw``).
+        self.far_bytes = 0
         self.retired_segments = 0
         #: Called with each segment retired (the daemon tells clients that mapped it).
         self.on_retire: list[Callable[[Segment], None]] = []
@@ -65,21 +75,27 @@ class HotTier:
 
     @property
     def live_bytes(self) -> int:
-        """Plain bytes of the chunks held."""
-        return self._raw
+        """Plain bytes of the chunks held in near RAM (far segments not included): what the
+        hot budget governs."""
+        return self._raw - self.far_bytes
+
+    def _new_segment(self, capacity: int, pool: str, exclusive: bool = False) -> Segment:
+        seg = Segment(next(self._ids), capacity, pool=pool, exclusive=exclusive)
+        if pool == FAR:
+            assert self.far is not None and seg._wmap is not None
+            self.far.bind(seg._wmap, seg.capacity)  # before any page is touched
+        self.segments[seg.seg_id] = seg
+        return seg
 
     def _segment_for(self, nbytes: int, pool: str, exclusive: bool = False) -> Segment:
         if exclusive or nbytes > self.segment_bytes // 4:
             # Dedicated: sized to fit exactly (page-rounded) so large content is contiguous
             # without abandoning the open segment's free space.
-            seg = Segment(next(self._ids), nbytes, pool=pool, exclusive=exclusive)
-            self.segments[seg.seg_id] = seg
-            return seg
+            return self._new_segment(nbytes, pool, exclusive)
         current = self._open[pool]
         if current is not None and current.free >= nbytes:
             return current
-        seg = Segment(next(self._ids), self.segment_bytes, pool=pool)
-        self.segments[seg.seg_id] = seg
+        seg = self._new_segment(self.segment_bytes, pool)
         old = self._open[pool]
         self._open[pool] = seg
         if old is not None and old.live_bytes == 0:
@@ -93,16 +109,17 @@ class HotTier:
         smu_type: SMUType,
         *,
         exclusive: bool = False,
+        far: bool = False,
     ) -> None:
         """Place ``payloads`` (plain bytes of ``entries``, in order) contiguously; set locations.
 
         ``exclusive``: in a segment of their own (sealed once filled), which can then be handed
-        to anyone who may read exactly these bytes.
+        to anyone who may read exactly these bytes. ``far``: in the far pool (needs ``far``).
         """
         total = 0
         for p in payloads:
             total += len(p)
-        pool = pool_of(smu_type)
+        pool = FAR if far else pool_of(smu_type)
         seg = self._segment_for(total, pool, exclusive and pool == PRIVATE)
         for entry, payload in zip(entries, payloads, strict=True):
             off = seg.append(payload)
@@ -110,6 +127,8 @@ class HotTier:
             entry.offset = off
         self._chunks += len(entries)
         self._raw += total
+        if far:
+            self.far_bytes += total
         if seg.exclusive:
             seg.seal()  # filled in one go: no writable mapping needs to stay
 
@@ -143,6 +162,8 @@ class HotTier:
         seg.live_bytes -= size
         self._chunks -= 1
         self._raw -= size
+        if seg.pool == FAR:
+            self.far_bytes -= size
         if seg.live_bytes == 0 and not self.is_open(seg):
             self._retire(seg)
 
@@ -173,4 +194,4 @@ class HotTier:
         for seg in self.segments.values():
             seg.close()
         self.segments.clear()
-        self._open = {SHARED: None, PRIVATE: None}
+        self._open = {SHARED: None, PRIVATE: None, FAR: None}

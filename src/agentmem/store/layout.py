@@ -98,12 +98,13 @@ def compact(store: Store, max_live_ratio: float) -> int:
     movers = [e for e in store.chunks.values() if id(e.loc) in sparse]
     movers.sort(key=lambda e: (id(e.loc), e.offset))
     reclaimed = sum(seg.used for seg in hot if id(seg) in sparse)
-    for pool, kind in (("shared", SMUType.SYSTEM_PROMPT), ("private", SMUType.BLOB)):
+    pools = (("shared", SMUType.SYSTEM_PROMPT), ("private", SMUType.BLOB), ("far", SMUType.BLOB))
+    for pool, kind in pools:
         group = [e for e in movers if e.loc.pool == pool]  # type: ignore[union-attr]
         if not group:
             continue
         olds = [e.loc for e in group]
-        hot.put(group, [hot.load(e) for e in group], kind)
+        hot.put(group, [hot.load(e) for e in group], kind, far=pool == "far")
         for e, old in zip(group, olds, strict=True):
             hot.forget(old, e.size)  # type: ignore[arg-type]
     for seg in [seg for seg in hot if id(seg) in sparse]:

@@ -18,6 +18,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Literal
 
 from agentmem import constants
 from agentmem.chunking import Chunker, default_chunker
@@ -37,11 +38,12 @@ from agentmem.hashing import chunk_id
 from agentmem.ids import ChunkId, Handle
 from agentmem.states import AgentState, SMUType, Tier
 from agentmem.stats import AgentStats, StoreStats
-from agentmem.store import accounting, conversations, layout, recovery, tiering
+from agentmem.store import accounting, conversations, layout, numa, recovery, tiering
 from agentmem.store.check import CheckReport, run_check
 from agentmem.store.cold import ColdGroup, ColdTier
-from agentmem.store.hot import HotTier
+from agentmem.store.hot import FAR, HotTier
 from agentmem.store.journal import Journal
+from agentmem.store.numa import FarMemory
 from agentmem.store.policy import Candidate, EvictionPolicy, LRUPolicy, SemanticPolicy
 from agentmem.store.records import (
     SMU,
@@ -75,6 +77,15 @@ def _as_buffer(data: object, what: str) -> Buffer:
     )
 
 
+def _level(loc: Segment | WarmGroup | ColdGroup) -> Tier:
+    """The tier a location counts as for tiering: far segments are warm-level (demoted, not
+    in near RAM), though read like hot ones."""
+    tier = loc.tier
+    if tier is _HOT and loc.pool == FAR:  # type: ignore[union-attr]
+        return Tier.WARM
+    return tier
+
+
 class Store:
     """A content-addressed store of semantic memory units for one domain."""
 
@@ -85,11 +96,16 @@ class Store:
         chunker: Chunker | None = None,
         clock: Callable[[], float] = time.monotonic,
         state_dir: str | None = None,
+        far_memory: FarMemory | Literal["detect"] | None = "detect",
     ) -> None:
         """``state_dir``: where the cold tier's packs and the conversation journal live; with
         one, conversations in it from an earlier run are restored (their agents wait, as
         orphans, for a client to reconnect under their name). Without one (the default for a
-        library), nothing goes to disk: there is no cold tier and no durability."""
+        library), nothing goes to disk: there is no cold tier and no durability.
+
+        ``far_memory``: where demoted content goes uncompressed before it is compressed, when
+        the machine has a far-memory NUMA node; ``"detect"`` looks in ``/sys`` (the usual
+        machine has none: the far tier is then off), None turns it off."""
         self.config = config if config is not None else Config()
         #: Seconds, monotonic: when handles were last used (tests pass a fake clock).
         self.clock = clock
@@ -98,7 +114,18 @@ class Store:
         self.dictionaries = DictionarySet(
             train_bytes=self.config.dict_train_bytes, dict_size=self.config.dict_size
         )
-        self.hot = HotTier(self.config.segment_bytes)
+        if far_memory == "detect":
+            topology = numa.read_topology()
+            far_memory = FarMemory.detect()
+            #: One line for ``stats``: the far node in use, or why there is none.
+            self.far_memory = numa.describe(topology)
+        else:
+            self.far_memory = (
+                "far memory: off (turned off)"
+                if far_memory is None
+                else f"far memory: node {far_memory.node}"
+            )
+        self.hot = HotTier(self.config.segment_bytes, far_memory)
         self.warm = WarmTier(
             self.dictionaries,
             level=self.config.zstd_level,
@@ -458,7 +485,7 @@ class Store:
             a = ref.agent
             if ref.__class__ is Ref:
                 smu = ref.smu
-                nbytes = sum(e.size for e in smu.chunks if e.loc.tier is tier)
+                nbytes = sum(e.size for e in smu.chunks if _level(e.loc) is tier)
                 if nbytes:
                     out.append(
                         Candidate(
@@ -479,7 +506,7 @@ class Store:
             for i, node in enumerate(path):
                 chunks = node._chunks
                 first = chunks if chunks.__class__ is ChunkEntry else chunks[-1]
-                if first.loc.tier is tier:
+                if _level(first.loc) is tier:
                     if i < split:
                         old += node.size
                     else:
@@ -529,8 +556,7 @@ class Store:
         seen: set[int] = set()
         entries: list[ChunkEntry] = []
         for e in self._entries_of(ref, keep):
-            t = e.loc.tier
-            if t < to and e.id not in pins and id(e) not in seen:
+            if _level(e.loc) < to and e.id not in pins and id(e) not in seen:
                 seen.add(id(e))
                 entries.append(e)
         if not entries:
@@ -538,7 +564,10 @@ class Store:
         payloads = [self._load(e) for e in entries]
         olds = [e.loc for e in entries]
         try:
-            if to is Tier.WARM:
+            if to is Tier.WARM and self.hot.far is not None:
+                # Far memory first: still uncompressed and mapped, out of near RAM.
+                self.hot.put(entries, payloads, ref.smu_type, far=True)
+            elif to is Tier.WARM:
                 self.warm.put(entries, payloads, ref.smu_type)
             else:
                 assert self.cold is not None
@@ -813,7 +842,7 @@ class Store:
     ) -> None:
         """Bring ``entries`` that are not hot into the hot tier, contiguously, making room
         within the budget first; counted as a promotion of the reader's agent."""
-        movers = list({id(e): e for e in entries if e.loc.tier is not _HOT}.values())
+        movers = list({id(e): e for e in entries if _level(e.loc) is not _HOT}.values())
         if not movers:
             return
         nbytes = sum(e.size for e in movers)
