@@ -43,6 +43,7 @@ from typing import Any
 from agentmem.bench import echo, pss
 from agentmem.bench import report as rp
 from agentmem.bench import workloads as wl
+from agentmem.bench.durability import bench_durability
 from agentmem.bench.echo import bench_echo
 from agentmem.bench.fleet import (
     pinned,
@@ -477,7 +478,9 @@ def render_markdown(r: dict[str, Any]) -> str:
     out += rp.table(
         list(cols), [[rp.compact(lv[k]) for k in cols] for lv in t["levels"]], len(cols)
     )
-    for name in ("connections", "spawn", "pss"):
+    for name in ("connections", "spawn", "pss", "durability"):
+        if name not in r:
+            continue
         out += [f"## {name}", "", r[name]["notes"], ""]
         out += rp.table(["field", "value"], rp.flat_rows(r[name]), right=2)
     return "\n".join(out)
@@ -543,6 +546,7 @@ def run(
         ("spawn", lambda: bench_spawn(sizes.spawns, small_prompt)),
         ("pss", lambda: pss.bench_pss(sizes.pss_procs, prompt, source)),
         ("observe", lambda: bench_observe(3 * sizes.op_calls, sizes.warmup, repeats, prompt)),
+        ("durability", lambda: bench_durability(sizes.op_calls, sizes.warmup, repeats)),
     ]
     for name, fn in sections:
         rp.progress("daemon", name)

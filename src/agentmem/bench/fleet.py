@@ -27,10 +27,11 @@ CHILD_TIMEOUT = 120.0
 
 
 @contextlib.contextmanager
-def private_daemon() -> Iterator[DaemonProcess]:
-    """A fresh daemon on a private socket; stopped, and its directory removed, on exit. If the
-    block fails, the daemon's log goes to stderr first (it is in that directory)."""
-    d = DaemonProcess()
+def private_daemon(extra_args: Iterable[str] = ()) -> Iterator[DaemonProcess]:
+    """A fresh daemon on a private socket (``extra_args`` added to its command line); stopped,
+    and its directory removed, on exit. If the block fails, the daemon's log goes to stderr
+    first (it is in that directory)."""
+    d = DaemonProcess(extra_args=list(extra_args))
     try:
         with d:
             d.pid = _serving_pid(d)

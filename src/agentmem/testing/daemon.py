@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 
 class DaemonProcess:
-    """A daemon on a socket in a fresh private directory. Context manager."""
+    """A daemon on a socket in a fresh private directory (its state directory in there too,
+    unless ``extra_args`` names one). Context manager."""
 
     def __init__(self, *, extra_args: Sequence[str] = (), env: dict[str, str] | None = None):
         self.dir = tempfile.mkdtemp(prefix="agentmem-test-")
@@ -28,7 +29,11 @@ class DaemonProcess:
         self.pid = -1
 
     def start(self) -> DaemonProcess:
+        """Start (or start again, on the same socket and state directory) and return self."""
         cmd = [sys.executable, "-m", "agentmem", "daemon", "--socket", self.socket, "--detach"]
+        if "--state-dir" not in self.extra_args:
+            # Journal and packs inside the daemon's own directory, gone with it.
+            cmd += ["--state-dir", os.path.join(self.dir, "state")]
         subprocess.run([*cmd, *self.extra_args], check=True, env=self.env, timeout=60)
         with open(self.socket + ".lock") as f:
             self.pid = int(f.read().split()[0])
