@@ -109,3 +109,19 @@ def test_content_unused_for_the_idle_time_goes_warm() -> None:
     assert store.promotions[AgentState.ACTIVE] == 1
     assert store.promoted_bytes[AgentState.ACTIVE] == 30_000
     store.close()
+
+
+def test_an_idle_agent_is_demoted_sooner_than_an_active_one() -> None:
+    from agentmem.store.tiering import demote_idle
+
+    now = [0.0]
+    store = Store(Config(idle_agent_warm_seconds=60), clock=lambda: now[0])
+    idle, busy = store.register_agent("idle", state="idle"), store.register_agent("busy")
+    long_conv = [message(i) for i in range(20)]  # longer than the recent part: all of it goes
+    a = store.alloc_smu(SMUType.CONVERSATION, long_conv, idle)
+    b = store.alloc_smu(SMUType.CONVERSATION, [message(100 + i) for i in range(20)], busy)
+    now[0] = 61.0
+    assert demote_idle(store) == sum(len(m) for m in long_conv)
+    assert {e.tier for n in store.refs[a].path for e in n.chunks} == {Tier.WARM}  # type: ignore[union-attr]
+    assert {e.tier for n in store.refs[b].path for e in n.chunks} == {Tier.HOT}  # type: ignore[union-attr]
+    store.close()

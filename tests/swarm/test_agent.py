@@ -44,7 +44,7 @@ def _play(run_dir: Path, mode: str, index: int, daemon: DaemonProcess) -> list[d
     """Agent ``index`` in ``mode`` plays its turns; returns what the mock LLM received."""
     server = llm.MockLLM(llm.load_replies(run_dir / "turns.jsonl"), check=True)
     with llm.serving(server) as port, agentmem.connect(daemon.socket, name=f"l-{mode}") as boss:
-        shared = agent.Shared(run_dir, daemon.socket, port, demote=True)
+        shared = agent.Shared(run_dir, daemon.socket, port)
         a = agent.AGENTS[mode](shared, _specs(run_dir)[index])
         a.name = f"{a.name}-{mode}"  # one daemon serves every test
         a.connect()

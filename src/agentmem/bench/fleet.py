@@ -27,11 +27,13 @@ CHILD_TIMEOUT = 120.0
 
 
 @contextlib.contextmanager
-def private_daemon(extra_args: Iterable[str] = ()) -> Iterator[DaemonProcess]:
-    """A fresh daemon on a private socket (``extra_args`` added to its command line); stopped,
-    and its directory removed, on exit. If the block fails, the daemon's log goes to stderr
-    first (it is in that directory)."""
-    d = DaemonProcess(extra_args=list(extra_args))
+def private_daemon(
+    extra_args: Iterable[str] = (), env: dict[str, str] | None = None
+) -> Iterator[DaemonProcess]:
+    """A fresh daemon on a private socket (``extra_args`` added to its command line, ``env``
+    its environment); stopped, and its directory removed, on exit. If the block fails, the
+    daemon's log goes to stderr first (it is in that directory)."""
+    d = DaemonProcess(extra_args=list(extra_args), env=env)
     try:
         with d:
             d.pid = _serving_pid(d)

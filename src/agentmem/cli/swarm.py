@@ -86,7 +86,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--no-demote",
         action="store_true",
-        help="agentmem: keep conversations hot (agents do not demote them when idle)",
+        help="agentmem: keep conversations hot (the daemon does not demote idle agents' ones)",
     )
     p.add_argument("--json", type=pathlib.Path, help="write the results as JSON here")
     p.add_argument("--md", type=pathlib.Path, help="write the markdown table here")

@@ -42,6 +42,9 @@ class Config:
     #: Content of a handle unused for this many seconds goes warm whatever the budget (the
     #: original design's default: 5 minutes); 0 turns it off.
     warm_after_seconds: int = 300
+    #: Content of a handle of an agent in the ``idle`` state, unused for this many seconds, goes
+    #: warm (an agent that says it is idle is demoted sooner); 0 turns it off.
+    idle_agent_warm_seconds: int = 60
     #: Content of a handle unused for this many seconds goes cold (to disk) whatever the
     #: budgets (the original design's default: a day); 0 turns it off. Needs a state directory.
     cold_after_seconds: int = 86400
@@ -78,6 +81,7 @@ class Config:
             "domain_quota_bytes",
             "hot_budget_bytes",
             "warm_after_seconds",
+            "idle_agent_warm_seconds",
             "cold_after_seconds",
             "warm_budget_bytes",
             "orphan_keep_seconds",

@@ -9,7 +9,8 @@ have the store act. Three triggers:
   over the candidates. Hot bytes can exceed the budget only by content that may not move
   (pinned, or being read) and by one allocation larger than the room made.
 * **age**, once a second from the daemon (:func:`maintain`): handles unused for
-  ``warm_after_seconds`` (5 minutes) go warm, for ``cold_after_seconds`` (a day) go cold.
+  ``warm_after_seconds`` (5 minutes) go warm, or for ``idle_agent_warm_seconds`` (a minute)
+  when their agent says it is idle; unused for ``cold_after_seconds`` (a day) they go cold.
 * **warm pressure**: warm frames past ``warm_budget_bytes`` go cold in the policy's order.
 
 Moves to cold need a cold tier (a state directory); without one the warm budget and the cold
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from agentmem.errors import DiskFull, PackUnreadable
 from agentmem.ids import Handle
-from agentmem.states import Tier
+from agentmem.states import AgentState, Tier
 
 if TYPE_CHECKING:
     from agentmem.store.store import Store
@@ -55,18 +56,25 @@ def enforce_budget(store: Store) -> int:
 
 
 def demote_idle(store: Store) -> int:
-    """Demote to warm every unpinned handle unused for ``warm_after_seconds``; plain bytes
-    moved. Content several handles hold (a shared prompt) is left to the budget: one agent's
+    """Demote to warm every unpinned handle unused for ``warm_after_seconds``, and those of
+    agents in the ``idle`` state unused for ``idle_agent_warm_seconds``; plain bytes moved.
+    Content several handles hold (a shared prompt) is left to the budget: one agent's
     idleness says nothing of the others'."""
     after = store.config.warm_after_seconds
-    if not after:
+    idle_after = store.config.idle_agent_warm_seconds
+    if not after and not idle_after:
         return 0
-    cutoff = store.clock() - after
-    return sum(
-        store.demote(c.handle, keep=c.keep)
-        for c in store.candidates()
-        if c.touched <= cutoff and c.holders == 1 and not c.recent
-    )
+    now = store.clock()
+    cutoff = now - after if after else float("-inf")
+    idle_cutoff = now - idle_after if idle_after else float("-inf")
+    idle = AgentState.IDLE
+    due: dict[int, Handle] = {}
+    for c in store.candidates():
+        if c.holders == 1 and (
+            c.touched <= cutoff or (c.state is idle and c.touched <= idle_cutoff)
+        ):
+            due[c.handle] = c.handle
+    return sum(store.demote(h) for h in due.values())
 
 
 def demote_cold(store: Store) -> int:

@@ -22,8 +22,9 @@ How each mode holds its data:
   a JSON string literal), so the body is streamed: fixed JSON glue, the prompt's views, the
   catalogue's views, then the messages: the cached prefix from ``raw(i)``, the rest in windows
   of :data:`WINDOW` messages from the daemon, joined with commas. The agent reports ``active``
-  for the turn and ``idle`` after it, then demotes its conversation to the warm tier (the
-  swarm's stand-in for the state-driven tiering policy: switch off with ``--no-demote``).
+  for the turn and ``idle`` after it; the daemon's tiering policy demotes an idle agent's
+  conversation to the warm tier (the swarm starts its daemon with
+  ``AGENTMEM_IDLE_AGENT_WARM_SECONDS=1``; ``--no-demote`` sets it to 0).
 
 Runs as a script (``python agent.py``), so that a ``plain`` process imports nothing of agentmem
 (the package's ``__init__`` loads the client); it imports only the standard library and, in
@@ -230,11 +231,10 @@ class Shared:
     """What the agents of one process share: the run directory's prompt and catalogue, loaded
     once (``plain``/``ksm``), and the daemon's socket (``agentmem``)."""
 
-    def __init__(self, run_dir: Path, socket_path: str, port: int, demote: bool) -> None:
+    def __init__(self, run_dir: Path, socket_path: str, port: int) -> None:
         self.run_dir = run_dir
         self.socket_path = socket_path
         self.port = port
-        self.demote = demote
         self._prompt: str | None = None
         self._tools: list[Any] | None = None
 
@@ -436,8 +436,6 @@ class AgentmemAgent(Agent):
         client = self.client
         assert client is not None and self.conv is not None
         client.set_state("active" if active else "idle")
-        if not active and self.shared.demote:
-            client.demote(self.conv.handle)
 
     def _messages(self) -> Iterator[bytes]:
         """The messages, comma-separated, in pieces: the cached prefix gathered to about
@@ -552,7 +550,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--turns", type=int, default=5)
     p.add_argument("--think", type=float, default=0.5)
-    p.add_argument("--no-demote", action="store_true")
     p.add_argument("--idle", action="store_true", help="import as an agent would, then sit idle")
     args = p.parse_args(argv)
     ctl = Control()
@@ -574,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = json.loads(line)
             if spec["agent"] in wanted:
                 specs.append(spec)
-    shared = Shared(args.run_dir, args.socket, args.port, demote=not args.no_demote)
+    shared = Shared(args.run_dir, args.socket, args.port)
     agents = [AGENTS[args.mode](shared, spec) for spec in specs]
     ctl.send({"event": "started"})
     ctl.recv()  # connect: the orchestrator spawns one process at a time

@@ -46,11 +46,12 @@ NOTES = (
     "(process start and the launcher's handoff of the handles excluded); plain/ksm: reading "
     "the prompt file (once per process).",
     "turn: from the agent's 'active' report (agentmem) through building and sending the body, "
-    "the mock LLM's reply (instant) and appending it; the 'idle' report and the demotion that "
-    "follow it are not in the turn. When the agents' turns need more CPU than the machine has, "
+    "the mock LLM's reply (instant) and appending it; the 'idle' report that follows it is not "
+    "in the turn (the daemon demotes an idle agent's conversation a second later, by policy). "
+    "When the agents' turns need more CPU than the machine has, "
     "turns queue for a core and their latency measures the queue: CPU per turn is the "
     "load-independent figure (the turns phase's CPU of agents and daemon or ksmd, divided by "
-    "the turns played; the demotions after each turn included).",
+    "the turns played; the daemon's demotions included).",
 )
 
 

@@ -180,7 +180,7 @@ def _agent_cmd(
     cmd = [sys.executable, agent_mod.__file__, "--mode", mode, "--run-dir", str(run_dir)]
     cmd += ["--agents", ",".join(map(str, indices)), "--socket", sock, "--port", str(port)]
     cmd += ["--turns", str(o.turns), "--think", str(o.think)]
-    return cmd + ([] if o.demote else ["--no-demote"])
+    return cmd
 
 
 def idle_baseline(mode: str, processes: int, run_dir: Path, log: IO[bytes]) -> int:
@@ -242,7 +242,9 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         log = stack.enter_context((run_dir / f"{mode}-{n}.log").open("ab"))
         ksm = stack.enter_context(measure.ksm_session()) if mode == "ksm" else None
-        daemon = stack.enter_context(private_daemon()) if mode == "agentmem" else None
+        # The daemon's policy demotes an idle agent's conversation a second after its turn.
+        env = {**os.environ, "AGENTMEM_IDLE_AGENT_WARM_SECONDS": "1" if o.demote else "0"}
+        daemon = stack.enter_context(private_daemon(env=env)) if mode == "agentmem" else None
         port, llm_pid = stack.enter_context(mock_llm(run_dir, o.check))
         launcher = None
         handles: tuple[Any, Any] = (None, None)
