@@ -33,14 +33,12 @@ def _bench_daemon(args: argparse.Namespace) -> int:
 
 def _size(text: str) -> int:
     """``512M``, ``2G``, ``65536``: a byte count for the command line."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    from agentmem.config.settings import parse_size
+
     try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 2G)") from None
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _daemon(args: argparse.Namespace) -> int:
@@ -58,9 +56,14 @@ def _daemon(args: argparse.Namespace) -> int:
             return 2
     import dataclasses
 
-    from agentmem.config import Config
+    from agentmem.config import Config, config_file
 
-    config = Config.from_env()
+    path = args.config or config_file()
+    try:
+        config = Config.from_env(base=Config.from_file(path) if path else None)
+    except ValueError as exc:
+        print(f"agentmem daemon: {exc}", file=sys.stderr)
+        return 2
     if args.hot_budget is not None:
         config = dataclasses.replace(config, hot_budget_bytes=args.hot_budget)
     if args.policy is not None:
@@ -200,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         choices=["semantic", "lru"],
         help="what to demote first over the budget (default: semantic)",
+    )
+    daemon.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="settings (Config field = value; default $XDG_CONFIG_HOME/agentmem/config.toml "
+        "if present); AGENTMEM_* variables and these flags override it",
     )
     daemon.add_argument(
         "--warm-budget",

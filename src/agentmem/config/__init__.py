@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from agentmem.config.settings import Config
 
-__all__ = ["Config", "default_socket_path", "profile_allocs", "runtime_dir", "state_dir"]
+__all__ = [
+    "Config",
+    "default_socket_path",
+    "profile_allocs",
+    "config_file",
+    "runtime_dir",
+    "state_dir",
+]
 
 
 def __getattr__(name: str) -> object:
@@ -40,6 +47,20 @@ def runtime_dir(environ: Mapping[str, str] | None = None) -> str:
     if xdg and os.path.isdir(xdg):
         return os.path.join(xdg, "agentmem")
     return f"/tmp/agentmem-{os.getuid()}"
+
+
+def config_file(environ: Mapping[str, str] | None = None) -> str | None:
+    """The daemon's config file if one exists: ``AGENTMEM_CONFIG``, else
+    ``$XDG_CONFIG_HOME/agentmem/config.toml`` (``~/.config/agentmem/config.toml``)."""
+    env = os.environ if environ is None else environ
+    explicit = env.get("AGENTMEM_CONFIG")
+    if explicit:
+        return explicit
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".config"
+    )
+    path = os.path.join(base, "agentmem", "config.toml")
+    return path if os.path.isfile(path) else None
 
 
 def state_dir(environ: Mapping[str, str] | None = None) -> str:

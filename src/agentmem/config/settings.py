@@ -98,7 +98,42 @@ class Config:
             raise ValueError("segment_bytes must be a multiple of 4096 and >= 64 KiB")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+    def from_file(cls, path: str, base: Config | None = None) -> Config:
+        """``base`` (default: the defaults) with the fields a TOML file sets, e.g.
+        ``hot_budget_bytes = 2_147_483_648``; sizes may also be strings with a unit
+        (``hot_budget_bytes = "2G"``). ``ValueError`` names the file and the bad key."""
+        import tomllib
+
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"config file {path}: {exc}") from exc
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, object] = {}
+        for key, raw in data.items():
+            field = fields.get(key)
+            if field is None:
+                raise ValueError(f"config file {path}: unknown setting {key!r}")
+            if isinstance(field.default, bool):
+                if not isinstance(raw, bool):
+                    raise ValueError(f"config file {path}: {key} must be true or false")
+                values[key] = raw
+            elif isinstance(raw, str) and key.endswith("_bytes"):
+                values[key] = parse_size(raw)
+            elif isinstance(raw, int) and not isinstance(raw, bool):
+                values[key] = raw
+            else:
+                raise ValueError(f"config file {path}: {key} must be an integer")
+        try:
+            return dataclasses.replace(base if base is not None else cls(), **values)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ValueError(f"config file {path}: {exc}") from exc
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, base: Config | None = None
+    ) -> Config:
         """Build a config from ``AGENTMEM_<FIELD>`` variables (e.g. ``AGENTMEM_ZSTD_LEVEL=6``)."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
@@ -114,4 +149,21 @@ class Config:
                     values[field.name] = int(raw)
             except ValueError as exc:
                 raise ValueError(f"AGENTMEM_{field.name.upper()}={raw!r} is not valid") from exc
-        return cls(**values)  # type: ignore[arg-type]
+        return dataclasses.replace(base if base is not None else cls(), **values)  # type: ignore[arg-type]
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"512M"`` -> 536870912; a plain number is bytes; ``ValueError`` otherwise."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    number = t[: len(t) - len(unit)] if unit else t
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (e.g. 512M, 2G, 1048576)") from None
+    if value < 0:
+        raise ValueError(f"a size is >= 0, not {text!r}")
+    return int(value * _UNITS[unit])
