@@ -18,7 +18,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 import pytest
@@ -72,8 +71,8 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_every_acknowledged_append_survives_repeated_sigkill() -> None:
-    state = tempfile.mkdtemp(prefix="agentmem-durability-")
+def test_every_acknowledged_append_survives_repeated_sigkill(tmp_path: pathlib.Path) -> None:
+    state = str(tmp_path)
     stop = os.path.join(state, "stop")
     daemon = DaemonProcess(extra_args=["--state-dir", state]).start()
     procs = [
@@ -152,8 +151,8 @@ def test_every_acknowledged_append_survives_repeated_sigkill() -> None:
     assert all(n >= KILLS // 2 for n in reconnects.values()), reconnects
 
 
-def test_check_cli_offline_and_through_the_daemon() -> None:
-    state = tempfile.mkdtemp(prefix="agentmem-check-")
+def test_check_cli_offline_and_through_the_daemon(tmp_path: pathlib.Path) -> None:
+    state = str(tmp_path)
     with (
         DaemonProcess(extra_args=["--state-dir", state]) as daemon,
         agentmem.connect(daemon.socket, name="a", autostart=False) as c,
@@ -213,8 +212,10 @@ def test_check_cli_offline_and_through_the_daemon() -> None:
 
 
 @pytest.mark.parametrize("mode", ["strict", "relaxed"])
-def test_appends_wait_for_the_journal_in_strict_mode_only(mode: str) -> None:
-    state = tempfile.mkdtemp(prefix="agentmem-sync-")
+def test_appends_wait_for_the_journal_in_strict_mode_only(
+    mode: str, tmp_path: pathlib.Path
+) -> None:
+    state = str(tmp_path)
     with DaemonProcess(extra_args=["--state-dir", state, "--durability", mode]) as daemon:
         with agentmem.connect(daemon.socket, name="a", autostart=False) as c:
             h = c.alloc_smu("conversation", [])
