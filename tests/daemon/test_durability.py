@@ -129,6 +129,10 @@ def test_every_acknowledged_append_survives_repeated_sigkill(tmp_path: pathlib.P
         pump(None)
         for p in procs:
             assert p.wait(WAIT) == 0
+        print(daemon.log())
+    except BaseException:
+        print(daemon.log())  # shown with the failure: restores, errors, dropped connections
+        raise
     finally:
         open(stop, "w").close()
         for p in procs:
