@@ -47,6 +47,7 @@ from agentmem.ids import ChunkId, short
 from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
 from agentmem.store.records import ChunkEntry
+from agentmem.store.warm import group_spans
 
 log = logging.getLogger("agentmem.store")
 
@@ -250,16 +251,8 @@ class ColdTier:
         Raises ``DiskFull`` (the pack is cut back; entries not yet placed keep their location)
         or ``CorruptFrame`` if a new frame fails verification.
         """
-        start = 0
-        n = len(entries)
-        while start < n:
-            end = start
-            raw = 0
-            while end < n and (end == start or raw + len(payloads[end]) <= self.group_bytes):
-                raw += len(payloads[end])
-                end += 1
+        for start, end in group_spans(payloads, self.group_bytes):
             self._put_group(entries[start:end], payloads[start:end], smu_type)
-            start = end
 
     def _put_group(
         self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType
@@ -374,11 +367,6 @@ class ColdTier:
         return self._plain(group)[entry.offset : entry.offset + entry.size]
 
     # --- freeing ---------------------------------------------------------------------------
-
-    def release(self, entry: ChunkEntry) -> None:
-        group = entry.loc
-        assert isinstance(group, ColdGroup)
-        self.forget(group, entry.size)
 
     def forget(self, group: ColdGroup, size: int) -> None:
         """A chunk of ``size`` bytes in ``group`` is no longer held here (freed or moved)."""

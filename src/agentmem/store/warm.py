@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from agentmem import constants
 from agentmem.codec import DictionarySet, decode_frame, encode_frame, train_dictionary
@@ -30,6 +30,21 @@ from agentmem.store.records import ChunkEntry, WarmGroup
 Buffer = bytes | bytearray | memoryview
 
 _CACHE_GROUPS = 8
+
+
+def group_spans(payloads: Sequence[Buffer], limit: int) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` index ranges of consecutive payloads of at most ``limit`` bytes
+    together (a payload larger than ``limit`` is a group of its own)."""
+    start = 0
+    n = len(payloads)
+    while start < n:
+        end = start
+        raw = 0
+        while end < n and (end == start or raw + len(payloads[end]) <= limit):
+            raw += len(payloads[end])
+            end += 1
+        yield start, end
+        start = end
 
 
 class WarmTier:
@@ -73,16 +88,8 @@ class WarmTier:
 
         Raises ``CorruptFrame`` if verification fails; then no entry has been changed.
         """
-        start = 0
-        n = len(entries)
-        while start < n:
-            end = start
-            raw = 0
-            while end < n and (end == start or raw + len(payloads[end]) <= self.group_bytes):
-                raw += len(payloads[end])
-                end += 1
+        for start, end in group_spans(payloads, self.group_bytes):
             self._put_group(entries[start:end], payloads[start:end], smu_type)
-            start = end
 
     def _put_group(
         self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType
