@@ -125,3 +125,16 @@ def test_an_idle_agent_is_demoted_sooner_than_an_active_one() -> None:
     assert {e.tier for n in store.refs[a].path for e in n.chunks} == {Tier.WARM}  # type: ignore[union-attr]
     assert {e.tier for n in store.refs[b].path for e in n.chunks} == {Tier.HOT}  # type: ignore[union-attr]
     store.close()
+
+
+def test_a_read_larger_than_the_budget_is_served_without_breaking_it() -> None:
+    store = Store(Config(hot_budget_bytes=50_000, segment_bytes=1 << 20))
+    a = store.register_agent("a")
+    big = store.alloc_smu(SMUType.TOOL_RESULT, text(7, 120_000), a)  # demoted to make room
+    assert store.hot.live_bytes <= 50_000
+    store.alloc_smu(SMUType.TOOL_RESULT, text(8, 40_000), a)
+    assert bytes(store.read(big)) == text(7, 120_000)  # decoded, not promoted
+    assert store.hot.live_bytes <= 50_000 and store.promotions[AgentState.ACTIVE] == 0
+    store.mark_hot(big)  # a pin is the exception: it asks for hot, whatever the budget
+    assert {e.tier for e in store.refs[big].smu.chunks} == {Tier.HOT}  # type: ignore[union-attr]
+    store.close()

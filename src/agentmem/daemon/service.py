@@ -494,7 +494,7 @@ def _read(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int
     if size <= INLINE_MAX:
         return _ok({"data": bytes(store.read(h))})
     extents = store.extents(h)
-    if not _mappable(extents):
+    if not extents or not _mappable(extents):
         # A mapping would expose bytes the reader may not read: hand over a copy.
         if size <= COPY_INLINE_MAX:
             return _ok({"data": bytes(store.read(h))})

@@ -333,7 +333,11 @@ class Store:
         smu = self.smus.get(cid)
         if smu is None or smu.smu_type is not smu_type:
             smu = self._ingest_smu(cid, smu_type, buf)
-        return self.new_ref(a, smu)
+        h = self.new_ref(a, smu)
+        budget = self.config.hot_budget_bytes
+        if budget and self.hot.live_bytes > budget:  # content larger than the room made
+            tiering.enforce_budget(self)
+        return h
 
     def share_content(self, handle: Handle, target_agent: Agent | str) -> Handle:
         """Give ``target_agent`` its own handle on the same content (no copy); return it."""
@@ -363,7 +367,7 @@ class Store:
         if hot:
             for e in entries:
                 pins[e.id] = pins.get(e.id, 0) + 1
-            self._promote(entries, ref.smu_type, ref)
+            self._promote(entries, ref.smu_type, ref, force=True)
         else:
             self._unpin(entries)
 
@@ -414,8 +418,9 @@ class Store:
     ) -> tuple[tuple[Segment, int, int], ...]:
         """Where an SMU's bytes lie in hot segments: (segment, offset, length) runs in order.
 
-        Content not entirely hot is promoted first (``promote``), else ``WrongType`` is not
-        raised but an empty tuple returned. For the daemon, which shares segments by fd.
+        Content not entirely hot is promoted first (``promote``); an empty tuple when it is
+        not (``promote=False``, or it does not fit in the hot budget). For the daemon, which
+        shares segments by fd.
         """
         ref = self._ref(handle)
         if not isinstance(ref, Ref):
@@ -423,12 +428,10 @@ class Store:
         smu = ref.smu
         ext = layout.extents_of(self, smu)
         if ext is None:
-            if not promote:
+            if not promote or not self._promote(list(smu.chunks), smu.smu_type, ref):
                 return ()
-            self._promote(list(smu.chunks), smu.smu_type, ref)
             ext = layout.extents_of(self, smu)
-            if ext is None:  # a chunk pinned hot elsewhere cannot be: nothing is left behind
-                raise AssertionError("promoted content is not all hot")
+            assert ext is not None  # promoted: every chunk is hot now
         return ext
 
     def size(self, handle: Handle) -> int:
@@ -838,16 +841,26 @@ class Store:
             yield from ref.smu.chunks  # type: ignore[union-attr]
 
     def _promote(
-        self, entries: list[ChunkEntry], smu_type: SMUType, reader: AnyRef | None = None
-    ) -> None:
+        self,
+        entries: list[ChunkEntry],
+        smu_type: SMUType,
+        reader: AnyRef | None = None,
+        *,
+        force: bool = False,
+    ) -> bool:
         """Bring ``entries`` that are not hot into the hot tier, contiguously, making room
-        within the budget first; counted as a promotion of the reader's agent."""
+        within the budget first; counted as a promotion of the reader's agent. Returns False
+        (nothing moved) when they cannot fit in the budget even after making room, unless
+        ``force`` (a pin): the reader then gets the bytes decoded, and the budget holds."""
         movers = list({id(e): e for e in entries if _level(e.loc) is not _HOT}.values())
         if not movers:
-            return
+            return True
         nbytes = sum(e.size for e in movers)
-        if self.config.hot_budget_bytes:
+        budget = self.config.hot_budget_bytes
+        if budget:
             tiering.make_room(self, nbytes, None if reader is None else reader.handle)
+            if not force and self.hot.live_bytes + nbytes > budget:
+                return False
         payloads = [self._load(e) for e in movers]
         olds = [e.loc for e in movers]
         exclusive = nbytes > self.config.exclusive_min_bytes
@@ -859,6 +872,7 @@ class Store:
             state = reader.agent.state
             self.promotions[state] += 1
             self.promoted_bytes[state] += nbytes
+        return True
 
     def _load(self, entry: ChunkEntry) -> memoryview:
         loc = entry.loc

@@ -6,8 +6,9 @@ have the store act. Three triggers:
 * **pressure**, on every placement in the hot tier: when hot bytes would pass
   ``hot_budget_bytes``, demote (to warm) what the policy chooses until they are at a low-water
   mark an eighth of the budget below it, so the next allocations do not each pay for a pass
-  over the candidates. Hot bytes can exceed the budget only by content that may not move
-  (pinned, or being read) and by one allocation larger than the room made.
+  over the candidates. An allocation larger than the room made is itself demoted right
+  after, and a read that would not fit is served decoded, without a promotion: hot bytes
+  exceed the budget only by pinned content (``mark_hot``).
 * **age**, once a second from the daemon (:func:`maintain`): handles unused for
   ``warm_after_seconds`` (5 minutes) go warm, or for ``idle_agent_warm_seconds`` (a minute)
   when their agent says it is idle; unused for ``cold_after_seconds`` (a day) they go cold.
