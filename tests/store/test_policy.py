@@ -138,3 +138,47 @@ def test_a_read_larger_than_the_budget_is_served_without_breaking_it() -> None:
     store.mark_hot(big)  # a pin is the exception: it asks for hot, whatever the budget
     assert {e.tier for e in store.refs[big].smu.chunks} == {Tier.HOT}  # type: ignore[union-attr]
     store.close()
+
+
+def test_chunks_other_conversations_hold_are_not_demoted_with_an_idle_one() -> None:
+    """An idle agent's conversation goes warm; the system message every conversation repeats
+    stays hot, so the active agent's next read promotes nothing (no ping-pong each tick)."""
+    now = [0.0]
+    store = Store(Config(warm_after_seconds=300), clock=lambda: now[0], far_memory=None)
+    a, b = store.register_agent("a"), store.register_agent("b", state="idle")
+    common = b'{"role":"system","content":"' + b"You are a helpful agent. " * 100 + b'"}'
+    ca = store.alloc_smu(SMUType.CONVERSATION, [common, b"task of a"], a)
+    cb = store.alloc_smu(SMUType.CONVERSATION, [common, b"task of b"], b)
+    for t in range(10, 400, 10):
+        now[0] = float(t)
+        store.messages(ca)
+        store.maintain()
+    assert store.promotions[AgentState.ACTIVE] == 0
+    tiers = [e.tier for n in store.refs[cb].path for e in n.chunks]  # type: ignore[union-attr]
+    assert tiers == [Tier.HOT, Tier.WARM]  # b's own message went; the shared one stayed
+    store.close()
+
+
+def test_an_append_never_leaves_the_hot_tier_over_budget() -> None:
+    import random
+
+    now = [0.0]
+    cfg = Config(
+        hot_budget_bytes=200_000, lru_policy=True, warm_after_seconds=0, idle_agent_warm_seconds=0
+    )
+    store = Store(cfg, clock=lambda: now[0], far_memory=None)
+    owner = store.register_agent("o")
+    h = store.alloc_smu(SMUType.SYSTEM_PROMPT, random.Random(1).randbytes(30_000), owner)
+    store.publish(h, "p")
+    store.release(h)
+    for i in range(10):  # one prompt, listed once per handle by the candidates
+        store.open("p", store.register_agent(f"agent-{i}"))
+    now[0] = 10.0
+    c = store.alloc_smu(SMUType.CONVERSATION, [], store.agent("agent-0"))
+    for i in range(160):
+        store.append(c, (b"%06d" % i) * 171)
+        assert store.hot.live_bytes <= 200_000
+    store.append(c, b"".join(b"%08d" % i for i in range(6250)))
+    assert store.hot.live_bytes <= 200_000
+    assert store.check().ok
+    store.close()

@@ -30,14 +30,20 @@ The trace, a pure function of the seed (:func:`build_trace`):
 Budgets: hot is HOT_FRACTION (40 %) of the *working set*, the unique plain bytes held at the
 end of the trace (measured by replaying its appends into a store with no budget); warm is
 WARM_FRACTION of it in frame bytes, so the longest-idle content reaches the cold tier (a fresh
-temporary state directory per run). The age rule (warm after 5 min unused) is on for both.
+temporary state directory per run; far memory off, so every machine measures the same tiers).
+Two SCENARIOS, each replayed under both policies: ``defaults``, the store's age rules on (warm
+after 5 min unused, an idle agent's content after 1 min), and ``budget_only``, age rules off,
+where only the budgets and the policy move content.
 
-Per policy: promotions by the reading agent's state (the target: active agents'), split by
+Per replay: promotions by the reading agent's state (the target: active agents'), split by
 content and by whether the request opened a session (content demoted while its agent was idle:
-every policy pays that) or came mid-session (demoted while it worked: what a policy should
-avoid); what the policy chose to demote; reads by the coldest tier they touched with p50/p99
-(a read that promotes includes the demotions making room for it); bytes per tier over time;
-CPU spent compressing. Latencies use ``time.perf_counter_ns``; no timing is a target.
+every policy pays that) or came mid-session (demoted while it worked, or with someone else's
+content: the chunks a conversation shares with others, e.g. a trajectory's common system
+message, leave with whichever holder is demoted; counted apart as ``shared only``); reads of
+content not hot that the store served decoded for want of room; what the policy chose to
+demote; reads by the coldest tier they touched, p50/p99 (a read that promotes includes the
+demotions making room for it); bytes per tier over time; CPU spent compressing. Latencies use
+``time.perf_counter_ns``; no timing is a target.
 """
 
 from __future__ import annotations
@@ -91,15 +97,30 @@ GENERATED_FILE_BYTES_PER_MESSAGE = 3000
 MD_SAMPLES = 10
 
 POLICIES = ("semantic", "lru")
-TARGETS = (
-    rp.Target(
-        "ratio.promotions_active", "<=", 0.5, "semantic / LRU promotions of active agents' content"
-    ),
-    rp.Target(
-        "semantic.over_budget_segments", "<=", 1.0, "semantic: max hot over budget, segments"
-    ),
-    rp.Target("lru.over_budget_segments", "<=", 1.0, "LRU: max hot over budget, segments"),
+#: What a request reads, in order.
+_READ_TYPES = (SMUType.SYSTEM_PROMPT, SMUType.TOOL_DEF, SMUType.CONVERSATION)
+#: Config fields each scenario changes from the store's defaults.
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "budget_only": {"warm_after_seconds": 0, "idle_agent_warm_seconds": 0},
+}
+TARGETS = tuple(
+    t
+    for sc in SCENARIOS
+    for t in (
+        rp.Target(
+            f"{sc}.ratio.promotions_active",
+            "<=",
+            0.5,
+            f"{sc}: semantic / LRU promotions of active agents' content",
+        ),
+        rp.Target(
+            f"{sc}.semantic.over_budget_segments", "<=", 1.0, f"{sc}: semantic, hot over budget"
+        ),
+        rp.Target(f"{sc}.lru.over_budget_segments", "<=", 1.0, f"{sc}: LRU, hot over budget"),
+    )
 )
+"""The figures' goals (hot over budget in segments of ``config.segment_bytes``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +135,7 @@ class Sizes:
 
 
 FULL = Sizes(DEFAULT_AGENTS, 7200.0, (16, 64), (8, 32))
-QUICK = Sizes(24, 1800.0, (4, 16), (2, 8))
+QUICK = Sizes(40, 1800.0, (4, 16), (2, 8))
 
 
 class Kind(enum.IntEnum):
@@ -200,6 +221,8 @@ def make_workload(corpus: Path | None, sizes: Sizes, needed_messages: int) -> Wo
     else:
         cs = wl.generated_conversations(needed_messages * GENERATED_FILE_BYTES_PER_MESSAGE)
     convs = [c.messages for c in cs.conversations if c.messages]
+    if not convs:
+        raise ValueError(f"no conversation with messages in {cs.source}")
     return Workload(cs.source, pieces[:PRODUCTS], pieces[PRODUCTS:], convs)
 
 
@@ -274,7 +297,8 @@ def _setup(store: Store, work: Workload, agents: int) -> list[_Agent]:
 def measure_working_set(work: Workload, trace: Sequence[Event], agents: int) -> int:
     """Unique plain bytes held at the end of the trace: its appends into a store with no
     budget and no age rule (reads change no content)."""
-    with Store(Config(warm_after_seconds=0, cold_after_seconds=0)) as store:
+    config = Config(warm_after_seconds=0, idle_agent_warm_seconds=0, cold_after_seconds=0)
+    with Store(config, far_memory=None) as store:
         state = _setup(store, work, agents)
         for e in trace:
             s = state[e.agent]
@@ -283,12 +307,28 @@ def measure_working_set(work: Workload, trace: Sequence[Event], agents: int) -> 
         return store.hot.live_bytes
 
 
-def _coldest(store: Store, handle: Handle) -> Tier:
-    """The coldest tier holding any chunk of the handle's content."""
+def _coldest(store: Store, handle: Handle) -> tuple[Tier, bool]:
+    """The coldest tier holding a chunk of the handle's content, and whether every chunk not
+    hot is held elsewhere too: by another message or SMU (refs > 1) or, for a conversation, in
+    a message node another conversation shares (a common prefix)."""
     ref = store.refs[handle]
     if isinstance(ref, Ref):
-        return max((e.tier for e in ref.smu.chunks), default=Tier.HOT)
-    return max((e.tier for node in ref.path for e in node.chunks), default=Tier.HOT)
+        return max((e.tier for e in ref.smu.chunks), default=Tier.HOT), ref.smu.refs > 1
+    path = ref.path
+    # A node with more than one ref (a second child, or another ref's tip) is where another
+    # conversation branches off: it and every node before it are that conversation's too.
+    shared_upto = 0
+    for i, node in enumerate(path):
+        if node.refs > 1:
+            shared_upto = i + 1
+    coldest = Tier.HOT
+    own = False
+    for i, node in enumerate(path):
+        for e in node.chunks:
+            if e.tier is not Tier.HOT:
+                coldest = max(coldest, e.tier)
+                own = own or (i >= shared_upto and e.refs == 1)
+    return coldest, not own
 
 
 class _Replay:
@@ -300,6 +340,7 @@ class _Replay:
         self.reads: dict[Tier, list[int]] = {t: [] for t in Tier}
         self.promoted: Counter[str] = Counter()  # "<start|mid>.<type>" -> reads that promoted
         self.appends = 0
+        self.decoded = 0
         self.hot_max = 0
         self.series: list[dict[str, float]] = []
         self.sample_every = sample_every
@@ -310,7 +351,8 @@ class _Replay:
 
     def read(self, handle: Handle, smu_type: SMUType, phase: str) -> None:
         store = self.store
-        tier = _coldest(store, handle)
+        tier, shared = _coldest(store, handle)
+        promotions = sum(store.promotions)
         clock = time.perf_counter_ns
         if smu_type is SMUType.CONVERSATION:
             t = clock()
@@ -321,8 +363,12 @@ class _Replay:
             store.read(handle)
             dt = clock() - t
         self.reads[tier].append(dt)
-        if tier is not Tier.HOT:
+        if sum(store.promotions) != promotions:
             self.promoted[f"{phase}.{smu_type.label}"] += 1
+            if smu_type is SMUType.CONVERSATION:
+                self.promoted[f"{phase}.shared_only"] += shared
+        elif tier is not Tier.HOT:
+            self.decoded += 1  # no room in the budget even after demoting: served decoded
         self.observe()
 
     def request(self, s: _Agent, phase: str) -> None:
@@ -385,8 +431,10 @@ def replay(
 ) -> dict[str, Any]:
     """Replay ``trace`` in a fresh store with ``config`` (and a fresh state directory)."""
     clock = _Clock()
-    with tempfile.TemporaryDirectory(prefix="agentmem-bench-tiers-") as state_dir:
-        store = Store(config, clock=clock, state_dir=state_dir)
+    with (
+        tempfile.TemporaryDirectory(prefix="agentmem-bench-tiers-") as state_dir,
+        Store(config, clock=clock, state_dir=state_dir, far_memory=None) as store,
+    ):
         recorder = _Recorder(store.policy)
         store.policy = recorder
         run = _Replay(store, _setup(store, work, agents), SAMPLE_EVERY_S)
@@ -399,9 +447,8 @@ def replay(
         run.advance(clock, recorder, span_s, tick)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         result = _summary(run, recorder, config)
-        result["replay_s"] = round(elapsed, 2)
-        result["replay_cpu_s"] = round(cpu, 2)
-        store.close()
+    result["replay_s"] = round(elapsed, 2)
+    result["replay_cpu_s"] = round(cpu, 2)
     return result
 
 
@@ -426,7 +473,9 @@ def _summary(run: _Replay, recorder: _Recorder, config: Config) -> dict[str, Any
         "promotions_active_session_start": sum(by_phase["session_start"].values()),
         "promotions_active_mid_session": sum(by_phase["mid_session"].values()),
         "promoting_reads": by_phase,
+        "promoting_reads_shared_only": {p: run.promoted[f"{p}.shared_only"] for p in by_phase},
         "reads_total": sum(len(v) for v in run.reads.values()),
+        "reads_served_decoded": run.decoded,
         "appends": run.appends,
         "reads": reads,
         "budget_bytes": budget,
@@ -444,9 +493,6 @@ def _summary(run: _Replay, recorder: _Recorder, config: Config) -> dict[str, Any
     }
 
 
-_READ_TYPES = (SMUType.SYSTEM_PROMPT, SMUType.TOOL_DEF, SMUType.CONVERSATION)
-
-
 # --- results ---------------------------------------------------------------------------------
 
 
@@ -454,68 +500,60 @@ def _mb(n: float) -> float:
     return round(n / MB, 2)
 
 
-def _per_policy_rows(s: dict[str, Any], lru: dict[str, Any]) -> list[list[object]]:
-    rows: list[tuple[str, str, Any]] = [
-        ("promotions of active agents' content (read calls)", "promotions_active", None),
-        (
-            "  opening a session (content demoted while idle)",
-            "promotions_active_session_start",
-            None,
-        ),
-        ("  mid-session (content demoted while working)", "promotions_active_mid_session", None),
-        ("promoted bytes, active agents (MB)", "promoted_bytes_active", _mb),
-        ("promotions, all agents", "promotions_total", None),
-        ("reads (prompt, tools, conversation)", "reads_total", None),
-        ("appends", "appends", None),
-        ("hot budget (MB)", "budget_bytes", _mb),
-        ("hot bytes, max (MB)", "hot_max_bytes", _mb),
-        ("hot over budget, max (bytes)", "max_over_budget_bytes", None),
-        ("CPU compressing, warm + cold (s)", "compress_cpu_s", None),
-        ("replay, wall (s)", "replay_s", None),
+def _runs(r: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every replay as (``scenario, policy`` label, its results), in table order."""
+    return [(f"{sc}, {p}", r[sc][p]) for sc in SCENARIOS for p in POLICIES]
+
+
+_ROWS: tuple[tuple[str, str, bool], ...] = (
+    # (what, key, in MB)
+    ("promotions of active agents' content (read calls)", "promotions_active", False),
+    ("  opening a session (content demoted while idle)", "promotions_active_session_start", False),
+    ("  mid-session (content demoted while working)", "promotions_active_mid_session", False),
+    ("promoted bytes, active agents (MB)", "promoted_bytes_active", True),
+    ("promotions, all agents", "promotions_total", False),
+    ("reads (prompt, tools, conversation)", "reads_total", False),
+    ("  of content not hot, served decoded (no room to promote)", "reads_served_decoded", False),
+    ("appends", "appends", False),
+    ("hot budget (MB)", "budget_bytes", True),
+    ("hot bytes, max (MB)", "hot_max_bytes", True),
+    ("hot over budget, max (bytes)", "max_over_budget_bytes", False),
+    ("CPU compressing, warm + cold (s)", "compress_cpu_s", False),
+    ("replay, wall (s)", "replay_s", False),
+)
+
+
+def _measure_rows(r: dict[str, Any]) -> list[list[object]]:
+    runs = [res for _, res in _runs(r)]
+    rows: list[list[object]] = [
+        [what, *(_mb(x[key]) if mb else x[key] for x in runs)] for what, key, mb in _ROWS
     ]
-    out: list[list[object]] = []
-    for what, key, fmt in rows:
-        a, b = s[key], lru[key]
-        out.append([what, fmt(a) if fmt else a, fmt(b) if fmt else b])
+    ratios = (r[sc]["ratio"]["promotions_active"] for sc in SCENARIOS)
+    rows.insert(1, ["  semantic / LRU", *(x for ratio in ratios for x in (ratio, "-"))])
     for tier in ("warm", "cold"):
-        out.append(
-            [
-                f"demoted to {tier} (MB)",
-                _mb(s["demoted_bytes"][tier]),
-                _mb(lru["demoted_bytes"][tier]),
-            ]
-        )
-    return out
+        rows.append([f"demoted to {tier} (MB)", *(_mb(x["demoted_bytes"][tier]) for x in runs)])
+    return rows
 
 
-def _series_rows(r: dict[str, Any]) -> list[list[object]]:
-    s, lru = r["semantic"]["series"], r["lru"]["series"]
-    step = max(1, math.ceil(len(s) / MD_SAMPLES))
-    picked = sorted({*range(0, len(s), step), len(s) - 1})
+def _series_rows(series: list[dict[str, Any]], lru: list[dict[str, Any]]) -> list[list[object]]:
+    """About MD_SAMPLES evenly spaced samples of both policies' series, and the last."""
+    step = max(1, math.ceil(len(series) / MD_SAMPLES))
     rows: list[list[object]] = []
-    for i in picked:
-        a, b = s[i], lru[i]
-        rows.append(
-            [
-                round(a["t_s"] / 60, 1),
-                a["active_agents"],
-                *(
-                    x
-                    for p in (a, b)
-                    for x in (
-                        _mb(p["hot_bytes"]),
-                        f"{_mb(p['warm_raw_bytes'])} ({_mb(p['warm_frame_bytes'])})",
-                        f"{_mb(p['cold_raw_bytes'])} ({_mb(p['cold_stored_bytes'])})",
-                    )
-                ),
+    for i in sorted({*range(0, len(series), step), len(series) - 1}):
+        row: list[object] = [round(series[i]["t_s"] / 60, 1), series[i]["active_agents"]]
+        for x in (series[i], lru[i]):
+            row += [
+                _mb(x["hot_bytes"]),
+                f"{_mb(x['warm_raw_bytes'])} ({_mb(x['warm_frame_bytes'])})",
+                f"{_mb(x['cold_raw_bytes'])} ({_mb(x['cold_stored_bytes'])})",
             ]
-        )
+        rows.append(row)
     return rows
 
 
 def render_markdown(r: dict[str, Any]) -> str:
-    """The results as markdown: targets, both policies side by side, reads per tier, what
-    each policy chose to demote, and bytes per tier over time."""
+    """The results as markdown: targets, every replay side by side, promoting reads, reads per
+    tier, what each policy chose to demote, and bytes per tier over time."""
     meta = r["meta"]
     tr = meta["trace"]
     out = ["# agentmem bench tiers", ""]
@@ -534,9 +572,12 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"Working set {_mb(meta['working_set_bytes'])} MB; hot budget "
         f"{_mb(meta['hot_budget_bytes'])} MB ({HOT_FRACTION:.0%}); warm budget "
         f"{_mb(meta['warm_budget_bytes'])} MB of frames ({WARM_FRACTION:.0%}); segment "
-        f"{meta['config']['segment_bytes'] >> 20} MiB; maintenance every {MAINTAIN_EVERY_S:g} "
-        f"simulated s. Python {meta['python']} on {meta['machine']}; {meta['elapsed_s']} s in "
-        "all. MB = 10^6 bytes.",
+        f"{meta['config']['segment_bytes'] >> 20} MiB; `maintain` every {MAINTAIN_EVERY_S:g} "
+        f"simulated s. Scenarios: `defaults` (age rules on: warm after "
+        f"{meta['config']['warm_after_seconds']} s unused, an idle agent's after "
+        f"{meta['config']['idle_agent_warm_seconds']} s) and `budget_only` (age rules off). "
+        f"Python {meta['python']} on {meta['machine']}; {meta['elapsed_s']} s in all. "
+        "MB = 10^6 bytes.",
         "",
         "## Targets",
         "",
@@ -546,18 +587,25 @@ def render_markdown(r: dict[str, Any]) -> str:
         [[t["what"], t["value"], f"{t['op']} {t['target']}", t["met"]] for t in r["targets"]],
         right=2,
     )
-    s, lru = r["semantic"], r["lru"]
-    out += ["## Both policies, same trace", ""]
-    out += rp.table(["measure", "semantic", "LRU"], _per_policy_rows(s, lru), right=2)
-    out += ["## Reads that promoted, by content (every one by an active agent)", ""]
+    runs = _runs(r)
+    out += ["## Every replay of the same trace", ""]
+    out += rp.table(["measure", *(name for name, _ in runs)], _measure_rows(r), right=len(runs))
+    out += [
+        "## Reads that promoted, by content (every one by an active agent)",
+        "",
+        "`conversation, shared only`: conversation reads whose chunks not hot were all held "
+        "elsewhere too (by another message or SMU, or in a prefix another conversation "
+        "shares): brought back for this agent after leaving with someone else's content.",
+        "",
+    ]
     out += rp.table(
-        ["policy", "request", *(t.label for t in _READ_TYPES)],
+        ["replay", "request", *(t.label for t in _READ_TYPES), "conversation, shared only"],
         [
-            [name, phase, *counts.values()]
-            for name, res in (("semantic", s), ("LRU", lru))
+            [name, phase, *counts.values(), res["promoting_reads_shared_only"][phase]]
+            for name, res in runs
             for phase, counts in res["promoting_reads"].items()
         ],
-        right=4,
+        right=5,
     )
     out += [
         "## Reads by the coldest tier they touched (us; a promoting read includes the "
@@ -565,10 +613,10 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
     ]
     out += rp.table(
-        ["policy", "tier", "reads", "p50", "p99", "mean"],
+        ["replay", "tier", "reads", "p50", "p99", "mean"],
         [
             [name, tier, x["calls"], x.get("p50_us"), x.get("p99_us"), x.get("mean_us")]
-            for name, res in (("semantic", s), ("LRU", lru))
+            for name, res in runs
             for tier, x in res["reads"].items()
         ],
         right=5,
@@ -577,25 +625,24 @@ def render_markdown(r: dict[str, Any]) -> str:
         "## What each policy chose to demote (MB)",
         "",
         "By phase (`placement`: the hot budget, on an allocation, append or promotion; "
-        "`maintain`: mostly the warm budget, warm to cold), SMU type and the agent's state at "
-        "the time; a candidate's hot (or warm) plain bytes, an upper bound.",
+        "`maintain`: mostly the warm budget, warm to cold; the age rules do not ask the "
+        "policy), SMU type and the agent's state then; candidates' plain bytes in the tier, "
+        "an upper bound (content shared by several candidates counts in each).",
         "",
     ]
-    keys = sorted(set(s["policy_chose_bytes"]) | set(lru["policy_chose_bytes"]))
+    keys = sorted({k for _, res in runs for k in res["policy_chose_bytes"]})
     out += rp.table(
-        ["phase.type.state", "semantic", "LRU"],
-        [
-            [k, _mb(s["policy_chose_bytes"].get(k, 0)), _mb(lru["policy_chose_bytes"].get(k, 0))]
-            for k in keys
-        ],
-        right=2,
+        ["phase.type.state", *(name for name, _ in runs)],
+        [[k, *(_mb(res["policy_chose_bytes"].get(k, 0)) for _, res in runs)] for k in keys],
+        right=len(runs),
     )
-    out += ["## Bytes per tier over time (MB; warm and cold: plain (stored))", ""]
-    out += rp.table(
-        ["min", "active", "sem hot", "sem warm", "sem cold", "LRU hot", "LRU warm", "LRU cold"],
-        _series_rows(r),
-        right=7,
-    )
+    for sc in SCENARIOS:
+        out += [f"## Bytes per tier over time, {sc} (MB; warm and cold: plain (stored))", ""]
+        out += rp.table(
+            ["min", "active", "sem hot", "sem warm", "sem cold", "LRU hot", "LRU warm", "LRU cold"],
+            _series_rows(r[sc]["semantic"]["series"], r[sc]["lru"]["series"]),
+            right=7,
+        )
     return "\n".join(out)
 
 
@@ -609,15 +656,15 @@ def run(
     span_s: float | None = None,
     seed: int = SEED,
 ) -> dict[str, Any]:
-    """Build the trace, measure its working set, replay it under each policy; print the
-    markdown; write JSON (and markdown) if asked. ``span_s`` shortens the trace (tests).
-    Returns the results written as JSON."""
+    """Build the trace, measure its working set, replay it under each scenario and policy;
+    print the markdown; write JSON (and markdown) if asked. ``span_s`` shortens the trace
+    (tests). Returns the results written as JSON."""
     started = time.perf_counter()
     base = QUICK if quick else FULL
     sizes = dataclasses.replace(
         base,
-        agents=agents if agents is not None else base.agents,
-        span_s=span_s if span_s is not None else base.span_s,
+        agents=base.agents if agents is None else agents,
+        span_s=base.span_s if span_s is None else span_s,
     )
     if sizes.agents < 1 or sizes.span_s <= 0:
         raise ValueError("agents must be >= 1 and the span > 0")
@@ -625,15 +672,15 @@ def run(
     rp.progress("tiers", f"trace: {len(trace):,} events of {sizes.agents} agents")
     work = make_workload(corpus, sizes, messages_needed(trace))
     working_set = measure_working_set(work, trace, sizes.agents)
-    hot_budget = int(working_set * HOT_FRACTION)
-    warm_budget = int(working_set * WARM_FRACTION)
+    config = Config(
+        hot_budget_bytes=int(working_set * HOT_FRACTION),
+        warm_budget_bytes=int(working_set * WARM_FRACTION),
+        durable_sync=False,  # no fdatasync per append: maintain() syncs, as in relaxed mode
+    )
     rp.progress(
         "tiers",
-        f"working set {_mb(working_set)} MB: hot budget {_mb(hot_budget)} MB, warm budget "
-        f"{_mb(warm_budget)} MB of frames",
-    )
-    base_config = Config(
-        hot_budget_bytes=hot_budget, warm_budget_bytes=warm_budget, durable_sync=False
+        f"working set {_mb(working_set)} MB: hot budget {_mb(config.hot_budget_bytes)} MB, "
+        f"warm budget {_mb(config.warm_budget_bytes)} MB of frames",
     )
     results: dict[str, Any] = {
         "meta": {
@@ -660,26 +707,34 @@ def run(
             },
             "working_set_bytes": working_set,
             "hot_fraction": HOT_FRACTION,
-            "hot_budget_bytes": hot_budget,
+            "hot_budget_bytes": config.hot_budget_bytes,
             "warm_fraction": WARM_FRACTION,
-            "warm_budget_bytes": warm_budget,
+            "warm_budget_bytes": config.warm_budget_bytes,
             "maintain_every_s": MAINTAIN_EVERY_S,
             "sample_every_s": SAMPLE_EVERY_S,
+            "scenarios": SCENARIOS,
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
-            "config": dataclasses.asdict(base_config),
+            "config": dataclasses.asdict(config),
         }
     }
-    for name in POLICIES:
-        rp.progress("tiers", f"replaying under the {name} policy")
-        config = dataclasses.replace(base_config, lru_policy=name == "lru")
-        results[name] = replay(work, trace, sizes.agents, sizes.span_s, config)
-    s, lru = results["semantic"], results["lru"]
-    results["ratio"] = {
-        key: round(s[key] / lru[key], 3) if lru[key] else None
-        for key in ("promotions_active", "promoted_bytes_active", "promotions_active_mid_session")
-    }
+    for sc, changes in SCENARIOS.items():
+        out: dict[str, Any] = {}
+        for name in POLICIES:
+            rp.progress("tiers", f"{sc}: replaying under the {name} policy")
+            cfg = dataclasses.replace(config, lru_policy=name == "lru", **changes)
+            out[name] = replay(work, trace, sizes.agents, sizes.span_s, cfg)
+        s, lru = out["semantic"], out["lru"]
+        out["ratio"] = {
+            key: round(s[key] / lru[key], 3) if lru[key] else None
+            for key in (
+                "promotions_active",
+                "promoted_bytes_active",
+                "promotions_active_mid_session",
+            )
+        }
+        results[sc] = out
     results["targets"] = rp.evaluate(results, TARGETS)
     results["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)
     md = render_markdown(results)

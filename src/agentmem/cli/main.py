@@ -31,6 +31,19 @@ def _bench_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_tiers(args: argparse.Namespace) -> int:
+    from agentmem.bench import tiers as bench_tiers
+
+    bench_tiers.run(
+        corpus=args.corpus,
+        json_path=args.json,
+        md_path=args.md,
+        agents=args.agents,
+        quick=args.quick,
+    )
+    return 0
+
+
 def _size(text: str) -> int:
     """``512M``, ``2G``, ``65536``: a byte count for the command line."""
     from agentmem.config.settings import parse_size
@@ -260,6 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="take the prompt text from this corpus (default: $AGENTMEM_CORPUS, else generated)",
     )
     bd.set_defaults(func=_bench_daemon)
+
+    bt = bench_sub.add_parser(
+        "tiers", help="the semantic eviction policy against LRU on one agent activity trace"
+    )
+    bt.add_argument(
+        "--corpus",
+        type=pathlib.Path,
+        help="a directory laid out like ../shared/corpus (default: generated data)",
+    )
+    bt.add_argument("--json", type=pathlib.Path, help="write the results as JSON here")
+    bt.add_argument("--md", type=pathlib.Path, help="write the markdown tables here")
+    bt.add_argument("--agents", type=int, help="agents in the trace (default: 100; quick: 40)")
+    bt.add_argument("--quick", action="store_true", help="small sizes: seconds, not a minute")
+    bt.set_defaults(func=_bench_tiers)
 
     from agentmem.cli import swarm
 

@@ -15,6 +15,7 @@ from agentmem.errors import DiskFull, TooLarge
 from agentmem.hashing import chunk_id, message_id
 from agentmem.ids import Handle
 from agentmem.states import SMUType
+from agentmem.store import tiering
 from agentmem.store.records import Agent, ConversationRef, MessageNode
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ def append(store: Store, ref: ConversationRef, buf: Buffer) -> MessageNode:
         except DiskFull:
             _undo_append(store, ref, node, parent)
             raise
+    budget = store.config.hot_budget_bytes
+    if budget and store.hot.live_bytes > budget:  # the room made was not enough
+        tiering.enforce_budget(store)
     return node
 
 

@@ -479,7 +479,10 @@ class Store:
 
         A conversation longer than ``RECENT_MESSAGES`` is two candidates: its older messages
         (``keep=RECENT_MESSAGES``) and its recent ones (``recent=True``), so a policy can take
-        the old part of an active agent's conversation before anything recent.
+        the old part of an active agent's conversation before anything recent. A conversation's
+        bytes are its own chunks only: a chunk other content holds too (a system message or an
+        empty tool output every conversation repeats) is not its to demote (see ``demote``'s
+        ``own_only``): demoting it for one idle agent would cost every active reader a promotion.
         """
         out: list[Candidate] = []
         for ref in self.refs.values():
@@ -507,13 +510,20 @@ class Store:
             split = len(path) - RECENT_MESSAGES if len(path) > RECENT_MESSAGES else 0
             old = recent = 0
             for i, node in enumerate(path):
+                if node.refs > 1:  # a prefix other conversations continue too
+                    continue
                 chunks = node._chunks
-                first = chunks if chunks.__class__ is ChunkEntry else chunks[-1]
-                if _level(first.loc) is tier:
-                    if i < split:
-                        old += node.size
-                    else:
-                        recent += node.size
+                if chunks.__class__ is ChunkEntry:
+                    one: ChunkEntry = chunks
+                    if one.refs != 1 or _level(one.loc) is not tier:
+                        continue
+                    nbytes = one.size
+                else:
+                    nbytes = sum(e.size for e in chunks if e.refs == 1 and _level(e.loc) is tier)
+                if i < split:
+                    old += nbytes
+                else:
+                    recent += nbytes
             if old:
                 out.append(
                     Candidate(
@@ -545,11 +555,14 @@ class Store:
                 )
         return out
 
-    def demote(self, handle: Handle, *, keep: int = 0, to: Tier = Tier.WARM) -> int:
+    def demote(
+        self, handle: Handle, *, keep: int = 0, to: Tier = Tier.WARM, own_only: bool = False
+    ) -> int:
         """Move the handle's unpinned chunks down to ``to`` (warm: hot ones; cold: hot and warm
         ones); return plain bytes moved. ``keep``: a conversation's newest ``keep`` messages
-        stay. Cold needs a state directory (``InvalidArgument`` without); a full disk raises
-        ``DiskFull`` and moves nothing."""
+        stay. ``own_only``: leave chunks that other content holds too (the policy's moves do,
+        for conversations). Cold needs a state directory (``InvalidArgument`` without); a full
+        disk raises ``DiskFull`` and moves nothing."""
         ref = self._ref(handle, touch=False)
         if to is Tier.COLD and self.cold is None:
             raise InvalidArgument("there is no cold tier: the store has no state directory")
@@ -558,7 +571,9 @@ class Store:
         pins = self.pins
         seen: set[int] = set()
         entries: list[ChunkEntry] = []
-        for e in self._entries_of(ref, keep):
+        for e in self._entries_of(ref, keep, own_only=own_only):
+            if own_only and e.refs > 1:
+                continue
             if _level(e.loc) < to and e.id not in pins and id(e) not in seen:
                 seen.add(id(e))
                 entries.append(e)
@@ -830,13 +845,16 @@ class Store:
             else:
                 pins.pop(e.id, None)
 
-    def _entries_of(self, ref: AnyRef, keep: int = 0) -> Iterator[ChunkEntry]:
+    def _entries_of(
+        self, ref: AnyRef, keep: int = 0, *, own_only: bool = False
+    ) -> Iterator[ChunkEntry]:
         """The ref's chunk occurrences; ``keep``: leaving out a conversation's newest ``keep``
-        messages."""
+        messages; ``own_only``: and its messages that other conversations share."""
         if ref.__class__ is ConversationRef:
             path = ref.path
             for node in path[: len(path) - keep] if keep else path:
-                yield from node.chunks
+                if not (own_only and node.refs > 1):
+                    yield from node.chunks
         else:
             yield from ref.smu.chunks  # type: ignore[union-attr]
 

@@ -24,29 +24,50 @@ from typing import TYPE_CHECKING
 
 from agentmem.errors import DiskFull, PackUnreadable
 from agentmem.ids import Handle
-from agentmem.states import AgentState, Tier
+from agentmem.states import AgentState, SMUType, Tier
 
 if TYPE_CHECKING:
     from agentmem.store.store import Store
 
 #: The hot tier is brought this fraction of its budget below the budget when it is enforced.
 LOW_WATER_FRACTION = 1 / 8
+#: Times :func:`make_room` asks the policy before its last resort.
+_ROUNDS = 3
+_CONVERSATION = SMUType.CONVERSATION
 
 
 def make_room(store: Store, incoming: int, exclude: Handle | None = None) -> int:
     """Demote until ``incoming`` more hot bytes fit in the budget with low-water room to
-    spare; returns plain bytes moved. No-op without a budget or when they fit already."""
+    spare; returns plain bytes moved. No-op without a budget or when they fit already.
+
+    The policy is asked again while its choices moved less than it counted on (a prompt held
+    through several handles is listed once per handle, but moves once); when it has nothing
+    left, conversations' shared chunks go too, least recently used first, whatever the policy:
+    the budget holds either way.
+    """
     budget = store.config.hot_budget_bytes
     if not budget or store.hot.live_bytes + incoming <= budget:
         return 0
-    target = budget - int(budget * LOW_WATER_FRACTION) - incoming
-    need = store.hot.live_bytes - max(target, 0)
+    target = max(budget - int(budget * LOW_WATER_FRACTION) - incoming, 0)
     moved = 0
-    candidates = [c for c in store.candidates() if c.handle != exclude]
-    for c in store.policy.choose(candidates, need, store.clock()):
-        moved += store.demote(c.handle, keep=c.keep)
+    for _round in range(_ROUNDS):
+        need = store.hot.live_bytes - target
+        candidates = [c for c in store.candidates() if c.handle != exclude]
+        chosen = store.policy.choose(candidates, need, store.clock())
+        if not chosen:
+            break
+        before = moved
+        for c in chosen:
+            moved += store.demote(c.handle, keep=c.keep, own_only=c.smu_type is _CONVERSATION)
+            if store.hot.live_bytes <= target:
+                return moved
+        if moved == before:
+            break
+    for ref in sorted(store.refs.values(), key=lambda r: r.touched):  # the last resort
         if store.hot.live_bytes <= target:
             break
+        if ref.handle != exclude and not ref.pinned:
+            moved += store.demote(ref.handle)
     return moved
 
 
@@ -75,7 +96,7 @@ def demote_idle(store: Store) -> int:
             c.touched <= cutoff or (c.state is idle and c.touched <= idle_cutoff)
         ):
             due[c.handle] = c.handle
-    return sum(store.demote(h) for h in due.values())
+    return sum(store.demote(h, own_only=True) for h in due.values())
 
 
 def demote_cold(store: Store) -> int:
