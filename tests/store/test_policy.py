@@ -182,3 +182,22 @@ def test_an_append_never_leaves_the_hot_tier_over_budget() -> None:
     assert store.hot.live_bytes <= 200_000
     assert store.check().ok
     store.close()
+
+
+def test_a_history_prefix_other_conversations_share_stays_hot() -> None:
+    """Two agents start from the same three messages (one task template): message ids chain,
+    so those nodes are shared, and only the fork point counts them twice. Demoting the idle
+    agent's conversation must leave the whole shared prefix hot."""
+    now = [0.0]
+    store = Store(Config(idle_agent_warm_seconds=60), clock=lambda: now[0], far_memory=None)
+    a, b = store.register_agent("a"), store.register_agent("b", state="idle")
+    prefix = [message(i) for i in range(3)]
+    ca = store.alloc_smu(SMUType.CONVERSATION, [*prefix, message(10)], a)
+    cb = store.alloc_smu(SMUType.CONVERSATION, [*prefix, message(20), message(21)], b)
+    now[0] = 61.0
+    store.maintain()
+    tiers = [n.chunks[0].tier for n in store.refs[cb].path]  # type: ignore[union-attr]
+    assert tiers == [Tier.HOT] * 3 + [Tier.WARM] * 2
+    store.messages(ca)
+    assert store.promotions[AgentState.ACTIVE] == 0
+    store.close()

@@ -340,6 +340,7 @@ class _Replay:
         self.reads: dict[Tier, list[int]] = {t: [] for t in Tier}
         self.promoted: Counter[str] = Counter()  # "<start|mid>.<type>" -> reads that promoted
         self.appends = 0
+        self.revived = 0
         self.decoded = 0
         self.hot_max = 0
         self.series: list[dict[str, float]] = []
@@ -377,8 +378,12 @@ class _Replay:
         self.read(s.conversation, SMUType.CONVERSATION, phase)
 
     def append(self, s: _Agent, n: int) -> None:
+        store = self.store
         for _ in range(n):
-            self.store.append(s.conversation, next(s.messages))
+            before = sum(store.promotions)
+            store.append(s.conversation, next(s.messages))
+            # a message (or a whole history prefix) written again while demoted comes back
+            self.revived += sum(store.promotions) - before
             self.appends += 1
             self.observe()
 
@@ -472,6 +477,7 @@ def _summary(run: _Replay, recorder: _Recorder, config: Config) -> dict[str, Any
         "promotions_by_state": {s.label: store.promotions[s] for s in AgentState},
         "promotions_active_session_start": sum(by_phase["session_start"].values()),
         "promotions_active_mid_session": sum(by_phase["mid_session"].values()),
+        "promotions_active_on_append": run.revived,
         "promoting_reads": by_phase,
         "promoting_reads_shared_only": {p: run.promoted[f"{p}.shared_only"] for p in by_phase},
         "reads_total": sum(len(v) for v in run.reads.values()),
@@ -507,9 +513,10 @@ def _runs(r: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 _ROWS: tuple[tuple[str, str, bool], ...] = (
     # (what, key, in MB)
-    ("promotions of active agents' content (read calls)", "promotions_active", False),
+    ("promotions of active agents' content", "promotions_active", False),
     ("  opening a session (content demoted while idle)", "promotions_active_session_start", False),
     ("  mid-session (content demoted while working)", "promotions_active_mid_session", False),
+    ("  on an append (demoted content written again)", "promotions_active_on_append", False),
     ("promoted bytes, active agents (MB)", "promoted_bytes_active", True),
     ("promotions, all agents", "promotions_total", False),
     ("reads (prompt, tools, conversation)", "reads_total", False),

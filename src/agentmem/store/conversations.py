@@ -14,7 +14,7 @@ from agentmem import constants
 from agentmem.errors import DiskFull, TooLarge
 from agentmem.hashing import chunk_id, message_id
 from agentmem.ids import Handle
-from agentmem.states import SMUType
+from agentmem.states import SMUType, Tier
 from agentmem.store import tiering
 from agentmem.store.records import Agent, ConversationRef, MessageNode
 
@@ -39,11 +39,19 @@ def append(store: Store, ref: ConversationRef, buf: Buffer) -> MessageNode:
     if node is None:
         # Sizes are interned (one int object per distinct size; see Store._sizes).
         node = MessageNode(
-            mid, parent, store.ingest_chunks(buf, _CONVERSATION, cid), store.intern_size(size)
+            mid,
+            parent,
+            store.ingest_chunks(buf, _CONVERSATION, cid, agent=ref.agent),
+            store.intern_size(size),
         )
         store.nodes[mid] = node
         if parent is not None:
             parent.refs += 1  # the child's claim on its parent
+    elif not store._claimable:
+        # A history another conversation already has (a shared task template): in use again.
+        demoted = [e for e in node.chunks if e.loc.tier is not Tier.HOT]
+        if demoted:
+            store._revive(demoted, _CONVERSATION, ref.agent)
     node.refs += 1  # the ref's claim on its new tip
     if parent is not None:
         unref_node(store, parent)  # the ref no longer has its old tip

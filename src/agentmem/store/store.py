@@ -86,6 +86,16 @@ def _level(loc: Segment | WarmGroup | ColdGroup) -> Tier:
     return tier
 
 
+def _own_start(path: list[MessageNode]) -> int:
+    """Index of the first message of ``path`` that no other conversation shares: a node with
+    more than one claim (two continuations, or two handles at one tip) is a fork point, and
+    it and everything before it are history other conversations hold too."""
+    for i in range(len(path) - 1, -1, -1):
+        if path[i].refs > 1:
+            return i + 1
+    return 0
+
+
 class Store:
     """A content-addressed store of semantic memory units for one domain."""
 
@@ -332,7 +342,7 @@ class Store:
         cid = chunk_id(buf)
         smu = self.smus.get(cid)
         if smu is None or smu.smu_type is not smu_type:
-            smu = self._ingest_smu(cid, smu_type, buf)
+            smu = self._ingest_smu(cid, smu_type, buf, a)
         h = self.new_ref(a, smu)
         budget = self.config.hot_budget_bytes
         if budget and self.hot.live_bytes > budget:  # content larger than the room made
@@ -509,8 +519,9 @@ class Store:
             path = ref.path  # type: ignore[union-attr]
             split = len(path) - RECENT_MESSAGES if len(path) > RECENT_MESSAGES else 0
             old = recent = 0
+            own = _own_start(path)
             for i, node in enumerate(path):
-                if node.refs > 1:  # a prefix other conversations continue too
+                if i < own:  # a prefix other conversations continue too
                     continue
                 chunks = node._chunks
                 if chunks.__class__ is ChunkEntry:
@@ -751,7 +762,13 @@ class Store:
         return h
 
     def ingest_chunks(
-        self, buf: Buffer, smu_type: SMUType, whole_id: ChunkId, *, exclusive: bool = False
+        self,
+        buf: Buffer,
+        smu_type: SMUType,
+        whole_id: ChunkId,
+        *,
+        exclusive: bool = False,
+        agent: Agent | None = None,
     ) -> tuple[ChunkEntry, ...]:
         """Chunk, hash and place new chunks of ``buf`` (hot); return its entries, each ref'd
         once per occurrence. New chunks of one call are placed contiguously, in order.
@@ -763,6 +780,8 @@ class Store:
         chunks = self.chunks
         if size <= self._threshold:
             entry = chunks.get(whole_id)
+            if entry is not None and entry.loc.tier is not _HOT and not self._claimable:
+                self._revive([entry], smu_type, agent)
             if entry is None:
                 self._check_domain_quota(size)
                 entry = ChunkEntry(whole_id, self._sizes.setdefault(size, size), None, 0)  # type: ignore[arg-type]
@@ -793,6 +812,10 @@ class Store:
                 missing.append(entry)
                 pieces.append(piece)
             entries.append(entry)
+        if not self._claimable:
+            demoted = [e for e in entries if e.loc is not None and e.loc.tier is not _HOT]
+            if demoted:
+                self._revive(demoted, smu_type, agent)
         if missing and self._claimable:
             keep = [i for i, e in enumerate(missing) if not self._claim(e.id, e)]
             missing = [missing[i] for i in keep]
@@ -810,10 +833,13 @@ class Store:
             entry.refs += 1
         return tuple(entries)
 
-    def _ingest_smu(self, cid: ChunkId, smu_type: SMUType, buf: Buffer) -> SMU:
+    def _ingest_smu(self, cid: ChunkId, smu_type: SMUType, buf: Buffer, agent: Agent) -> SMU:
         exclusive = len(buf) > self.config.exclusive_min_bytes
         smu = SMU(
-            cid, smu_type, len(buf), self.ingest_chunks(buf, smu_type, cid, exclusive=exclusive)
+            cid,
+            smu_type,
+            len(buf),
+            self.ingest_chunks(buf, smu_type, cid, exclusive=exclusive, agent=agent),
         )
         # Same bytes under another type: a separate SMU (types drive dictionaries and policy);
         # the chunks are shared all the same. The index keeps the first.
@@ -852,9 +878,9 @@ class Store:
         messages; ``own_only``: and its messages that other conversations share."""
         if ref.__class__ is ConversationRef:
             path = ref.path
-            for node in path[: len(path) - keep] if keep else path:
-                if not (own_only and node.refs > 1):
-                    yield from node.chunks
+            start = _own_start(path) if own_only else 0
+            for node in path[start : len(path) - keep] if keep else path[start:]:
+                yield from node.chunks
         else:
             yield from ref.smu.chunks  # type: ignore[union-attr]
 
@@ -891,6 +917,14 @@ class Store:
             self.promotions[state] += 1
             self.promoted_bytes[state] += nbytes
         return True
+
+    def _revive(self, entries: list[ChunkEntry], smu_type: SMUType, agent: Agent | None) -> None:
+        """Content allocated again while demoted is in use again: back to hot (within the
+        budget), counted as a promotion of the allocating agent."""
+        if self._promote(entries, smu_type) and agent is not None:
+            nbytes = sum(e.size for e in entries)
+            self.promotions[agent.state] += 1
+            self.promoted_bytes[agent.state] += nbytes
 
     def _load(self, entry: ChunkEntry) -> memoryview:
         loc = entry.loc

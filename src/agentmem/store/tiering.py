@@ -79,11 +79,13 @@ def enforce_budget(store: Store) -> int:
 
 def demote_idle(store: Store) -> int:
     """Demote to warm every unpinned handle unused for ``warm_after_seconds``, and those of
-    agents in the ``idle`` state unused for ``idle_agent_warm_seconds``; plain bytes moved.
+    agents in the ``idle`` state unused for ``idle_agent_warm_seconds`` (not with the LRU
+    policy, which knows no agent states); plain bytes moved.
     Content several handles hold (a shared prompt) is left to the budget: one agent's
     idleness says nothing of the others'."""
     after = store.config.warm_after_seconds
-    idle_after = store.config.idle_agent_warm_seconds
+    # LRU is what a page cache does: it knows no agent states, so the idle-agent rule is off.
+    idle_after = 0 if store.config.lru_policy else store.config.idle_agent_warm_seconds
     if not after and not idle_after:
         return 0
     now = store.clock()
@@ -111,14 +113,14 @@ def demote_cold(store: Store) -> int:
         cutoff = store.clock() - after
         for c in store.candidates(Tier.WARM):
             if c.touched <= cutoff and c.holders == 1:
-                moved += store.demote(c.handle, to=Tier.COLD)
+                moved += store.demote(c.handle, to=Tier.COLD, own_only=True)
     budget = store.config.warm_budget_bytes
     over = store.warm.frame_bytes - budget
     if budget and over > 0:
         # Warm candidates count plain bytes; frames are ~4-8x smaller: ask for enough plain.
         ratio = store.warm.stats().raw_bytes / max(store.warm.frame_bytes, 1)
         for c in store.policy.choose(store.candidates(Tier.WARM), int(over * ratio), store.clock()):
-            moved += store.demote(c.handle, to=Tier.COLD)
+            moved += store.demote(c.handle, to=Tier.COLD, own_only=c.smu_type is _CONVERSATION)
             if store.warm.frame_bytes <= budget:
                 break
     return moved
