@@ -558,6 +558,11 @@ def _series_rows(series: list[dict[str, Any]], lru: list[dict[str, Any]]) -> lis
     return rows
 
 
+def _idle_rule(config: dict[str, Any]) -> str:
+    idle = config["idle_agent_warm_seconds"]
+    return f"an idle agent's after {idle} s" if idle else "no idle-agent rule"
+
+
 def render_markdown(r: dict[str, Any]) -> str:
     """The results as markdown: targets, every replay side by side, promoting reads, reads per
     tier, what each policy chose to demote, and bytes per tier over time."""
@@ -580,9 +585,10 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"{_mb(meta['hot_budget_bytes'])} MB ({HOT_FRACTION:.0%}); warm budget "
         f"{_mb(meta['warm_budget_bytes'])} MB of frames ({WARM_FRACTION:.0%}); segment "
         f"{meta['config']['segment_bytes'] >> 20} MiB; `maintain` every {MAINTAIN_EVERY_S:g} "
-        f"simulated s. Scenarios: `defaults` (age rules on: warm after "
-        f"{meta['config']['warm_after_seconds']} s unused, an idle agent's after "
-        f"{meta['config']['idle_agent_warm_seconds']} s) and `budget_only` (age rules off). "
+        f"simulated s. Scenarios: `defaults` (the store's age rules: warm after "
+        f"{meta['config']['warm_after_seconds']} s unused, cold after "
+        f"{meta['config']['cold_after_seconds']} s; {_idle_rule(meta['config'])}) and "
+        "`budget_only` (age rules off: only the budgets and the policy move content). "
         f"Python {meta['python']} on {meta['machine']}; {meta['elapsed_s']} s in all. "
         "MB = 10^6 bytes.",
         "",

@@ -43,8 +43,9 @@ class Config:
     #: original design's default: 5 minutes); 0 turns it off.
     warm_after_seconds: int = 300
     #: Content of a handle of an agent in the ``idle`` state, unused for this many seconds, goes
-    #: warm (an agent that says it is idle is demoted sooner); 0 turns it off.
-    idle_agent_warm_seconds: int = 60
+    #: warm even with room in the hot budget (0, the default: idle agents go first only under
+    #: pressure, as the policy orders them; ``agentmem swarm`` sets 1 to show memory at rest).
+    idle_agent_warm_seconds: int = 0
     #: Content of a handle unused for this many seconds goes cold (to disk) whatever the
     #: budgets (the original design's default: a day); 0 turns it off. Needs a state directory.
     cold_after_seconds: int = 86400

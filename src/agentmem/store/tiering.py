@@ -10,8 +10,8 @@ have the store act. Three triggers:
   after, and a read that would not fit is served decoded, without a promotion: hot bytes
   exceed the budget only by pinned content (``mark_hot``).
 * **age**, once a second from the daemon (:func:`maintain`): handles unused for
-  ``warm_after_seconds`` (5 minutes) go warm, or for ``idle_agent_warm_seconds`` (a minute)
-  when their agent says it is idle; unused for ``cold_after_seconds`` (a day) they go cold.
+  ``warm_after_seconds`` (5 minutes) go warm, or for ``idle_agent_warm_seconds`` (off by
+  default) when their agent says it is idle; unused for ``cold_after_seconds`` (a day) they go cold.
 * **warm pressure**: warm frames past ``warm_budget_bytes`` go cold in the policy's order.
 
 Moves to cold need a cold tier (a state directory); without one the warm budget and the cold
