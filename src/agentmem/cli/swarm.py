@@ -88,6 +88,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="agentmem: keep conversations hot (the daemon does not demote idle agents' ones)",
     )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=2 * (os.cpu_count() or 1),
+        help="turns in flight at once over all agents, in every mode (default: twice the "
+        "CPUs; 0: no limit)",
+    )
     p.add_argument("--json", type=pathlib.Path, help="write the results as JSON here")
     p.add_argument("--md", type=pathlib.Path, help="write the markdown table here")
     p.add_argument("--plot", type=pathlib.Path, help="write the PNG plot of total PSS here")
@@ -115,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         think=max(0.0, args.think),
         sweep=tuple(sweep),
         demote=not args.no_demote,
+        concurrency=max(0, args.concurrency),
     )
     res = run_swarm(options)
     markdown = report.render_markdown(res)

@@ -161,6 +161,9 @@ class Store:
         self.promoted_bytes = [0] * (max(AgentState) + 1)
         #: Plain bytes demoted, by target tier.
         self.demoted_bytes = [0] * (max(Tier) + 1)
+        #: Handles the age rules have already taken down, with ``touched`` as it was then
+        #: (``tiering.demote_idle``): unused since, they have nothing left to move.
+        self.aged: dict[int, float] = {}
         #: The last errors of moves between tiers (disk full, unreadable packs), newest last.
         self.tier_errors: list[str] = []
         self.chunks: dict[ChunkId, ChunkEntry] = {}
@@ -483,9 +486,12 @@ class Store:
         self._check_open()
         return layout.compact(self, max_live_ratio)
 
-    def candidates(self, tier: Tier = Tier.HOT) -> list[Candidate]:
-        """Every unpinned handle with content in ``tier`` (hot or warm), with what a policy
-        weighs: O(refs + messages in the tier). Reading them does not use the handles.
+    def candidates(
+        self, tier: Tier = Tier.HOT, refs: Iterable[AnyRef] | None = None
+    ) -> list[Candidate]:
+        """Every unpinned handle (of ``refs``: default all) with content in ``tier`` (hot or
+        warm), with what a policy weighs: O(refs + their messages). Reading them does not use
+        the handles.
 
         A conversation longer than ``RECENT_MESSAGES`` is two candidates: its older messages
         (``keep=RECENT_MESSAGES``) and its recent ones (``recent=True``), so a policy can take
@@ -495,7 +501,7 @@ class Store:
         ``own_only``): demoting it for one idle agent would cost every active reader a promotion.
         """
         out: list[Candidate] = []
-        for ref in self.refs.values():
+        for ref in self.refs.values() if refs is None else refs:
             if ref.pinned:
                 continue
             a = ref.agent

@@ -82,23 +82,48 @@ def demote_idle(store: Store) -> int:
     agents in the ``idle`` state unused for ``idle_agent_warm_seconds`` (not with the LRU
     policy, which knows no agent states); plain bytes moved.
     Content several handles hold (a shared prompt) is left to the budget: one agent's
-    idleness says nothing of the others'."""
+    idleness says nothing of the others'.
+
+    O(handles + the messages of the handles that came due since the last pass), not
+    O(messages held): a handle this pass has taken down is remembered with its ``touched``
+    (``Store.aged``) and skipped until it is used again. Measured: listing the candidates of
+    10 conversations of 15,000 messages costs 36 ms, so a scan of everything each second
+    would cost a daemon with 100 such agents ~35 % of a core while they all sit hot."""
     after = store.config.warm_after_seconds
     # LRU is what a page cache does: it knows no agent states, so the idle-agent rule is off.
     idle_after = 0 if store.config.lru_policy else store.config.idle_agent_warm_seconds
     if not after and not idle_after:
+        store.aged.clear()
         return 0
     now = store.clock()
     cutoff = now - after if after else float("-inf")
     idle_cutoff = now - idle_after if idle_after else float("-inf")
     idle = AgentState.IDLE
-    due: dict[int, Handle] = {}
-    for c in store.candidates():
-        if c.holders == 1 and (
-            c.touched <= cutoff or (c.state is idle and c.touched <= idle_cutoff)
+    aged = store.aged
+    kept: dict[int, float] = {}
+    due = []
+    for h, ref in store.refs.items():
+        touched = ref.touched
+        if ref.pinned or not (
+            touched <= cutoff or (ref.agent.state is idle and touched <= idle_cutoff)
         ):
-            due[c.handle] = c.handle
-    return sum(store.demote(h, own_only=True) for h in due.values())
+            continue
+        if aged.get(h) == touched:  # taken down already, unused since
+            kept[h] = touched
+            continue
+        if ref.smu_type is not _CONVERSATION and ref.smu.refs > 1:  # type: ignore[union-attr]
+            continue  # held by other handles too: left to the budget
+        due.append(ref)
+    moved = 0
+    done: set[int] = set()
+    for c in store.candidates(refs=due):
+        if c.holders == 1 and c.handle not in done:
+            done.add(c.handle)
+            moved += store.demote(c.handle, own_only=True)
+    for ref in due:  # every due handle's own content is down now (or it had none)
+        kept[ref.handle] = ref.touched
+    store.aged = kept
+    return moved
 
 
 def demote_cold(store: Store) -> int:
@@ -111,8 +136,10 @@ def demote_cold(store: Store) -> int:
     after = store.config.cold_after_seconds
     if after:
         cutoff = store.clock() - after
-        for c in store.candidates(Tier.WARM):
-            if c.touched <= cutoff and c.holders == 1:
+        # Only the handles old enough are listed: O(handles), not O(messages), when none is.
+        old = [r for r in store.refs.values() if r.touched <= cutoff]
+        for c in store.candidates(Tier.WARM, refs=old) if old else ():
+            if c.holders == 1:
                 moved += store.demote(c.handle, to=Tier.COLD, own_only=True)
     budget = store.config.warm_budget_bytes
     over = store.warm.frame_bytes - budget

@@ -249,6 +249,22 @@ class Shared:
         return self._tools
 
 
+class TurnGate:
+    """The orchestrator's turn gate (``run.Gate``): a FIFO of tokens; ``with gate:`` takes one
+    (blocking until another agent puts one back) and returns it. Thread-safe: each read and
+    write of one byte is atomic on a pipe."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDWR)
+
+    def __enter__(self) -> None:
+        if os.read(self.fd, 1) != b"t":
+            raise RuntimeError("the turn gate was closed")
+
+    def __exit__(self, *exc: object) -> None:
+        os.write(self.fd, b"t")
+
+
 class Agent:
     """One agent: its loop, timings and errors. Subclasses hold the data."""
 
@@ -310,14 +326,20 @@ class Agent:
         self.activity(False)
         return True
 
-    def run(self, turns: int, think: float) -> None:
-        """Play up to ``turns`` turns, idle between them. Errors are kept, not raised."""
+    def run(self, turns: int, think: float, gate: TurnGate | None = None) -> None:
+        """Play up to ``turns`` turns, idle between them, each inside ``gate`` when there is
+        one. Errors are kept, not raised."""
         try:
             self.http = Http(self.shared.port)
             for gap in think_times(self.index, think, turns):
-                time.sleep(gap)
-                if not self.turn():
-                    break
+                time.sleep(gap)  # the agent's idle time (a simulated wait on the model)
+                if gate is None:
+                    if not self.turn():
+                        break
+                    continue
+                with gate:
+                    if not self.turn():
+                        break
         except Exception as exc:  # reported to the orchestrator, which fails the mode
             self.error = f"{type(exc).__name__}: {exc}"
 
@@ -550,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--turns", type=int, default=5)
     p.add_argument("--think", type=float, default=0.5)
+    p.add_argument("--gate", type=Path, help="the turn gate's FIFO (at most K turns at once)")
     p.add_argument("--idle", action="store_true", help="import as an agent would, then sit idle")
     args = p.parse_args(argv)
     ctl = Control()
@@ -588,8 +611,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.load()
     ctl.send({"event": "ready", "load_s": round(time.perf_counter() - t0, 3)})
     ctl.recv()  # go
+    gate = TurnGate(args.gate) if args.gate is not None else None
     threads = [
-        threading.Thread(target=a.run, args=(args.turns, args.think), name=a.name) for a in agents
+        threading.Thread(target=a.run, args=(args.turns, args.think, gate), name=a.name)
+        for a in agents
     ]
     for t in threads:
         t.start()

@@ -41,14 +41,18 @@ NOTES = (
     "importing what the mode's agents import, measured in the same run.",
     "CPU: utime + stime from /proc of the agent processes and of the daemon (agentmem) or ksmd "
     "(ksm), from before the agents start (imports and loading included) to the end of their "
-    "turns; overhead = daemon (or ksmd) / (that + agents).",
+    "turns, and for the daemon also the settle after them (its demotions of the idle agents' "
+    "conversations); overhead = daemon (or ksmd) / (that + agents).",
     "spawn: connect + register + first read of the system prompt, timed inside the agent "
     "(process start and the launcher's handoff of the handles excluded); plain/ksm: reading "
     "the prompt file (once per process).",
     "turn: from the agent's 'active' report (agentmem) through building and sending the body, "
     "the mock LLM's reply (instant) and appending it; the 'idle' report that follows it is not "
-    "in the turn (the daemon demotes an idle agent's conversation a second later, by policy). "
-    "When the agents' turns need more CPU than the machine has, "
+    "in the turn. The daemon's idle-agent rule demotes a conversation once its agent has been "
+    "idle longer than it ever waits between turns (8x the mean idle + 1 s), so the steady "
+    "state is read after that and after the tiers stopped moving. At most `concurrency` turns "
+    "are in flight at once over all agents in every mode (a FIFO of tokens; the wait for one "
+    "is not in the turn). When the agents' turns need more CPU than the machine has, "
     "turns queue for a core and their latency measures the queue: CPU per turn is the "
     "load-independent figure (the turns phase's CPU of agents and daemon or ksmd, divided by "
     "the turns played; the daemon's demotions included).",
@@ -81,6 +85,8 @@ def results(
             "source": inputs.source,
             "modes": list(o.modes),
             "demote_when_idle": o.demote,
+            "idle_agent_warm_s": o.idle_warm_seconds() if o.demote else 0,
+            "concurrency": o.concurrency,
             "sample_interval_s": o.interval,
             "elapsed_s": round(elapsed, 1),
             "notes": list(NOTES),
@@ -193,7 +199,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         f"# agentmem swarm: {meta['agents']} agents, {meta['profile']} profile",
         "",
         f"{meta['agents']} agents in {meta['processes']} processes, {meta['turns']} turns each "
-        f"(mean idle {meta['think_s']} s, per-agent rates 0.5-2x); system prompt "
+        f"(mean idle {meta['think_s']} s, per-agent rates 0.5-2x; at most "
+        f"{meta.get('concurrency') or 'unlimited'} turns in flight); system prompt "
         f"{prof['prompt_bytes']:,} B + environment block ~{prof['env_bytes_mean']:.0f} B, "
         f"tools {prof['tools_bytes']:,} B ({prof['tools_count']} definitions), history "
         f"{prof['history_bytes_mean']:,.0f} B per agent on average; data: {prof['source']}; "

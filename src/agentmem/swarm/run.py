@@ -10,8 +10,10 @@ For every agent count (the ``--agents`` figure, and each of ``--sweep``) and eve
    (timed: the spawn), loads its tools and history, and says ``ready``;
 3. ``ksm``: two full ksmd passes are waited for, so the pages it can merge are merged;
 4. the swarm's memory is read (``ready``), then sampled every ``interval`` while the agents
-   play their turns; when all are done it settles (``agentmem``: 2.5 s, for the daemon's
-   once-a-second compaction to reclaim the holes demotion left; ``ksm``: one more pass) and is
+   play their turns, at most ``concurrency`` of them building and sending a request at once
+   (the *turn gate*, the same in every mode: see :class:`Gate`); when all are done it settles
+   (``agentmem``: until the daemon's policy has demoted the idle agents' conversations and
+   compaction has reclaimed the holes, as its statistics show; ``ksm``: one more pass) and is
    read again: the steady state, all agents idle between turns with their conversations grown;
 5. the agent processes exit, and P idle interpreters with the same imports start and are
    measured: the fixed cost of the processes, subtracted to give the agents' data.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import select
 import statistics
@@ -44,8 +47,11 @@ from agentmem.swarm import measure, profiles
 MODES = agent_mod.MODES
 #: Seconds a phase (start-up and loading, the turns) may take before the round fails.
 PHASE_TIMEOUT = 900.0
-#: Seconds given to the daemon after the turns, so a compaction pass (every 1 s) has run.
-SETTLE_S = 2.5
+#: Seconds the settle after the turns may take at most (``agentmem``: demoting 100 agents'
+#: 30 MB conversations at ~150 MB/s is ~20 s of the daemon's time).
+SETTLE_MAX_S = 180.0
+#: Snapshots in a row, after the idle rule's delay, in which the daemon's tiers did not move.
+SETTLE_STABLE = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +68,20 @@ class Options:
     think: float = 0.5
     sweep: tuple[int, ...] = ()
     demote: bool = True
+    concurrency: int = 0  # turns building and sending at once, all processes; 0: no gate
     check: bool = False  # the mock LLM parses and records every request (tests)
     interval: float = 0.5
 
     def counts(self) -> list[int]:
         return sorted({self.agents, *self.sweep})
+
+    def idle_warm_seconds(self) -> int:
+        """The daemon's idle-agent rule for this run: longer than any gap an agent sits idle
+        between two of its turns (:func:`agent.think_times`: at most 4x its own mean, which is
+        at most 2x ``think``), so no conversation leaves the hot tier in the middle of its
+        agent's run; it goes warm a little after the agent's last turn. Whole seconds: the
+        daemon's setting is an int."""
+        return math.ceil(8 * self.think + 1.0)
 
     def processes_for(self, n: int) -> int:
         """Processes for ``n`` agents: ``--processes`` scaled to the round, at least 1."""
@@ -77,6 +92,32 @@ class Options:
 
 def _log(msg: str) -> None:
     print(f"[swarm] {msg}", file=sys.stderr, flush=True)
+
+
+class Gate:
+    """The turn gate: ``slots`` tokens in a FIFO that every agent process opens; an agent takes
+    a byte before building its request and puts it back after the reply (``agent.TurnGate``).
+
+    Why: on 2 cores, 100 agents whose turns each need ~1 s of CPU (``plain`` at the seed
+    profile: ``json.dumps`` of a 45 MB body) otherwise all hold their request in memory at
+    once while they queue for a core, and ``plain`` stops fitting in 24 GiB for a reason no
+    real machine with enough cores would share. Bounding the turns in flight (default: twice
+    the cores) measures every mode as a machine able to serve its agents would run them. The
+    gate's wait is not part of the turn's latency.
+    """
+
+    def __init__(self, path: Path, slots: int) -> None:
+        self.path = path
+        self.slots = slots
+        os.mkfifo(path, 0o600)
+        # O_RDWR: neither this open nor the agents' blocks waiting for the other end.
+        self.fd = os.open(path, os.O_RDWR)
+        os.write(self.fd, b"t" * slots)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
 
 
 class Fleet:
@@ -175,12 +216,53 @@ def mock_llm(run_dir: Path, check: bool) -> Any:
 
 
 def _agent_cmd(
-    mode: str, o: Options, run_dir: Path, indices: Sequence[int], *, sock: str, port: int
+    mode: str,
+    o: Options,
+    run_dir: Path,
+    indices: Sequence[int],
+    *,
+    sock: str,
+    port: int,
+    gate: Gate | None,
 ) -> list[str]:
     cmd = [sys.executable, agent_mod.__file__, "--mode", mode, "--run-dir", str(run_dir)]
     cmd += ["--agents", ",".join(map(str, indices)), "--socket", sock, "--port", str(port)]
     cmd += ["--turns", str(o.turns), "--think", str(o.think)]
+    if gate is not None:
+        cmd += ["--gate", str(gate.path)]
     return cmd
+
+
+def settle(launcher: Any, o: Options) -> tuple[float, bool]:
+    """Wait until the daemon's tiers stop moving after the turns: the idle-agent rule's delay,
+    then :data:`SETTLE_STABLE` distinct once-a-second snapshots in a row with the same hot,
+    warm and cold bytes (demotion done, compaction done). Returns the seconds waited and
+    whether it settled within :data:`SETTLE_MAX_S`.
+
+    A bounded poll of a condition only the daemon's progress makes true (nothing announces
+    it); each snapshot costs the daemon nothing (``get_stats(recent=True)``)."""
+    t0 = time.monotonic()
+    earliest = t0 + (o.idle_warm_seconds() + 1.0 if o.demote else 0.0)
+    last_uptime = -1.0
+    last_key: tuple[int, ...] = ()
+    stable = 0
+    while time.monotonic() - t0 < SETTLE_MAX_S:
+        st = launcher.get_stats(daemon=True, recent=True)
+        uptime = st.daemon.uptime_seconds if st.daemon is not None else time.monotonic()
+        if uptime != last_uptime:  # a new snapshot
+            last_uptime = uptime
+            key = tuple(
+                getattr(t, f)
+                for t in (st.hot, st.warm, st.cold)
+                if t is not None
+                for f in ("raw_bytes", "physical_bytes")
+            )
+            stable = stable + 1 if key == last_key else 0
+            last_key = key
+            if stable >= SETTLE_STABLE and time.monotonic() >= earliest:
+                return time.monotonic() - t0, True
+        time.sleep(0.2)
+    return time.monotonic() - t0, False
 
 
 def idle_baseline(mode: str, processes: int, run_dir: Path, log: IO[bytes]) -> int:
@@ -242,8 +324,10 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         log = stack.enter_context((run_dir / f"{mode}-{n}.log").open("ab"))
         ksm = stack.enter_context(measure.ksm_session()) if mode == "ksm" else None
-        # The daemon's policy demotes an idle agent's conversation a second after its turn.
-        env = {**os.environ, "AGENTMEM_IDLE_AGENT_WARM_SECONDS": "1" if o.demote else "0"}
+        # The daemon's policy demotes an idle agent's conversation once it has been idle for
+        # longer than it ever waits between its turns (Options.idle_warm_seconds).
+        idle_rule = str(o.idle_warm_seconds()) if o.demote else "0"
+        env = {**os.environ, "AGENTMEM_IDLE_AGENT_WARM_SECONDS": idle_rule}
         daemon = stack.enter_context(private_daemon(env=env)) if mode == "agentmem" else None
         port, llm_pid = stack.enter_context(mock_llm(run_dir, o.check))
         launcher = None
@@ -262,7 +346,11 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
         helper_pids = [helper] if helper is not None else []
         cpu0 = measure.cpu(helper_pids), measure.cpu([llm_pid])
         sock = daemon.socket if daemon is not None else ""
-        fleet = Fleet([_agent_cmd(mode, o, run_dir, g, sock=sock, port=port) for g in groups], log)
+        gate = Gate(run_dir / f"gate-{mode}-{n}", o.concurrency) if o.concurrency else None
+        if gate is not None:
+            stack.callback(gate.close)
+        cmds = [_agent_cmd(mode, o, run_dir, g, sock=sock, port=port, gate=gate) for g in groups]
+        fleet = Fleet(cmds, log)
         stack.callback(fleet.close)
         dpid = daemon.pid if daemon is not None else None
         sampler = measure.Sampler(fleet.pids, dpid, o.interval).start()
@@ -287,8 +375,12 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
         helper_cpu = measure.cpu(helper_pids) - cpu0[0]
         llm_cpu = measure.cpu([llm_pid]) - cpu0[1]
         turns_cpu = (agents_cpu - cpu_ready[0], helper_cpu + cpu0[0] - cpu_ready[1])
-        if daemon is not None:
-            time.sleep(SETTLE_S)
+        if launcher is not None:
+            waited, settled = settle(launcher, o)
+            out["settle_wait_s"], out["settled"] = round(waited, 2), settled
+            # The demotions after the last turns are the daemon's work too.
+            out["cpu_settle_daemon_s"] = round(measure.cpu(helper_pids) - cpu0[0] - helper_cpu, 2)
+            helper_cpu += out["cpu_settle_daemon_s"]
         if ksm is not None:
             out["ksm_settle_wait_s"] = round(ksm.wait_scans(1, 60.0), 2)
             out["ksm"] = ksm.counters()

@@ -1,0 +1,93 @@
+"""The once-a-second age pass costs what came due, not what is held."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+from agentmem.config import Config
+from agentmem.states import SMUType, Tier
+from agentmem.store import Store
+from agentmem.store.tiering import demote_cold, demote_idle
+from tests.conftest import message
+
+
+def _listed(store: Store) -> list[Any]:
+    """Spy on ``store.candidates``: each call's ``refs`` argument lands in the list returned."""
+    calls: list[Any] = []
+    real = store.candidates
+
+    def spy(tier: Tier = Tier.HOT, refs: Any = None) -> Any:
+        calls.append(None if refs is None else [r.handle for r in refs])
+        return real(tier, refs)
+
+    store.candidates = spy  # type: ignore[method-assign]
+    return calls
+
+
+def _tiers(store: Store, h: int) -> set[Tier]:
+    return {e.tier for n in store.refs[h].path for e in n.chunks}  # type: ignore[union-attr]
+
+
+def test_a_conversation_taken_down_is_not_listed_again_until_it_is_used() -> None:
+    now = [0.0]
+    store = Store(Config(idle_agent_warm_seconds=60), clock=lambda: now[0], far_memory=None)
+    idle = store.register_agent("idle", state="idle")
+    busy = store.register_agent("busy")
+    conv = [message(i) for i in range(30)]
+    a = store.alloc_smu(SMUType.CONVERSATION, conv, idle)
+    b = store.alloc_smu(SMUType.CONVERSATION, [message(100 + i) for i in range(30)], busy)
+    calls = _listed(store)
+    now[0] = 61.0
+    assert demote_idle(store) == sum(len(m) for m in conv)
+    assert calls[-1] == [a]  # only the due handle was listed, not the active agent's
+    assert _tiers(store, a) == {Tier.WARM} and _tiers(store, b) == {Tier.HOT}
+
+    now[0] = 62.0
+    assert demote_idle(store) == 0
+    assert calls[-1] == []  # nothing new came due: no conversation walked
+
+    assert len(store.messages(a, 0, None)) == 30  # a read: used again, promoted
+    assert _tiers(store, a) == {Tier.HOT}
+    now[0] = 100.0
+    assert demote_idle(store) == 0  # used 38 s ago: not due yet
+    now[0] = 130.0
+    assert demote_idle(store) == sum(len(m) for m in conv)  # due again, taken down again
+    assert calls[-1] == [a]
+    assert _tiers(store, a) == {Tier.WARM}
+    store.close()
+
+
+def test_a_shared_prompt_is_left_to_the_budget_without_being_walked() -> None:
+    now = [0.0]
+    store = Store(Config(warm_after_seconds=300), clock=lambda: now[0], far_memory=None)
+    agents = [store.register_agent(f"a{i}", state="idle") for i in range(3)]
+    prompt = bytes(range(256)) * 400
+    hs = [store.alloc_smu(SMUType.SYSTEM_PROMPT, prompt, a) for a in agents]
+    calls = _listed(store)
+    now[0] = 400.0
+    assert demote_idle(store) == 0
+    assert calls[-1] == []  # held three times: not even listed
+    assert {e.tier for e in store.refs[hs[0]].smu.chunks} == {Tier.HOT}  # type: ignore[union-attr]
+    store.close()
+
+
+def test_the_cold_age_lists_only_handles_old_enough(tmp_path: pathlib.Path) -> None:
+    now = [0.0]
+    cfg = Config(warm_after_seconds=300, cold_after_seconds=1000)
+    store = Store(cfg, clock=lambda: now[0], far_memory=None, state_dir=str(tmp_path))
+    a = store.register_agent("a")
+    old = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(10)], a)
+    now[0] = 400.0
+    recent = store.alloc_smu(SMUType.CONVERSATION, [message(50 + i) for i in range(10)], a)
+    assert demote_idle(store) > 0
+    calls = _listed(store)
+    now[0] = 900.0
+    assert demote_cold(store) == 0
+    assert calls == []  # none old enough: nothing walked
+    now[0] = 1200.0  # ``old`` unused for 1200 s, ``recent`` for 800 s
+    assert demote_cold(store) > 0
+    assert calls[-1] == [old]
+    assert _tiers(store, old) == {Tier.COLD}
+    assert _tiers(store, recent) == {Tier.HOT}
+    store.close()
