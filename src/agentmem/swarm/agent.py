@@ -23,8 +23,8 @@ How each mode holds its data:
   catalogue's views, then the messages: the cached prefix from ``raw(i)``, the rest in windows
   of :data:`WINDOW` messages from the daemon, joined with commas. The agent reports ``active``
   for the turn and ``idle`` after it; the daemon's tiering policy demotes an idle agent's
-  conversation to the warm tier (the swarm starts its daemon with
-  ``AGENTMEM_IDLE_AGENT_WARM_SECONDS=1``; ``--no-demote`` sets it to 0).
+  conversation to the warm tier once it has been idle longer than any of its gaps between
+  turns (``run.Options.idle_warm_seconds``; ``--no-demote`` turns the rule off).
 
 Runs as a script (``python agent.py``), so that a ``plain`` process imports nothing of agentmem
 (the package's ``__init__`` loads the client); it imports only the standard library and, in
