@@ -23,7 +23,7 @@ def test_repair_sets_drifted_counts_and_frees_unreachable_entries() -> None:
         node = store.refs[conv].path[2]  # type: ignore[union-attr]
         node.refs -= 1  # drift: would be freed too early
         stray = b"x" * 3000
-        entry = ChunkEntry(chunk_id(stray), len(stray), None, 0)  # type: ignore[arg-type]
+        entry = ChunkEntry(chunk_id(stray), len(stray))
         store.hot.put_one(entry, stray, SMUType.BLOB)
         store.chunks[ChunkId(entry.id)] = entry  # indexed, held by nothing
         before = store.check()

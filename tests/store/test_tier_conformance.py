@@ -31,7 +31,7 @@ def tier(request: pytest.FixtureRequest) -> Iterator[HotTier | WarmTier]:
 
 
 def entries_for(payloads: list[bytes]) -> list[ChunkEntry]:
-    return [ChunkEntry(chunk_id(p), len(p), None, 0) for p in payloads]  # type: ignore[arg-type]
+    return [ChunkEntry(chunk_id(p), len(p)) for p in payloads]
 
 
 def test_put_then_load_returns_the_bytes(tier: HotTier | WarmTier) -> None:

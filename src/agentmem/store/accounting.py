@@ -11,11 +11,13 @@ second (the daemon's ``agent_stats`` file and metrics).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from agentmem.ids import ChunkId
 from agentmem.states import AgentState, SMUType, Tier
 from agentmem.stats import AgentStats, StoreStats, TieringStats, TypeStats
+from agentmem.store.conversations import newest_first
 from agentmem.store.records import SMU, Agent, ChunkEntry, ConversationRef, MessageNode, Ref
 
 if TYPE_CHECKING:
@@ -33,17 +35,21 @@ def _dict_slot_bytes() -> int:
 def _record_bytes() -> dict[str, int]:
     key = ChunkId(bytes(32))
     slot = _dict_slot_bytes()
-    entry = ChunkEntry(key, 0, None, 0)  # type: ignore[arg-type]
+    entry = ChunkEntry(key, 0)
     smu = SMU(key, SMUType.BLOB, 0, (entry,))
-    node = MessageNode(key, None, (entry,), 0)  # type: ignore[arg-type]
+    node = MessageNode(key, 0, None)
     chunk_tuple = sys.getsizeof((entry,)) - 8  # the tuple without its one pointer
     return {
-        # entry + its 32-byte id object + its offset (an int object above 256; sizes are
-        # shared) + its slot in the chunk index
-        "chunk": sys.getsizeof(entry) + sys.getsizeof(key) + sys.getsizeof(1 << 20) + slot,
+        # entry + its 32-byte id object + its slot in the chunk index + its offset in its
+        # container's ``starts`` (4 bytes; sizes and member indexes are shared int objects)
+        "chunk": sys.getsizeof(entry) + sys.getsizeof(key) + slot + 4,
         "smu": sys.getsizeof(smu) + chunk_tuple + slot,
-        # a one-chunk message keeps its entry without a tuple (records.MessageNode)
-        "node": sys.getsizeof(node) + sys.getsizeof(key) + slot,
+        # a message that is its own chunk's entry: counted as a chunk, plus its parent slot
+        "own_node": sys.getsizeof(node) - sys.getsizeof(entry),
+        # any other message: the node and its (parent, content id) key in ``Store.nodes``
+        # (its id is its chunk's, or for a message of several chunks its own, below)
+        "node": sys.getsizeof(node) + sys.getsizeof((None, key)) + slot,
+        "node_chunks": sys.getsizeof(key) + chunk_tuple,
         "pointer": 8,
         "ref": sys.getsizeof(Ref) // 8 + 64 + slot,  # slotted object of 4 fields + handle slot
     }
@@ -60,16 +66,24 @@ def metadata_bytes(store: Store, *, pointers: bool = True) -> int:
         _SIZES = _record_bytes()
     s = _SIZES
     n_pointers = 0
+    several = 0
     if pointers:
         n_pointers = sum(len(smu.chunks) for smu in store.smus.values())
-        n_pointers += sum(len(n.chunks) for n in store.nodes.values())
+        for n in store.nodes.values():
+            loc: object = n.loc
+            if isinstance(loc, tuple):
+                several += 1
+                n_pointers += len(loc)
         n_pointers += sum(
-            len(r.path) for r in store.refs.values() if isinstance(r, ConversationRef)
+            len(r.marks) for r in store.refs.values() if isinstance(r, ConversationRef)
         )
+    own = store.message_count - len(store.nodes)
     return (
         len(store.chunks) * s["chunk"]
         + len(store.smus) * s["smu"]
+        + own * s["own_node"]
         + len(store.nodes) * s["node"]
+        + several * s["node_chunks"]
         + len(store.refs) * s["ref"]
         + n_pointers * s["pointer"]
     )
@@ -92,7 +106,7 @@ def _owners(store: Store) -> dict[int, int]:
         if isinstance(ref, Ref):
             holders.setdefault(id(ref.smu), (ref.smu, set()))[1].add(aid)
         else:
-            for node in ref.path:
+            for node in newest_first(ref):
                 holders.setdefault(id(node), (node, set()))[1].add(aid)
     owner: dict[int, int] = {}
     for holder, agents in holders.values():
@@ -118,7 +132,9 @@ def _agent_stats(store: Store, agent: Agent, owner: dict[int, int] | None) -> Ag
         for ref in store.refs.values():
             if ref.agent is not agent:
                 continue
-            holders: list[SMU] | list[MessageNode] = [ref.smu] if isinstance(ref, Ref) else ref.path
+            holders: Iterable[SMU | MessageNode] = (
+                [ref.smu] if isinstance(ref, Ref) else newest_first(ref)
+            )
             for holder in holders:
                 for e in holder.chunks:
                     k = id(e)
@@ -174,7 +190,7 @@ def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
         compression_ratio=warm.raw_bytes / warm.stored_bytes if warm.stored_bytes else 1.0,
         chunks=len(store.chunks),
         segments=hot.containers,
-        messages=len(store.nodes),
+        messages=store.message_count,
         dictionaries=len(store.dictionaries),
         dictionary_bytes=dict_bytes,
         metadata_bytes=metadata_bytes(store, pointers=not cheap),

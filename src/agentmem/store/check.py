@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from agentmem.errors import CorruptFrame
 from agentmem.hashing import chunk_id
 from agentmem.ids import short
+from agentmem.store.conversations import newest_first
 from agentmem.store.records import SMU, ChunkEntry, ConversationRef, MessageNode, Ref
 
 if TYPE_CHECKING:
@@ -65,10 +66,12 @@ def recount(store: Store) -> Counts:
         if isinstance(ref, Ref):
             smus[id(ref.smu)] = ref.smu
             smu_refs[id(ref.smu)] = smu_refs.get(id(ref.smu), 0) + 1
-        elif isinstance(ref, ConversationRef) and ref.path:
-            tip = ref.path[-1]
+        elif isinstance(ref, ConversationRef) and ref.tip is not None:
+            tip = ref.tip
             node_refs[id(tip)] = node_refs.get(id(tip), 0) + 1
-            for node in ref.path:
+            for node in newest_first(ref):
+                if id(node) in nodes:
+                    break  # the rest of this history was marked through another ref
                 nodes[id(node)] = node
     for smu in store.names.values():
         smus[id(smu)] = smu
@@ -87,6 +90,12 @@ def recount(store: Store) -> Counts:
         {k: (n, node_refs.get(k, 0)) for k, n in nodes.items()},
         chunks,
     )
+
+
+def _indexed(store: Store, node: MessageNode) -> MessageNode | None:
+    """What the store's indexes find at ``node``'s (parent, content id)."""
+    hit = store.chunks.get(node.id) if node.owns_chunk else store.nodes.get((node.parent, node.id))
+    return hit if hit.__class__ is MessageNode else None
 
 
 def run_check(store: Store, *, verify_bytes: bool) -> CheckReport:
@@ -108,11 +117,18 @@ def run_check(store: Store, *, verify_bytes: bool) -> CheckReport:
             drift.append(
                 f"message {short(node.id)}: refs {node.refs}, expected {node_refs.get(k, 0)}"
             )
-        if store.nodes.get(node.id) is not node:
+        if _indexed(store, node) is not node:
             drift.append(f"message {short(node.id)} is live but not indexed")
-    for mid, node in store.nodes.items():
+        if node.owns_chunk and node_refs.get(k, 0) != 1:
+            drift.append(
+                f"message {short(node.id)} is its chunk's entry, with "
+                f"{node_refs.get(k, 0)} claims instead of one"
+            )
+    if store.message_count != len(nodes):
+        drift.append(f"messages: counted {store.message_count}, reachable {len(nodes)}")
+    for (_parent, cid), node in store.nodes.items():
         if id(node) not in nodes:
-            orphans.append(f"message {short(mid)} is indexed but unreachable")
+            orphans.append(f"message {short(cid)} is indexed but unreachable")
     for cid, smu in store.smus.items():
         if id(smu) not in smus:
             orphans.append(f"smu {short(cid)} is indexed but unreachable")
@@ -122,7 +138,10 @@ def run_check(store: Store, *, verify_bytes: bool) -> CheckReport:
             if id(e) in reachable_chunks:
                 continue
             reachable_chunks.add(id(e))
-            if e.refs != chunk_refs[id(e)]:
+            if e.__class__ is MessageNode:  # its refs are its claims, checked above
+                if chunk_refs[id(e)] != 1:
+                    drift.append(f"chunk {short(e.id)} of one message is held {chunk_refs[id(e)]}x")
+            elif e.refs != chunk_refs[id(e)]:
                 drift.append(f"chunk {short(e.id)}: refs {e.refs}, expected {chunk_refs[id(e)]}")
             if store.chunks.get(e.id) is not e:
                 drift.append(f"chunk {short(e.id)} is live but not indexed")

@@ -35,6 +35,7 @@ import os
 import struct
 import time
 import zlib
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Final
@@ -46,7 +47,7 @@ from agentmem.hashing import chunk_id
 from agentmem.ids import ChunkId, short
 from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
-from agentmem.store.records import ChunkEntry
+from agentmem.store.records import ChunkEntry, place
 from agentmem.store.warm import group_spans
 
 log = logging.getLogger("agentmem.store")
@@ -88,7 +89,7 @@ class ColdGroup:
 
     tier = Tier.COLD
 
-    __slots__ = ("digest", "length", "live", "offset", "pack", "raw_size", "smu_type")
+    __slots__ = ("digest", "length", "live", "offset", "pack", "raw_size", "smu_type", "starts")
 
     def __init__(
         self, pack: Pack, offset: int, length: int, raw_size: int, digest: bytes, *, smu_type: int
@@ -102,6 +103,8 @@ class ColdGroup:
         self.smu_type = smu_type
         #: Member chunks still referenced.
         self.live = 0
+        #: Offsets in the plain bytes of the members placed here (``records.place``).
+        self.starts = array("I")
 
 
 class ColdTier:
@@ -132,8 +135,8 @@ class ColdTier:
         self._raw = 0
         self._cache: OrderedDict[int, tuple[ColdGroup, memoryview]] = OrderedDict()
         #: What earlier packs hold, by chunk id (filled by :meth:`scan`, emptied by
-        #: :meth:`end_scan`): (group, offset in its plain bytes, size).
-        self.index: dict[ChunkId, tuple[ColdGroup, int, int]] = {}
+        #: :meth:`end_scan`): (group, offset in its plain bytes).
+        self.index: dict[ChunkId, tuple[ColdGroup, int]] = {}
         #: Bytes cut from torn pack tails at start, and records found unreadable then.
         self.truncated_bytes = 0
         self.bad_records = 0
@@ -190,7 +193,7 @@ class ColdTier:
             group, members, end = parsed
             off = 0
             for cid, n in members:
-                self.index.setdefault(cid, (group, off, n))
+                self.index.setdefault(cid, (group, off))
                 off += n
             pack.groups.append(group)
             pos = end
@@ -220,12 +223,11 @@ class ColdTier:
         hit = self.index.get(cid)
         if hit is None:
             return False
-        group, off, _n = hit
+        group, off = hit
         if group.live == 0:
             group.pack.live_bytes += group.length
         group.live += 1
-        entry.loc = group
-        entry.offset = off
+        place(entry, group, off)
         self._chunks += 1
         self._raw += entry.size
         return True
@@ -279,8 +281,7 @@ class ColdTier:
         pack.groups.append(group)
         off = 0
         for entry in entries:
-            entry.loc = group
-            entry.offset = off
+            place(entry, group, off)
             off += entry.size
         self._chunks += len(entries)
         self._raw += len(plain)
@@ -364,7 +365,8 @@ class ColdTier:
     def load(self, entry: ChunkEntry) -> memoryview:
         group = entry.loc
         assert isinstance(group, ColdGroup)
-        return self._plain(group)[entry.offset : entry.offset + entry.size]
+        off = group.starts[entry.at]
+        return self._plain(group)[off : off + entry.size]
 
     # --- freeing ---------------------------------------------------------------------------
 

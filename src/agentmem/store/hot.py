@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
 from agentmem.store.numa import FarMemory
-from agentmem.store.records import ChunkEntry
+from agentmem.store.records import ChunkEntry, place
 from agentmem.store.segments import PAGE, Segment
 
 Buffer = bytes | bytearray | memoryview
@@ -122,9 +122,7 @@ class HotTier:
         pool = FAR if far else pool_of(smu_type)
         seg = self._segment_for(total, pool, exclusive and pool == PRIVATE)
         for entry, payload in zip(entries, payloads, strict=True):
-            off = seg.append(payload)
-            entry.loc = seg
-            entry.offset = off
+            place(entry, seg, seg.append(payload))
         self._chunks += len(entries)
         self._raw += total
         if far:
@@ -140,8 +138,7 @@ class HotTier:
         if seg is None or off < 0:
             seg = self._segment_for(len(payload), pool)
             off = seg.append(payload)
-        entry.loc = seg
-        entry.offset = off
+        place(entry, seg, off)
         self._chunks += 1
         self._raw += len(payload)
 
@@ -149,7 +146,7 @@ class HotTier:
         """Zero-copy read-only view of a hot chunk."""
         seg = entry.loc
         assert isinstance(seg, Segment)
-        return seg.view(entry.offset, entry.size)
+        return seg.view(seg.starts[entry.at], entry.size)
 
     def release(self, entry: ChunkEntry) -> None:
         """The chunk left this tier (freed); retire its segment when nothing is live."""

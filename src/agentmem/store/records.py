@@ -14,9 +14,10 @@ Reference counting, who counts what:
 
 from __future__ import annotations
 
+from array import array
 from typing import TYPE_CHECKING
 
-from agentmem.ids import ChunkId, Handle, MessageId
+from agentmem.ids import ChunkId, Handle
 from agentmem.states import AgentState, SMUType, Tier
 from agentmem.store.segments import Segment
 
@@ -29,7 +30,7 @@ class WarmGroup:
 
     tier = Tier.WARM
 
-    __slots__ = ("digest", "frame", "live", "raw_size", "smu_type")
+    __slots__ = ("digest", "frame", "live", "raw_size", "smu_type", "starts")
 
     def __init__(
         self, frame: bytes, raw_size: int, digest: bytes, members: int, smu_type: SMUType
@@ -42,25 +43,61 @@ class WarmGroup:
         #: Member chunks still referenced; the frame is dropped when this reaches 0.
         self.live = members
         self.smu_type = smu_type
+        #: Offsets of the members placed here, in placement order (see :func:`place`).
+        self.starts = array("I")
+
+
+#: Member indexes as shared int objects. An entry names its place in its container by index
+#: (``ChunkEntry.at``); the byte offset lives in the container's ``starts`` array (4 bytes). An
+#: int above 256 is a 28-byte object, but index ``i`` of every container is the same object
+#: here, so 10 segments of ~2,400 messages pay 28 bytes per index once, not per entry: the
+#: offset costs ~7 bytes a chunk instead of 28 (tests/store/test_metadata_budget.py). Indexes
+#: past the cap (a container of more than 32,768 chunks) are plain ints.
+_INDEXES: list[int] = list(range(257))
+_INDEX_CAP = 1 << 15
+
+
+def _index(i: int) -> int:
+    cache = _INDEXES
+    if i < len(cache):
+        return cache[i]
+    if i >= _INDEX_CAP:
+        return i
+    cache.extend(range(len(cache), i + 1))
+    return cache[i]
+
+
+def place(entry: ChunkEntry, loc: Segment | WarmGroup | ColdGroup, offset: int) -> None:
+    """Record that ``entry``'s bytes are at ``offset`` of ``loc`` (the tiers' one way of
+    setting a location). Containers are append-only, so ``loc.starts`` only grows."""
+    starts = loc.starts
+    entry.at = _index(len(starts))
+    starts.append(offset)
+    entry.loc = loc
 
 
 class ChunkEntry:
     """One unique chunk of a domain and where its bytes are.
 
     ``loc`` is the :class:`Segment` (hot), :class:`WarmGroup` (warm) or ``ColdGroup`` (cold,
-    ``store/cold.py``) holding it, at ``offset``.
+    ``store/cold.py``) holding it; ``at`` its index in ``loc.starts``, set by :func:`place`.
+    ``loc`` is None only while a new entry waits for its first placement.
     """
 
-    __slots__ = ("id", "loc", "offset", "refs", "size")
+    __slots__ = ("at", "id", "loc", "refs", "size")
 
-    def __init__(
-        self, cid: ChunkId, size: int, loc: Segment | WarmGroup | ColdGroup, offset: int
-    ) -> None:
+    def __init__(self, cid: ChunkId, size: int) -> None:
         self.id = cid
+        #: Plain bytes; an interned int (``Store.intern_size``): one object per distinct size.
         self.size = size
         self.refs = 0
-        self.loc: Segment | WarmGroup | ColdGroup = loc
-        self.offset = offset
+        self.loc: Segment | WarmGroup | ColdGroup = None  # type: ignore[assignment]
+        self.at = 0
+
+    @property
+    def offset(self) -> int:
+        """Where the bytes start in ``loc`` (no int object per entry; see :func:`place`)."""
+        return self.loc.starts[self.at]
 
     @property
     def tier(self) -> Tier:
@@ -89,36 +126,52 @@ class SMU:
         self._extents: tuple[int, tuple[tuple[Segment, int, int], ...] | None] | None = None
 
 
-class MessageNode:
-    """One message of a conversation; its id chains its parent's, so forks share history.
+class MessageNode(ChunkEntry):
+    """One message of a conversation, identified by its parent and its content.
 
-    Most messages are one chunk (up to 4 KiB); such a node keeps the entry itself rather than
-    a 1-tuple of it (48 bytes a message, ~10 % of a message's index cost). ``chunks`` hands out
-    a tuple either way.
+    A message's id is BLAKE3(parent id || content id) (``hashing.message_id``), so two nodes
+    have the same id exactly when they have the same parent node and the same content id:
+    the store finds nodes by (parent, content id) and keeps no message id (65 bytes and a
+    dict slot a message; :func:`agentmem.store.conversations.message_id_of` computes one).
+
+    Two forms, because most messages are one chunk of content seen nowhere else:
+
+    * **own chunk**: the node *is* that chunk's entry (it is in the chunk index, ``loc`` is
+      its container, ``id`` its chunk id, ``chunks`` is ``(self,)``). Invariant: nothing else
+      holds the chunk and exactly one claim holds the node, so ``refs`` is 1 read either way
+      (a chunk's occurrences, a node's claims). One object instead of two (a node and an
+      entry) saves ~64 bytes a message (tests/store/test_metadata_budget.py).
+    * **referencing**: ``loc`` is its one :class:`ChunkEntry` or a tuple of them; ``id`` is
+      the content id; the node is in ``Store.nodes``. A node of the first form is changed to
+      this one (:func:`agentmem.store.conversations.detach`) before a second claim or a
+      second occurrence of its chunk is added, and never changed back.
+
+    ``refs`` counts the node's claims: child nodes plus conversation refs whose tip it is.
+    ``size`` is the message's plain bytes.
     """
 
-    __slots__ = ("_chunks", "id", "parent", "refs", "size")
+    __slots__ = ("parent",)
 
-    def __init__(
-        self,
-        mid: MessageId,
-        parent: MessageNode | None,
-        chunks: tuple[ChunkEntry, ...],
-        size: int,
-    ) -> None:
-        self.id = mid
+    def __init__(self, content_id: ChunkId, size: int, parent: MessageNode | None) -> None:
+        super().__init__(content_id, size)
         self.parent = parent
-        self._chunks: ChunkEntry | tuple[ChunkEntry, ...] = (
-            chunks[0] if len(chunks) == 1 else chunks
-        )
-        self.size = size
-        self.refs = 0
+
+    @property
+    def owns_chunk(self) -> bool:
+        """True for the first form: the node is its own chunk's entry."""
+        loc: object = self.loc  # a container, or (second form) what the node references
+        cls = loc.__class__
+        return cls is not ChunkEntry and cls is not tuple
 
     @property
     def chunks(self) -> tuple[ChunkEntry, ...]:
         """The message's chunks, in order."""
-        c = self._chunks
-        return (c,) if c.__class__ is ChunkEntry else c  # type: ignore[return-value]
+        loc: object = self.loc
+        if isinstance(loc, tuple):
+            return loc
+        if loc.__class__ is ChunkEntry:
+            return (loc,)
+        return (self,)
 
 
 class Agent:
@@ -185,21 +238,44 @@ class Ref:
         return self.smu.size
 
 
-class ConversationRef:
-    """A handle on a conversation: a cursor at a tip message, with the path from the root.
+#: A conversation ref remembers every this-many-th node of its history (``marks``), so reaching
+#: message ``i`` walks at most 63 parent links (~2 us) while the ref costs 8/64 bytes a
+#: message instead of the 8 of a full list of its nodes (and a fork copies 1/64 of the list).
+MARK_STRIDE = 64
 
-    ``path`` is derived from ``path[-1]``'s parent chain and kept for O(1) indexing.
+
+class ConversationRef:
+    """A handle on a conversation: a cursor at a tip message.
+
+    The history is the tip's parent chain, ``length`` messages long; ``marks[k]`` is the node
+    at index ``(k + 1) * MARK_STRIDE - 1`` (``store/conversations.py`` walks from there).
+    ``path`` builds the whole list, O(length), for callers that want one.
     """
 
-    __slots__ = ("agent", "handle", "path", "pinned", "size", "touched")
+    __slots__ = ("agent", "handle", "length", "marks", "pinned", "size", "tip", "touched")
 
     smu_type = SMUType.CONVERSATION
 
-    def __init__(self, handle: Handle, agent: Agent, path: list[MessageNode], size: int) -> None:
+    def __init__(self, handle: Handle, agent: Agent) -> None:
         self.handle = handle
         self.agent = agent
-        self.path = path
-        self.size = size
+        #: The newest message (None: empty).
+        self.tip: MessageNode | None = None
+        self.length = 0
+        self.marks: list[MessageNode] = []
+        #: Plain bytes of all its messages.
+        self.size = 0
         self.pinned = False
         #: Store clock at the last operation on this handle (the policy's "last access").
         self.touched = 0.0
+
+    @property
+    def path(self) -> list[MessageNode]:
+        """The messages from the root to the tip (a new list, O(length))."""
+        out: list[MessageNode] = []
+        node = self.tip
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        out.reverse()
+        return out

@@ -22,7 +22,7 @@ from agentmem.ids import Handle, short
 from agentmem.states import AgentState
 from agentmem.store import conversations, journal, layout
 from agentmem.store.check import CheckReport, recount, run_check
-from agentmem.store.records import Agent, ConversationRef
+from agentmem.store.records import Agent, ConversationRef, MessageNode
 
 if TYPE_CHECKING:
     from agentmem.store.journal import Journal, Record
@@ -70,7 +70,7 @@ def _apply(store: Store, rec: Record, out: Restored) -> None:
         if h in store.refs:
             raise ValueError(f"handle {h} created twice")
         agent = _orphan(store, rec.data.decode())
-        new = ConversationRef(h, agent, [], 0)
+        new = ConversationRef(h, agent)
         new.touched = store.clock()
         store.refs[h] = new
         agent.handles += 1
@@ -139,7 +139,7 @@ def compact_journal(store: Store) -> int:
     if jrnl is None or jrnl.size < journal.REWRITE_MIN_BYTES:
         return 0
     refs = [r for r in store.refs.values() if isinstance(r, ConversationRef)]
-    live = sum(r.size + 64 * (len(r.path) + 1) for r in refs)
+    live = sum(r.size + 64 * (r.length + 1) for r in refs)
     if jrnl.size < 2 * live:
         return 0
 
@@ -147,7 +147,7 @@ def compact_journal(store: Store) -> int:
         for ref in refs:
             name = ref.agent.name.encode()
             yield journal.CONV, ref.handle, name, chunk_id(name)
-            for node in ref.path:
+            for node in conversations.nodes(ref):
                 data = bytes(layout.node_bytes(store, node))
                 yield journal.APPEND, ref.handle, data, chunk_id(data)
 
@@ -163,6 +163,12 @@ def repair(store: Store) -> tuple[CheckReport, list[str], list[str]]:
     fixed: list[str] = []
     unfixable: list[str] = []
     counts = recount(store)
+    doubled = [node for node, n in counts.nodes.values() if node.owns_chunk and n > 1]
+    for node in doubled:  # claimed twice: the chunk needs an entry of its own (then recount)
+        conversations.detach(store, node)
+        fixed.append(f"message {short(node.id)}: its chunk given an entry of its own")
+    if doubled:
+        counts = recount(store)
     for smu, n in counts.smus.values():
         if smu.refs != n:
             fixed.append(f"smu {short(smu.content_id)}: refs {smu.refs} -> {n}")
@@ -171,10 +177,16 @@ def repair(store: Store) -> tuple[CheckReport, list[str], list[str]]:
         if node.refs != n:
             fixed.append(f"message {short(node.id)}: refs {node.refs} -> {n}")
             node.refs = n
-        if store.nodes.get(node.id) is not node:
-            store.nodes[node.id] = node
+        if node.owns_chunk:
+            if store.chunks.get(node.id) is not node:
+                store.chunks[node.id] = node
+                fixed.append(f"message {short(node.id)}: indexed again")
+        elif store.nodes.get((node.parent, node.id)) is not node:
+            store.nodes[(node.parent, node.id)] = node
             fixed.append(f"message {short(node.id)}: indexed again")
     for entry, n in counts.chunks.values():
+        if entry.__class__ is MessageNode:
+            continue  # its refs are its claims, set above (and its chunk held by it alone)
         if entry.refs != n:
             fixed.append(f"chunk {short(entry.id)}: refs {entry.refs} -> {n}")
             entry.refs = n
@@ -187,10 +199,13 @@ def repair(store: Store) -> tuple[CheckReport, list[str], list[str]]:
             del store.smus[cid]
             fixed.append(f"smu {short(cid)}: unreachable, dropped from the index")
     live_nodes = {id(n) for n, _ in counts.nodes.values()}
-    for mid, node in list(store.nodes.items()):
+    for key, node in list(store.nodes.items()):
         if id(node) not in live_nodes:
-            del store.nodes[mid]
-            fixed.append(f"message {short(mid)}: unreachable, dropped from the index")
+            del store.nodes[key]
+            fixed.append(f"message {short(key[1])}: unreachable, dropped from the index")
+    if store.message_count != len(live_nodes):
+        fixed.append(f"messages: count {store.message_count} -> {len(live_nodes)}")
+        store.message_count = len(live_nodes)
     for cid, entry in list(store.chunks.items()):
         if id(entry) not in counts.chunks:
             del store.chunks[cid]

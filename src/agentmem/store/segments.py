@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+from array import array
 
 from agentmem.states import Tier
 
@@ -62,6 +63,7 @@ class Segment:
         "pool",
         "seg_id",
         "shared",
+        "starts",
         "used",
     )
 
@@ -82,6 +84,9 @@ class Segment:
         self.live_bytes = 0
         #: True once sealed for sharing (:meth:`share`): its fd may leave the process.
         self.shared = False
+        #: Offsets of the chunks placed here, in placement order (``records.place``): 4 bytes
+        #: a chunk instead of an int object of 28.
+        self.starts = array("I")
         self.fd = os.memfd_create(f"agentmem-seg-{seg_id}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.ftruncate(self.fd, capacity)

@@ -86,14 +86,17 @@ def _level(loc: Segment | WarmGroup | ColdGroup) -> Tier:
     return tier
 
 
-def _own_start(path: list[MessageNode]) -> int:
-    """Index of the first message of ``path`` that no other conversation shares: a node with
-    more than one claim (two continuations, or two handles at one tip) is a fork point, and
-    it and everything before it are history other conversations hold too."""
-    for i in range(len(path) - 1, -1, -1):
-        if path[i].refs > 1:
-            return i + 1
-    return 0
+def _history(ref: ConversationRef, keep: int = 0, own_only: bool = False) -> list[MessageNode]:
+    """The ref's messages oldest first, without the newest ``keep``; with ``own_only``, only
+    those after the last one with more than one claim (two continuations, or two handles at
+    one tip): a fork point, which and whose history other conversations hold too."""
+    out: list[MessageNode] = []
+    for node in conversations.newest_first(ref):
+        if own_only and node.refs > 1:
+            break
+        out.append(node)
+    out.reverse()
+    return out[: len(out) - keep] if keep else out
 
 
 class Store:
@@ -168,7 +171,11 @@ class Store:
         self.tier_errors: list[str] = []
         self.chunks: dict[ChunkId, ChunkEntry] = {}
         self.smus: dict[ChunkId, SMU] = {}
-        self.nodes: dict[bytes, MessageNode] = {}
+        #: Message nodes that are not their own chunk's entry, by (parent, content id)
+        #: (``records.MessageNode``); the others are found in ``chunks``.
+        self.nodes: dict[tuple[MessageNode | None, ChunkId], MessageNode] = {}
+        #: Live message nodes of either form.
+        self.message_count = 0
         self.refs: dict[int, AnyRef] = {}
         self.agents: dict[str, Agent] = {}
         #: Published names -> SMU; each holds one ref on its SMU.
@@ -468,9 +475,8 @@ class Store:
         if ref.__class__ is ConversationRef:
             if self.journal is not None:
                 self.journal.drop(handle)
-            path = ref.path
-            if path:
-                conversations.unref_node(self, path[-1])
+            if ref.tip is not None:
+                conversations.unref_node(self, ref.tip)
         else:
             self._unref_smu(ref.smu)  # type: ignore[union-attr]
 
@@ -522,21 +528,22 @@ class Store:
                         )
                     )
                 continue
-            path = ref.path  # type: ignore[union-attr]
-            split = len(path) - RECENT_MESSAGES if len(path) > RECENT_MESSAGES else 0
+            length = ref.length  # type: ignore[union-attr]
+            split = length - RECENT_MESSAGES if length > RECENT_MESSAGES else 0
             old = recent = 0
-            own = _own_start(path)
-            for i, node in enumerate(path):
-                if i < own:  # a prefix other conversations continue too
-                    continue
-                chunks = node._chunks
-                if chunks.__class__ is ChunkEntry:
-                    one: ChunkEntry = chunks
+            i = length
+            for node in conversations.newest_first(ref):  # type: ignore[arg-type]
+                i -= 1
+                if node.refs > 1:  # a fork point: it and its history others continue too
+                    break
+                loc: object = node.loc  # records.MessageNode: its container, entry or entries
+                if isinstance(loc, tuple):
+                    nbytes = sum(e.size for e in loc if e.refs == 1 and _level(e.loc) is tier)
+                else:
+                    one = loc if isinstance(loc, ChunkEntry) else node
                     if one.refs != 1 or _level(one.loc) is not tier:
                         continue
                     nbytes = one.size
-                else:
-                    nbytes = sum(e.size for e in chunks if e.refs == 1 and _level(e.loc) is tier)
                 if i < split:
                     old += nbytes
                 else:
@@ -659,7 +666,7 @@ class Store:
         ref = self._conversation(handle)
         if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
             raise InvalidArgument("start and stop must be ints")
-        nodes = ref.path[start:stop]
+        nodes = conversations.nodes(ref, start, stop)
         cold = [e for node in nodes for e in node.chunks if e.loc.tier is not _HOT]
         if cold:
             self._promote(cold, _CONVERSATION, ref)
@@ -667,7 +674,7 @@ class Store:
 
     def length(self, handle: Handle) -> int:
         """Number of messages in the conversation."""
-        return len(self._conversation(handle).path)
+        return self._conversation(handle).length
 
     # --- maintenance -----------------------------------------------------------------------
 
@@ -699,6 +706,7 @@ class Store:
         self.chunks.clear()
         self.smus.clear()
         self.nodes.clear()
+        self.message_count = 0
         self.names.clear()
 
     def __enter__(self) -> Store:
@@ -786,17 +794,14 @@ class Store:
         chunks = self.chunks
         if size <= self._threshold:
             entry = chunks.get(whole_id)
-            if entry is not None and entry.loc.tier is not _HOT and not self._claimable:
-                self._revive([entry], smu_type, agent)
-            if entry is None:
-                self._check_domain_quota(size)
-                entry = ChunkEntry(whole_id, self._sizes.setdefault(size, size), None, 0)  # type: ignore[arg-type]
-                if not (self._claimable and self._claim(whole_id, entry)):
-                    budget = self.config.hot_budget_bytes
-                    if budget and self.hot.live_bytes + size > budget:
-                        tiering.make_room(self, size)
-                    self.hot.put_one(entry, buf, smu_type)
-                chunks[whole_id] = entry
+            if entry is not None:
+                if entry.__class__ is MessageNode:  # a message's own chunk, held twice now
+                    entry = conversations.detach(self, entry)
+                if entry.loc.tier is not _HOT and not self._claimable:
+                    self._revive([entry], smu_type, agent)
+            else:
+                entry = ChunkEntry(whole_id, self._sizes.setdefault(size, size))
+                self.place_new(entry, buf, smu_type)
             entry.refs += 1
             return (entry,)
         view = memoryview(buf)
@@ -811,9 +816,11 @@ class Store:
             start = end
             cid = chunk_id(piece)
             entry = chunks.get(cid) or pending.get(cid)
+            if entry.__class__ is MessageNode:  # a message's own chunk, held twice now
+                entry = conversations.detach(self, entry)
             if entry is None:
                 n = len(piece)
-                entry = ChunkEntry(cid, sizes.setdefault(n, n), None, 0)  # type: ignore[arg-type]
+                entry = ChunkEntry(cid, sizes.setdefault(n, n))
                 pending[cid] = entry
                 missing.append(entry)
                 pieces.append(piece)
@@ -838,6 +845,19 @@ class Store:
         for entry in entries:
             entry.refs += 1
         return tuple(entries)
+
+    def place_new(self, entry: ChunkEntry, buf: Buffer, smu_type: SMUType) -> None:
+        """Index a new one-chunk ``entry`` whose bytes are ``buf`` and place it: where an
+        earlier run's pack holds it (restoring), else hot within the budget. Its refs are the
+        caller's to set. Raises ``QuotaExceeded`` (then nothing is indexed)."""
+        size = len(buf)
+        self._check_domain_quota(size)
+        if not (self._claimable and self._claim(entry.id, entry)):
+            budget = self.config.hot_budget_bytes
+            if budget and self.hot.live_bytes + size > budget:
+                tiering.make_room(self, size)
+            self.hot.put_one(entry, buf, smu_type)
+        self.chunks[entry.id] = entry
 
     def _ingest_smu(self, cid: ChunkId, smu_type: SMUType, buf: Buffer, agent: Agent) -> SMU:
         exclusive = len(buf) > self.config.exclusive_min_bytes
@@ -883,9 +903,7 @@ class Store:
         """The ref's chunk occurrences; ``keep``: leaving out a conversation's newest ``keep``
         messages; ``own_only``: and its messages that other conversations share."""
         if ref.__class__ is ConversationRef:
-            path = ref.path
-            start = _own_start(path) if own_only else 0
-            for node in path[start : len(path) - keep] if keep else path[start:]:
+            for node in _history(ref, keep, own_only):
                 yield from node.chunks
         else:
             yield from ref.smu.chunks  # type: ignore[union-attr]
@@ -971,7 +989,7 @@ class Store:
         h = self.new_handle()
         if self.journal is not None:
             self.journal.conv(h, agent.name)  # DiskFull: nothing was created
-        ref = ConversationRef(h, agent, [], 0)
+        ref = ConversationRef(h, agent)
         ref.touched = self.clock()
         self.refs[h] = ref
         agent.handles += 1

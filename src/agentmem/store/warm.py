@@ -25,7 +25,7 @@ from agentmem.hashing import chunk_id
 from agentmem.ids import short
 from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
-from agentmem.store.records import ChunkEntry, WarmGroup
+from agentmem.store.records import ChunkEntry, WarmGroup, place
 
 Buffer = bytes | bytearray | memoryview
 
@@ -111,8 +111,7 @@ class WarmTier:
             self._await_dictionary(group, [len(p) for p in payloads], smu_type)
         off = 0
         for entry in entries:
-            entry.loc = group
-            entry.offset = off
+            place(entry, group, off)
             off += entry.size
         self._chunks += len(entries)
         self._raw += len(plain)
@@ -173,7 +172,8 @@ class WarmTier:
         """The chunk's plain bytes, decoded and verified."""
         group = entry.loc
         assert isinstance(group, WarmGroup)
-        return self._plain(group)[entry.offset : entry.offset + entry.size]
+        off = group.starts[entry.at]
+        return self._plain(group)[off : off + entry.size]
 
     def release(self, entry: ChunkEntry) -> None:
         """The chunk left this tier (freed); drop its frame when no member is live."""
