@@ -18,7 +18,6 @@ from collections.abc import Callable
 from agentmem.config import Config
 from agentmem.states import SMUType, Tier
 from agentmem.store import Store, StoreStats
-from agentmem.store.records import _index
 
 MESSAGES = 5_000
 CONVERSATIONS = 5
@@ -46,10 +45,6 @@ def _store_heap(first: tracemalloc.Snapshot) -> int:
 def _measure(store: Store, steps: list[Callable[[list[int]], None]]) -> list[int]:
     msgs = _messages()
     agents = [store.register_agent(f"agent-{i}") for i in range(CONVERSATIONS)]
-    # The shared member indexes are one process-wide table (records._INDEXES: ~90 KB for 4 MiB
-    # segments of 1.7 KB chunks, 1.2 MB at most), grown by whichever test came first: grow it
-    # here, so the figure does not depend on test order and counts what grows per message.
-    _index(4 << 20 >> 10)
     gc.collect()
     tracemalloc.start()
     try:

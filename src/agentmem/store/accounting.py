@@ -18,7 +18,15 @@ from agentmem.ids import ChunkId
 from agentmem.states import AgentState, SMUType, Tier
 from agentmem.stats import AgentStats, StoreStats, TieringStats, TypeStats
 from agentmem.store.conversations import newest_first
-from agentmem.store.records import SMU, Agent, ChunkEntry, ConversationRef, MessageNode, Ref
+from agentmem.store.records import (
+    SHARED_INDEXES,
+    SMU,
+    Agent,
+    ChunkEntry,
+    ConversationRef,
+    MessageNode,
+    Ref,
+)
 
 if TYPE_CHECKING:
     from agentmem.store.store import Store
@@ -51,6 +59,7 @@ def _record_bytes() -> dict[str, int]:
         "node": sys.getsizeof(node) + sys.getsizeof((None, key)) + slot,
         "node_chunks": sys.getsizeof(key) + chunk_tuple,
         "pointer": 8,
+        "int": sys.getsizeof(1 << 20),
         "ref": sys.getsizeof(Ref) // 8 + 64 + slot,  # slotted object of 4 fields + handle slot
     }
 
@@ -67,6 +76,7 @@ def metadata_bytes(store: Store, *, pointers: bool = True) -> int:
     s = _SIZES
     n_pointers = 0
     several = 0
+    n_ints = 0
     if pointers:
         n_pointers = sum(len(smu.chunks) for smu in store.smus.values())
         for n in store.nodes.values():
@@ -77,6 +87,8 @@ def metadata_bytes(store: Store, *, pointers: bool = True) -> int:
         n_pointers += sum(
             len(r.marks) for r in store.refs.values() if isinstance(r, ConversationRef)
         )
+        # Member indexes past the shared ones are ints of their own (records._INDEXES).
+        n_ints = sum(1 for e in store.chunks.values() if e.at >= SHARED_INDEXES)
     own = store.message_count - len(store.nodes)
     return (
         len(store.chunks) * s["chunk"]
@@ -86,6 +98,7 @@ def metadata_bytes(store: Store, *, pointers: bool = True) -> int:
         + several * s["node_chunks"]
         + len(store.refs) * s["ref"]
         + n_pointers * s["pointer"]
+        + n_ints * s["int"]
     )
 
 

@@ -50,28 +50,22 @@ class WarmGroup:
 #: Member indexes as shared int objects. An entry names its place in its container by index
 #: (``ChunkEntry.at``); the byte offset lives in the container's ``starts`` array (4 bytes). An
 #: int above 256 is a 28-byte object, but index ``i`` of every container is the same object
-#: here, so 10 segments of ~2,400 messages pay 28 bytes per index once, not per entry: the
-#: offset costs ~7 bytes a chunk instead of 28 (tests/store/test_metadata_budget.py). Indexes
-#: past the cap (a container of more than 32,768 chunks) are plain ints.
-_INDEXES: list[int] = list(range(257))
-_INDEX_CAP = 1 << 15
-
-
-def _index(i: int) -> int:
-    cache = _INDEXES
-    if i < len(cache):
-        return cache[i]
-    if i >= _INDEX_CAP:
-        return i
-    cache.extend(range(len(cache), i + 1))
-    return cache[i]
+#: here, so 10 segments of ~2,400 messages pay for index ``i`` once, not ten times: an offset
+#: costs ~5 bytes a chunk instead of 28 (tests/store/test_metadata_budget.py). A fixed cost of
+#: ~140 KB a process (the store's only: clients never import it), made at import so that no
+#: store's figures depend on which came first; indexes past it (a container of more than 4,096
+#: chunks: content over ~10 MB in a segment of its own, or segments of chunks under 1 KiB) are
+#: ints of their own, 28 bytes as an offset was.
+SHARED_INDEXES = 4096
+_INDEXES: tuple[int, ...] = tuple(range(SHARED_INDEXES))
 
 
 def place(entry: ChunkEntry, loc: Segment | WarmGroup | ColdGroup, offset: int) -> None:
     """Record that ``entry``'s bytes are at ``offset`` of ``loc`` (the tiers' one way of
     setting a location). Containers are append-only, so ``loc.starts`` only grows."""
     starts = loc.starts
-    entry.at = _index(len(starts))
+    i = len(starts)
+    entry.at = _INDEXES[i] if i < SHARED_INDEXES else i
     starts.append(offset)
     entry.loc = loc
 
