@@ -306,9 +306,9 @@ class Agent:
             self.http.close()
 
     def turn(self) -> bool:
-        """One request and its reply, appended; False once the trajectory is over."""
+        """One request and its reply, appended (the agent has said it is active); False once
+        the trajectory is over."""
         t0 = time.perf_counter()
-        self.activity(True)
         pieces, length = self.body()
         assert self.http is not None
         status, data = self.http.request(
@@ -318,12 +318,10 @@ class Agent:
             raise RuntimeError(f"mock LLM answered {status}: {data[:200]!r}")
         reply = json.loads(data)
         if reply.get("done"):
-            self.activity(False)
             return False
         self.append([reply["message"], *reply["results"]])
         self.turn_s.append(time.perf_counter() - t0)
         self.body_bytes.append(length)
-        self.activity(False)
         return True
 
     def run(self, turns: int, think: float, gate: TurnGate | None = None) -> None:
@@ -333,13 +331,17 @@ class Agent:
             self.http = Http(self.shared.port)
             for gap in think_times(self.index, think, turns):
                 time.sleep(gap)  # the agent's idle time (a simulated wait on the model)
+                # Busy from here on: waiting for the gate is waiting for a model slot, not
+                # idleness (the daemon would demote an idle agent's conversation meanwhile).
+                self.activity(True)
                 if gate is None:
-                    if not self.turn():
-                        break
-                    continue
-                with gate:
-                    if not self.turn():
-                        break
+                    more = self.turn()
+                else:
+                    with gate:
+                        more = self.turn()
+                self.activity(False)
+                if not more:
+                    break
         except Exception as exc:  # reported to the orchestrator, which fails the mode
             self.error = f"{type(exc).__name__}: {exc}"
 
