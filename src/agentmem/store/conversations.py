@@ -48,7 +48,9 @@ def append(store: Store, ref: ConversationRef, buf: Buffer) -> MessageNode:
     cid = chunk_id(buf)
     node = find(store, parent, cid)
     if node is None:
-        node = _new_node(store, parent, cid, buf, ref.agent)
+        # In the conversation's own segments once it is worth a mapping (``store.hot``).
+        owner = ref.handle if ref.size >= store.hot.own_after_bytes else 0
+        node = _new_node(store, parent, cid, buf, ref.agent, owner=owner)
         # The ref's claim on its old tip becomes the new node's claim on its parent: the
         # parent's count does not change.
         node.refs = 1
@@ -89,14 +91,21 @@ def find(store: Store, parent: MessageNode | None, cid: ChunkId) -> MessageNode 
 
 
 def _new_node(
-    store: Store, parent: MessageNode | None, cid: ChunkId, buf: Buffer, agent: Agent
+    store: Store,
+    parent: MessageNode | None,
+    cid: ChunkId,
+    buf: Buffer,
+    agent: Agent,
+    *,
+    owner: int = 0,
 ) -> MessageNode:
     size = len(buf)
     node = MessageNode(cid, store.intern_size(size), parent)
     if size <= store._threshold and cid not in store.chunks:
-        store.place_new(node, buf, _CONVERSATION)  # content seen nowhere else: its own entry
+        # Content seen nowhere else: its own entry.
+        store.place_new(node, buf, _CONVERSATION, owner)
     else:
-        entries = store.ingest_chunks(buf, _CONVERSATION, cid, agent=agent)
+        entries = store.ingest_chunks(buf, _CONVERSATION, cid, agent=agent, owner=owner)
         if len(entries) == 1:
             node.loc = entries[0]  # type: ignore[assignment]
             node.id = entries[0].id  # one id object for the entry and the node

@@ -13,6 +13,16 @@ extent asked for (isolation between agents of one domain):
 * ``private``: everything else. Large private content (``exclusive=True``) gets a segment of its
   own, holding nothing but it, so whoever may read it may map it; other private chunks share
   segments that are never handed out (the daemon copies from them).
+* ``owned``: a conversation's messages, in segments of its own handle (``Segment.owner``),
+  which only that handle may map. The messages one handle appends go there contiguously, so
+  an agent rereading its whole history every turn reads a few extents, not a copy (a 30 MB
+  history copied through the daemon's socket costs ~50 ms of its CPU a turn). Forks and other
+  handles on the same history get segments of their own for what they append; the prefix
+  they share stays where it is (they read it as copies), so no mapping ever shows a handle
+  another's later messages. A conversation gets its first segment once it holds
+  ``OWN_AFTER_BYTES``, and its segments grow from ``OWNED_FIRST_BYTES`` by doubling up to
+  the store's segment size (numbers below). A released owner's segments join the private
+  pool: handles are never reused, and nobody may map them again.
 * ``far``: demoted content kept uncompressed on a far-memory NUMA node (CXL memory shows up as
   a node without CPUs; ``store/numa.py``), when the machine has one: each new far segment is
   bound to that node with ``mbind`` before its first byte is written. Never handed out (copied
@@ -34,7 +44,20 @@ Buffer = bytes | bytearray | memoryview
 
 SHARED = "shared"
 PRIVATE = "private"
+OWNED = "owned"
 FAR = "far"
+#: A conversation's messages go to segments of its own once it holds this many bytes. Below,
+#: a segment of its own would cost a page (4 KiB) for a few messages: 1,000 conversations of
+#: one 200-byte message would take 4 MiB of pages and 1,000 fds instead of 200 KB in shared
+#: private segments; and the daemon answers reads up to 16 KiB inline anyway (its
+#: ``INLINE_MAX``), so a mapping would not be used. Above it, the copies left behind are at
+#: most 16 KiB of a history that is read whole (0.05 % of a 30 MB one).
+OWN_AFTER_BYTES = 16 << 10
+#: The first segment of a conversation; each next one doubles, up to the store's segment size
+#: (4 MiB by default): a 25 MB history takes 64 KiB + ... + 2 MiB + 6 x 4 MiB = 12 segments,
+#: and a conversation that stops at 20 KiB reserves 64 KiB of address space and touches 2
+#: pages of it (tmpfs allocates pages on first write), not a 4 MiB segment.
+OWNED_FIRST_BYTES = 64 << 10
 #: Types whose segments may be mapped by any agent of the domain that reads one of them.
 SHARED_TYPES = frozenset({SMUType.SYSTEM_PROMPT, SMUType.TOOL_DEF})
 
@@ -53,9 +76,16 @@ class HotTier:
         self.segment_bytes = segment_bytes
         #: Binds far segments to the far node; None: no far memory, the far pool is unused.
         self.far = far
+        #: ``OWN_AFTER_BYTES`` for this tier (tests set 0 to give every message its owner's
+        #: segment).
+        self.own_after_bytes = OWN_AFTER_BYTES
         self.segments: dict[int, Segment] = {}
         self._ids = itertools.count(1)
         self._open: dict[str, Segment | None] = {SHARED: None, PRIVATE: None, FAR: None}
+        #: Per owner (a conversation handle): the segment its appends go to, and all of its
+        #: live segments (to give them up when it is released).
+        self._owned_open: dict[int, Segment] = {}
+        self._owned: dict[int, list[Segment]] = {}
         self._chunks = 0
         self._raw = 0
         #: Plain bytes of the chunks in far segments (part of ``_raw``).
@@ -65,8 +95,28 @@ class HotTier:
         self.on_retire: list[Callable[[Segment], None]] = []
 
     def is_open(self, seg: Segment) -> bool:
-        """True for a segment small allocations are still appended to."""
+        """True for a segment small allocations (or its owner's messages) are appended to."""
+        if seg.owner:
+            return self._owned_open.get(seg.owner) is seg
         return self._open[seg.pool] is seg
+
+    def owned_by(self, seg: Segment, owner: int) -> bool:
+        """True if ``seg`` is a live segment of conversation handle ``owner``'s messages."""
+        return seg.owner == owner and owner != 0 and self.segments.get(seg.seg_id) is seg
+
+    def owned_segments(self, owner: int) -> list[Segment]:
+        """The live segments of ``owner``'s messages, oldest first (a new list)."""
+        return list(self._owned.get(owner, ()))
+
+    def disown(self, owner: int) -> None:
+        """Conversation handle ``owner`` was released: its segments join the private pool (no
+        one may map them again; what forks still hold of them stays), an empty one retires."""
+        self._owned_open.pop(owner, None)
+        for seg in self._owned.pop(owner, ()):
+            seg.owner = 0
+            seg.pool = PRIVATE
+            if seg.live_bytes == 0:
+                self._retire(seg)
 
     def retire_if_empty(self, seg: Segment) -> None:
         """Retire ``seg`` if no live chunk is left in it (and it is not an open one)."""
@@ -79,16 +129,41 @@ class HotTier:
         hot budget governs."""
         return self._raw - self.far_bytes
 
-    def _new_segment(self, capacity: int, pool: str, exclusive: bool = False) -> Segment:
-        seg = Segment(next(self._ids), capacity, pool=pool, exclusive=exclusive)
+    def _new_segment(
+        self, capacity: int, pool: str, exclusive: bool = False, owner: int = 0
+    ) -> Segment:
+        seg = Segment(next(self._ids), capacity, pool=pool, exclusive=exclusive, owner=owner)
         if pool == FAR:
             assert self.far is not None and seg._wmap is not None
             self.far.bind(seg._wmap, seg.capacity)  # before any page is touched
         self.segments[seg.seg_id] = seg
+        if owner:
+            self._owned.setdefault(owner, []).append(seg)
         return seg
 
-    def _segment_for(self, nbytes: int, pool: str, exclusive: bool = False) -> Segment:
-        if exclusive or nbytes > self.segment_bytes // 4:
+    def _owned_segment_for(self, nbytes: int, owner: int, fresh: bool) -> Segment:
+        if fresh or nbytes > self.segment_bytes // 4:
+            return self._new_segment(nbytes, OWNED, owner=owner)  # sized to fit, as below
+        current = self._owned_open.get(owner)
+        if current is not None and current.free >= nbytes:
+            return current
+        cap = min(
+            OWNED_FIRST_BYTES if current is None else current.capacity * 2, self.segment_bytes
+        )
+        while cap < nbytes:  # nbytes <= segment_bytes / 4 here: cap stays within it
+            cap *= 2
+        seg = self._new_segment(cap, OWNED, owner=owner)
+        self._owned_open[owner] = seg
+        if current is not None and current.live_bytes == 0:
+            self._retire(current)
+        return seg
+
+    def _segment_for(
+        self, nbytes: int, pool: str, exclusive: bool = False, owner: int = 0, fresh: bool = False
+    ) -> Segment:
+        if owner:
+            return self._owned_segment_for(nbytes, owner, fresh)
+        if exclusive or fresh or nbytes > self.segment_bytes // 4:
             # Dedicated: sized to fit exactly (page-rounded) so large content is contiguous
             # without abandoning the open segment's free space.
             return self._new_segment(nbytes, pool, exclusive)
@@ -110,17 +185,25 @@ class HotTier:
         *,
         exclusive: bool = False,
         far: bool = False,
+        owner: int = 0,
+        fresh: bool = False,
     ) -> None:
         """Place ``payloads`` (plain bytes of ``entries``, in order) contiguously; set locations.
 
         ``exclusive``: in a segment of their own (sealed once filled), which can then be handed
         to anyone who may read exactly these bytes. ``far``: in the far pool (needs ``far``).
+        ``owner``: in a segment of that conversation handle's (see the module docstring); the
+        caller vouches that the handle may read every one of these chunks. ``fresh``: in a new
+        segment sized to fit, not the open one (compaction keeps its runs in order).
         """
         total = 0
         for p in payloads:
             total += len(p)
-        pool = FAR if far else pool_of(smu_type)
-        seg = self._segment_for(total, pool, exclusive and pool == PRIVATE)
+        if owner and not far:
+            seg = self._segment_for(total, OWNED, owner=owner, fresh=fresh)
+        else:
+            pool = FAR if far else pool_of(smu_type)
+            seg = self._segment_for(total, pool, exclusive and pool == PRIVATE, fresh=fresh)
         for entry, payload in zip(entries, payloads, strict=True):
             place(entry, seg, seg.append(payload))
         self._chunks += len(entries)
@@ -130,13 +213,19 @@ class HotTier:
         if seg.exclusive:
             seg.seal()  # filled in one go: no writable mapping needs to stay
 
-    def put_one(self, entry: ChunkEntry, payload: Buffer, smu_type: SMUType) -> None:
+    def put_one(
+        self, entry: ChunkEntry, payload: Buffer, smu_type: SMUType, owner: int = 0
+    ) -> None:
         """:meth:`put` for a single chunk: the 1 KiB-message path, kept short on purpose."""
-        pool = pool_of(smu_type)
-        seg = self._open[pool]
+        if owner:
+            pool = OWNED
+            seg = self._owned_open.get(owner)
+        else:
+            pool = pool_of(smu_type)
+            seg = self._open[pool]
         off = -1 if seg is None else seg.append(payload)
         if seg is None or off < 0:
-            seg = self._segment_for(len(payload), pool)
+            seg = self._segment_for(len(payload), pool, owner=owner)
             off = seg.append(payload)
         place(entry, seg, off)
         self._chunks += 1
@@ -166,6 +255,11 @@ class HotTier:
 
     def _retire(self, seg: Segment) -> None:
         del self.segments[seg.seg_id]
+        if seg.owner:
+            mine = self._owned[seg.owner]
+            mine.remove(seg)  # a few segments an owner: 12 for 25 MB
+            if not mine:
+                del self._owned[seg.owner]
         for callback in self.on_retire:
             callback(seg)
         seg.close()
@@ -192,3 +286,5 @@ class HotTier:
             seg.close()
         self.segments.clear()
         self._open = {SHARED: None, PRIVATE: None, FAR: None}
+        self._owned_open.clear()
+        self._owned.clear()

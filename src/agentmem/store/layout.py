@@ -2,21 +2,99 @@
 
 Reads are zero-copy where the layout allows: chunks adjacent in one container are merged into
 one view, and an SMU whose chunks are all hot and contiguous is a single extent. Extents are
-cached per SMU, keyed by the store's layout epoch (bumped whenever any chunk moves).
+cached per SMU, keyed by the store's layout epoch (bumped whenever any chunk moves). A
+conversation's messages are extents of its own handle's segments where they lie there
+(:func:`message_extents`), copies elsewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from agentmem.states import SMUType, Tier
 from agentmem.store.records import SMU, ChunkEntry, MessageNode, WarmGroup
 from agentmem.store.segments import Segment
 
+#: (segment, offset, length): bytes of a hot segment.
+Extent = tuple[Segment, int, int]
+
 if TYPE_CHECKING:
     from agentmem.store.cold import ColdGroup
     from agentmem.store.store import Store
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageExtents:
+    """Messages of a conversation as extents its handle may map, and the bytes of the rest.
+
+    The pieces, each extent read as its bytes, concatenate to the messages in order;
+    ``sizes`` says where each message ends. Buffer ownership: the memoryviews are read-only
+    and stay valid as long as the caller keeps them (as ``Store.messages``'s); an extent's
+    bytes stay as they are while its segment is live (appends only add after ``used``).
+    """
+
+    sizes: list[int]
+    """Plain bytes of each message, in order."""
+    pieces: list[Extent | memoryview]
+    """In order: an extent of a segment the handle owns (consecutive messages there
+    coalesced into one), or the whole bytes of one message that does not lie entirely in
+    such segments (not hot, in another handle's segment, in a private or shared one)."""
+
+
+def not_hot(nodes: Iterable[MessageNode]) -> list[ChunkEntry]:
+    """The chunks of ``nodes`` that are not in a hot segment, in order."""
+    out: list[ChunkEntry] = []
+    for node in nodes:
+        if node.loc.__class__ is Segment:  # its own chunk's entry, hot: the common case
+            continue
+        out.extend(e for e in node.chunks if e.loc.__class__ is not Segment)
+    return out
+
+
+def message_extents(store: Store, owner: int, nodes: Sequence[MessageNode]) -> MessageExtents:
+    """:meth:`Store.message_extents` for ``nodes`` (promoted, or to be served decoded), read
+    by conversation handle ``owner``. O(chunks of ``nodes``): 1.7 ms for 15,000 messages."""
+    sizes: list[int] = []
+    pieces: list[Extent | memoryview] = []
+    seg: Segment | None = None  # the run being coalesced: seg[off:end]
+    off = end = 0
+    for node in nodes:
+        size = node.size
+        sizes.append(size)
+        loc: object = node.loc
+        if loc.__class__ is Segment:  # its own chunk's entry (records.MessageNode)
+            # Only an owned segment has an owner; a released owner's have none.
+            if loc.owner == owner:
+                at = loc.starts[node.at]
+                if loc is seg and at == end:
+                    end += size
+                    continue
+                if seg is not None:
+                    pieces.append((seg, off, end - off))
+                seg, off, end = loc, at, at + size
+                continue
+        else:
+            chunks = node.chunks
+            if all(e.loc.__class__ is Segment and e.loc.owner == owner for e in chunks):
+                for e in chunks:
+                    eloc = e.loc
+                    at = eloc.starts[e.at]
+                    if eloc is seg and at == end:
+                        end += e.size
+                        continue
+                    if seg is not None:
+                        pieces.append((seg, off, end - off))
+                    seg, off, end = eloc, at, at + e.size  # type: ignore[assignment]
+                continue
+        if seg is not None:
+            pieces.append((seg, off, end - off))
+            seg = None
+        pieces.append(node_bytes(store, node))
+    if seg is not None:
+        pieces.append((seg, off, end - off))
+    return MessageExtents(sizes, pieces)
 
 
 def extents_of(store: Store, smu: SMU) -> tuple[tuple[Segment, int, int], ...] | None:
@@ -96,15 +174,23 @@ def compact(store: Store, max_live_ratio: float) -> int:
     if not sparse:
         return 0
     movers = [e for e in store.chunks.values() if id(e.loc) in sparse]
-    movers.sort(key=lambda e: (id(e.loc), e.offset))
+    # Oldest segment first, then placement order: a conversation's messages stay in order.
+    movers.sort(key=lambda e: (e.loc.seg_id, e.offset))  # type: ignore[union-attr]
     reclaimed = sum(seg.used for seg in hot if id(seg) in sparse)
-    pools = (("shared", SMUType.SYSTEM_PROMPT), ("private", SMUType.BLOB), ("far", SMUType.BLOB))
-    for pool, kind in pools:
-        group = [e for e in movers if e.loc.pool == pool]  # type: ignore[union-attr]
-        if not group:
-            continue
+    kinds = {"shared": SMUType.SYSTEM_PROMPT, "private": SMUType.BLOB, "far": SMUType.BLOB}
+    # One group per pool, and per owner in the owned pool: an owner's live chunks go to a new
+    # segment of the same owner, sized to fit (never another handle's, nor a private one).
+    groups: dict[tuple[str, int], list[ChunkEntry]] = {}
+    for e in movers:
+        seg = e.loc
+        groups.setdefault((seg.pool, seg.owner), []).append(e)  # type: ignore[union-attr]
+    for (pool, owner), group in groups.items():
         olds = [e.loc for e in group]
-        hot.put(group, [hot.load(e) for e in group], kind, far=pool == "far")
+        payloads = [hot.load(e) for e in group]
+        if owner:
+            hot.put(group, payloads, SMUType.CONVERSATION, owner=owner, fresh=True)
+        else:
+            hot.put(group, payloads, kinds[pool], far=pool == "far")
         for e, old in zip(group, olds, strict=True):
             hot.forget(old, e.size)  # type: ignore[arg-type]
     for seg in [seg for seg in hot if id(seg) in sparse]:

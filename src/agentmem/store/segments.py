@@ -60,6 +60,7 @@ class Segment:
         "exclusive",
         "fd",
         "live_bytes",
+        "owner",
         "pool",
         "seg_id",
         "shared",
@@ -68,16 +69,25 @@ class Segment:
     )
 
     def __init__(
-        self, seg_id: int, capacity: int, *, pool: str = "private", exclusive: bool = False
+        self,
+        seg_id: int,
+        capacity: int,
+        *,
+        pool: str = "private",
+        exclusive: bool = False,
+        owner: int = 0,
     ) -> None:
         if capacity <= 0:
             raise ValueError("segment capacity must be > 0")
         capacity = -(-capacity // PAGE) * PAGE
         self.seg_id = seg_id
-        #: ``shared`` or ``private`` (see ``store.hot``).
+        #: ``shared``, ``private``, ``owned`` or ``far`` (see ``store.hot``).
         self.pool = pool
         #: Holds the content of one allocation and nothing else.
         self.exclusive = exclusive
+        #: The conversation handle whose messages these are (pool ``owned``, ``store.hot``), the
+        #: only one that may map it; 0: no owner (every other pool, and a released owner's).
+        self.owner = owner
         self.capacity = capacity
         self.used = 0
         #: Bytes of chunks still referenced; the segment can be retired when it reaches 0.

@@ -41,7 +41,7 @@ from agentmem.stats import AgentStats, StoreStats
 from agentmem.store import accounting, conversations, layout, numa, recovery, tiering
 from agentmem.store.check import CheckReport, run_check
 from agentmem.store.cold import ColdGroup, ColdTier
-from agentmem.store.hot import FAR, HotTier
+from agentmem.store.hot import FAR, SHARED, HotTier
 from agentmem.store.journal import Journal
 from agentmem.store.numa import FarMemory
 from agentmem.store.policy import Candidate, EvictionPolicy, LRUPolicy, SemanticPolicy
@@ -477,6 +477,7 @@ class Store:
                 self.journal.drop(handle)
             if ref.tip is not None:
                 conversations.unref_node(self, ref.tip)
+            self.hot.disown(handle)  # nobody maps its segments again
         else:
             self._unref_smu(ref.smu)  # type: ignore[union-attr]
 
@@ -672,6 +673,51 @@ class Store:
             self._promote(cold, _CONVERSATION, ref)
         return [layout.node_bytes(self, node) for node in nodes]
 
+    def message_extents(
+        self, handle: Handle, start: int = 0, stop: int | None = None
+    ) -> layout.MessageExtents:
+        """Messages ``start:stop`` (as :meth:`messages`) as extents where they may be mapped.
+
+        Returns ``MessageExtents(sizes, pieces)``: each message's size, and in order, pieces
+        that are either an extent ``(segment, offset, length)`` of a segment of this handle's
+        own (:meth:`may_map` is True for it; consecutive messages there are one extent) or
+        the bytes of one message that is not (a read-only memoryview, as :meth:`messages`
+        returns). Read exactly as :meth:`messages` reads (demoted messages promoted, counted
+        as the reader's promotions, into this handle's segment, so they are extents from now
+        on; served decoded when the hot budget has no room). For the daemon, which passes a
+        segment's fd once and then answers with extents: a 30 MB history is then a few dozen
+        extents a turn instead of a 30 MB copy.
+        """
+        ref = self._conversation(handle)
+        if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
+            raise InvalidArgument("start and stop must be ints")
+        nodes = conversations.nodes(ref, start, stop)
+        cold = layout.not_hot(nodes)  # as messages() finds them: 0.3 ms, not 3.5, for 15,000
+        if cold:
+            self._promote(cold, _CONVERSATION, ref)
+        return layout.message_extents(self, ref.handle, nodes)
+
+    def may_map(self, handle: Handle, segment: Segment) -> bool:
+        """May the holder of ``handle`` map ``segment`` (see every byte of it)? O(1).
+
+        True only for a live segment of this store and: a segment of the messages of
+        ``handle``'s conversation (its own, ``store.hot``: never another handle's, never a
+        released one's); a segment of the ``shared`` pool (prompts and tool definitions,
+        mapped by any agent of the domain); or an SMU handle's content alone in an exclusive
+        segment. Every other segment is read as copies. An unknown handle: False.
+        """
+        ref = self.refs.get(handle)
+        if ref is None or self.hot.segments.get(segment.seg_id) is not segment:
+            return False
+        if segment.owner:
+            return segment.owner == handle and ref.__class__ is ConversationRef
+        if segment.pool == SHARED:
+            return True
+        if segment.exclusive and ref.__class__ is Ref:
+            ext = layout.extents_of(self, ref.smu)
+            return ext is not None and ext == ((segment, 0, segment.used),)
+        return False
+
     def length(self, handle: Handle) -> int:
         """Number of messages in the conversation."""
         return self._conversation(handle).length
@@ -783,9 +829,11 @@ class Store:
         *,
         exclusive: bool = False,
         agent: Agent | None = None,
+        owner: int = 0,
     ) -> tuple[ChunkEntry, ...]:
         """Chunk, hash and place new chunks of ``buf`` (hot); return its entries, each ref'd
-        once per occurrence. New chunks of one call are placed contiguously, in order.
+        once per occurrence. New chunks of one call are placed contiguously, in order (in
+        conversation handle ``owner``'s segment, with one); chunks found already stay put.
 
         ``whole_id`` is the BLAKE3 of all of ``buf``, which callers already have: content up to
         the chunker's threshold is one chunk with that id, so it is hashed once, not twice.
@@ -801,7 +849,7 @@ class Store:
                     self._revive([entry], smu_type, agent)
             else:
                 entry = ChunkEntry(whole_id, self._sizes.setdefault(size, size))
-                self.place_new(entry, buf, smu_type)
+                self.place_new(entry, buf, smu_type, owner)
             entry.refs += 1
             return (entry,)
         view = memoryview(buf)
@@ -839,24 +887,25 @@ class Store:
             budget = self.config.hot_budget_bytes
             if budget and self.hot.live_bytes + nbytes > budget:
                 tiering.make_room(self, nbytes)
-            self.hot.put(missing, pieces, smu_type, exclusive=exclusive)
+            self.hot.put(missing, pieces, smu_type, exclusive=exclusive, owner=owner)
         if pending:
             chunks.update(pending)
         for entry in entries:
             entry.refs += 1
         return tuple(entries)
 
-    def place_new(self, entry: ChunkEntry, buf: Buffer, smu_type: SMUType) -> None:
+    def place_new(self, entry: ChunkEntry, buf: Buffer, smu_type: SMUType, owner: int = 0) -> None:
         """Index a new one-chunk ``entry`` whose bytes are ``buf`` and place it: where an
-        earlier run's pack holds it (restoring), else hot within the budget. Its refs are the
-        caller's to set. Raises ``QuotaExceeded`` (then nothing is indexed)."""
+        earlier run's pack holds it (restoring), else hot within the budget (in conversation
+        handle ``owner``'s segment, with one). Its refs are the caller's to set. Raises
+        ``QuotaExceeded`` (then nothing is indexed)."""
         size = len(buf)
         self._check_domain_quota(size)
         if not (self._claimable and self._claim(entry.id, entry)):
             budget = self.config.hot_budget_bytes
             if budget and self.hot.live_bytes + size > budget:
                 tiering.make_room(self, size)
-            self.hot.put_one(entry, buf, smu_type)
+            self.hot.put_one(entry, buf, smu_type, owner)
         self.chunks[entry.id] = entry
 
     def _ingest_smu(self, cid: ChunkId, smu_type: SMUType, buf: Buffer, agent: Agent) -> SMU:
@@ -931,8 +980,13 @@ class Store:
                 return False
         payloads = [self._load(e) for e in movers]
         olds = [e.loc for e in movers]
-        exclusive = nbytes > self.config.exclusive_min_bytes
-        self.hot.put(movers, payloads, smu_type, exclusive=exclusive)
+        if reader is not None and reader.__class__ is ConversationRef:
+            # Messages its reader reads: into the reader's own segment, so that its next
+            # reads are extents again (``message_extents``); it may read all of them.
+            self.hot.put(movers, payloads, smu_type, owner=reader.handle)
+        else:
+            exclusive = nbytes > self.config.exclusive_min_bytes
+            self.hot.put(movers, payloads, smu_type, exclusive=exclusive)
         for e, old in zip(movers, olds, strict=True):
             self._forget(old, e.size)
         self.epoch += 1
