@@ -4,7 +4,7 @@ Placement keeps the new chunks of one allocation contiguous (one segment, in ord
 prompt that many agents allocate identically is one extent and reads as a single view.
 Content larger than a quarter of a segment gets a dedicated segment sized to fit.
 
-Segments come in two pools, because a mapping exposes every byte of its segment, not just the
+Segments come in pools, because a mapping exposes every byte of its segment, not just the
 extent asked for (isolation between agents of one domain):
 
 * ``shared``: system prompts and tool definitions, the content agents exist to share. Mapping
@@ -21,8 +21,10 @@ extent asked for (isolation between agents of one domain):
   they share stays where it is (they read it as copies), so no mapping ever shows a handle
   another's later messages. A conversation gets its first segment once it holds
   ``OWN_AFTER_BYTES``, and its segments grow from ``OWNED_FIRST_BYTES`` by doubling up to
-  the store's segment size (numbers below). A released owner's segments join the private
-  pool: handles are never reused, and nobody may map them again.
+  the store's segment size (numbers below). Messages a handle's read promotes back from warm
+  or cold go to its open segment too (it reads every one of them); compaction re-places an
+  owner's live chunks in a new segment of the same owner. A released owner's segments join
+  the private pool: handles are never reused, and nobody may map them again.
 * ``far``: demoted content kept uncompressed on a far-memory NUMA node (CXL memory shows up as
   a node without CPUs; ``store/numa.py``), when the machine has one: each new far segment is
   bound to that node with ``mbind`` before its first byte is written. Never handed out (copied
@@ -55,8 +57,8 @@ FAR = "far"
 OWN_AFTER_BYTES = 16 << 10
 #: The first segment of a conversation; each next one doubles, up to the store's segment size
 #: (4 MiB by default): a 25 MB history takes 64 KiB + ... + 2 MiB + 6 x 4 MiB = 12 segments,
-#: and a conversation that stops at 20 KiB reserves 64 KiB of address space and touches 2
-#: pages of it (tmpfs allocates pages on first write), not a 4 MiB segment.
+#: and a conversation that stops at 20 KiB has its last 4 KiB in a 64 KiB segment of which
+#: it touches 1 or 2 pages (tmpfs allocates pages on first write), not in a 4 MiB one.
 OWNED_FIRST_BYTES = 64 << 10
 #: Types whose segments may be mapped by any agent of the domain that reads one of them.
 SHARED_TYPES = frozenset({SMUType.SYSTEM_PROMPT, SMUType.TOOL_DEF})

@@ -710,7 +710,7 @@ class Store:
         if ref is None or self.hot.segments.get(segment.seg_id) is not segment:
             return False
         if segment.owner:
-            return segment.owner == handle and ref.__class__ is ConversationRef
+            return ref.__class__ is ConversationRef and self.hot.owned_by(segment, handle)
         if segment.pool == SHARED:
             return True
         if segment.exclusive and ref.__class__ is Ref:
