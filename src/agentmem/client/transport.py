@@ -15,6 +15,7 @@ from typing import Protocol
 
 from agentmem.errors import DaemonUnavailable, ProtocolError
 from agentmem.protocol import fdpass, framing
+from agentmem.protocol.fdpass import recv_some
 
 Attachment = int | memoryview
 """An fd to map (socket transport) or a ready read-only view (in-process transport)."""
@@ -55,6 +56,7 @@ class UnixSocketTransport:
         self._sock: socket.socket | None = sock
         self._inbox = fdpass.FdInbox()
         self._pending: list[fdpass.Received] = []
+        self._encode = framing.Encoder().encode
 
     def request(
         self, msg: dict[str, object], fds: Sequence[int] = ()
@@ -62,17 +64,28 @@ class UnixSocketTransport:
         sock = self._sock
         if sock is None:
             raise DaemonUnavailable("the connection is closed")
+        pending = self._pending
         try:
-            fdpass.send_frame(sock, framing.encode(msg, fds=bool(fds)), fds)
-            while not self._pending:
-                self._pending.extend(fdpass.recv_frames(sock, self._inbox))
+            if fds:
+                fdpass.send_frame(sock, self._encode(msg, fds=True), fds)
+            else:
+                sock.sendall(self._encode(msg))
+            if not pending:
+                inbox = self._inbox
+                received = recv_some(sock, inbox)[0]
+                while not received:
+                    received = recv_some(sock, inbox)[0]
+                if len(received) == 1:  # the usual: the reply, alone
+                    frame, got = received[0]
+                    return frame.body, list(got) if got else []
+                pending.extend(received)
         except (OSError, EOFError) as exc:
             self.close()
             raise DaemonUnavailable(f"the daemon connection broke: {exc}") from exc
         except ProtocolError:
             self.close()
             raise
-        item = self._pending.pop(0)
+        item = pending.pop(0)
         return item.frame.body, list(item.fds)
 
     def close(self) -> None:

@@ -32,6 +32,8 @@ from agentmem.daemon.service import Reply, Service, Session
 from agentmem.errors import AgentmemError, DiskFull, PermissionDenied, ProtocolError
 from agentmem.protocol import fdpass, framing
 from agentmem.protocol import messages as m
+from agentmem.protocol.fdpass import RECV_BYTES as _RECV_BYTES
+from agentmem.protocol.fdpass import recv_some
 
 log = logging.getLogger("agentmem.daemon")
 
@@ -75,6 +77,16 @@ class _Poller:
             raise KeyError(fd)
         self._epoll.unregister(fd)
 
+    @property
+    def data(self) -> dict[int, object]:
+        """fd -> the object registered with it (the loop looks events up here itself)."""
+        return self._data
+
+    @property
+    def poll(self) -> Callable[[float], list[tuple[int, int]]]:
+        """``epoll.poll``: ``(fd, events)`` pairs ready within ``timeout`` seconds (-1: wait)."""
+        return self._epoll.poll
+
     def select(self, timeout: float | None) -> list[tuple[object, int]]:
         data = self._data
         return [
@@ -89,6 +101,8 @@ class _Poller:
 
 
 _MISSING: Final = object()
+#: The data registered with the wake-up socket (signals, :meth:`Server.stop`).
+_WAKE: Final = object()
 
 
 class Connection:
@@ -122,7 +136,7 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self.selector.register(self._wake_r, EVENT_READ, "wake")
+        self.selector.register(self._wake_r, EVENT_READ, _WAKE)
         self._running = False
         #: When accepting resumes after running out of fds (None: accepting now).
         self._accept_paused_until: float | None = None
@@ -135,6 +149,8 @@ class Server:
         self._held: list[tuple[Connection, Reply]] = []
         self._holding: set[Connection] = set()
         self.group_commits = 0
+        #: One encoder (a reused msgpack packer) for every reply: the loop is one thread.
+        self._encode = framing.Encoder().encode
 
     # --- control ---------------------------------------------------------------------------
 
@@ -153,8 +169,10 @@ class Server:
 
     def serve_forever(self) -> None:
         self._running = True
-        select = self.selector.select
+        poll = self.selector.poll
+        data_of = self.selector.data
         monotonic = time.monotonic
+        read, flush, wake = self._read, self._flush, _WAKE
         next_tick = monotonic() + maintenance.INTERVAL
         while self._running:
             now = monotonic()
@@ -168,21 +186,20 @@ class Server:
                     self._resume_accepting()
                 else:
                     timeout = min(timeout, self._accept_paused_until - now)
-            for data, events in select(timeout):
-                if data is None:
-                    self._accept()
-                elif data == "wake":
-                    with contextlib.suppress(OSError):
-                        self._wake_r.recv(4096)
-                else:
-                    assert isinstance(data, Connection)
-                    conn = data
+            for fd, events in poll(timeout):
+                conn = data_of.get(fd, _MISSING)
+                if conn.__class__ is Connection:
                     if events & EVENT_WRITE:
-                        self._flush(conn)
+                        flush(conn)
                     if events & _HANGUP and not conn.reading:
                         self._drop(conn)  # replies queued to a peer that is gone
                     elif events & _READABLE and conn.reading and conn.sock.fileno() >= 0:
-                        self._read(conn)
+                        read(conn)
+                elif conn is None:
+                    self._accept()
+                elif conn is wake:
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(4096)
             if self._held:
                 self._release_held()
         self.close()
@@ -285,12 +302,13 @@ class Server:
             log.error("releasing a closed session failed:\n%s", traceback.format_exc())
 
     def _read(self, conn: Connection) -> None:
+        sock, inbox, serve = conn.sock, conn.inbox, self._serve
         for _ in range(_READS_PER_WAKEUP):
             if conn.out_bytes > _MAX_QUEUED:
                 self._watch(conn, write=True, read=False)  # until the client drains its replies
                 return
             try:
-                received, nbytes = fdpass.recv_some(conn.sock, conn.inbox)
+                received, nbytes = recv_some(sock, inbox)
             except (BlockingIOError, InterruptedError):
                 return
             except (EOFError, ProtocolError, OSError) as exc:
@@ -298,20 +316,25 @@ class Server:
                     log.info("closing connection of pid %d: %s", conn.session.pid, exc)
                 self._drop(conn)
                 return
-            for i, item in enumerate(received):
-                if not self._serve(conn, item):
-                    # The connection is gone: the fds of frames it will never serve are ours.
-                    for unserved in received[i + 1 :]:
-                        for fd in unserved.fds:
-                            os.close(fd)
+            if len(received) == 1:  # the usual: one request per recvmsg
+                if not serve(conn, received[0]):
                     return
-            if nbytes < fdpass.RECV_BYTES:
+            else:
+                for i, item in enumerate(received):
+                    if not serve(conn, item):
+                        # The connection is gone: the fds of frames it will never serve are ours.
+                        for unserved in received[i + 1 :]:
+                            for fd in unserved.fds:
+                                os.close(fd)
+                        return
+            if nbytes < _RECV_BYTES:
                 return  # drained: epoll (level-triggered) wakes us when more arrives
 
     def _serve(self, conn: Connection, item: fdpass.Received) -> bool:
-        body = item.frame.body
+        frame, fds = item
+        body = frame.body
         try:
-            reply = self.service.handle(conn.session, body, item.fds)
+            reply = self.service.handle(conn.session, body, fds)
         except ProtocolError as exc:
             log.info("protocol error from pid %d: %s", conn.session.pid, exc)
             ident = body.get("id")
@@ -332,8 +355,9 @@ class Server:
             self._holding.add(conn)
             return True
         self._send(conn, reply)
-        for seg in reply.transient:
-            seg.close()  # its fd went out (or was dup'ed into the queue)
+        if reply.transient:
+            for seg in reply.transient:
+                seg.close()  # its fd went out (or was dup'ed into the queue)
         return conn.sock.fileno() >= 0
 
     # --- output ----------------------------------------------------------------------------
@@ -341,17 +365,19 @@ class Server:
     def _send(self, conn: Connection, reply: Reply) -> None:
         """Send a reply now if the socket takes it, else queue the rest (fds dup'ed: they must
         ride with the frame's first byte, and the segment may be retired before then)."""
-        fds = [seg.fd for seg in reply.segments]
+        segments = reply.segments
+        fds = [seg.fd for seg in segments] if segments else []
         try:
-            frame = framing.encode(reply.body, fds=bool(fds))
+            frame = self._encode(reply.body, fds=bool(fds))
         except AgentmemError as exc:  # a reply too large to frame: tell the client why
             ident = reply.body.get("id")
-            frame = framing.encode(m.reply_error(ident if isinstance(ident, int) else 0, exc))
+            frame = self._encode(m.reply_error(ident if isinstance(ident, int) else 0, exc))
             fds = []
         sent = 0
         if not conn.out:
             try:
-                sent = _send_some(conn.sock, frame, fds)
+                # The usual reply: no fds, nothing queued before it, one send.
+                sent = _send_some(conn.sock, frame, fds) if fds else conn.sock.send(frame)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:

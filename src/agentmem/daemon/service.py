@@ -20,7 +20,7 @@ import fcntl
 import mmap
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from agentmem import stats as wire_stats
@@ -59,20 +59,35 @@ MESSAGES_REPLY_BYTES: Final = 8 << 20
 #: longer match their id).
 _REQUIRED_SEALS: Final = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
 
+_MAX_OP: Final = m.MAX_OP_NAME
 
-@dataclasses.dataclass(slots=True)
+#: Wire labels -> SMU types, looked up before ``SMUType.parse`` (~1 us: enum name lookups).
+_SMU_TYPES: Final[dict[str, SMUType]] = {t.label: t for t in SMUType}
+
+
 class Reply:
-    """What a handler returns: the body and the segments whose fds ride with it.
+    """What :meth:`Service.handle` returns: the reply body and the segments whose fds ride
+    with it.
 
     ``transient`` segments (a subset of ``segments``) exist for this reply only: the transport
-    closes them once their fds are on their way.
+    closes them once their fds are on their way. ``sync``: the request wrote the journal in
+    strict mode, so the reply may go only after :meth:`Service.sync`. A plain slotted class
+    with shared empty tuples as defaults: built for every request, it must cost no lists.
     """
 
-    body: dict[str, object]
-    segments: list[Segment] = dataclasses.field(default_factory=list)
-    transient: list[Segment] = dataclasses.field(default_factory=list)
-    #: The request wrote the journal in strict mode: reply only after :meth:`Service.sync`.
-    sync: bool = False
+    __slots__ = ("body", "segments", "sync", "transient")
+
+    def __init__(
+        self,
+        body: dict[str, object],
+        segments: Sequence[Segment] = (),
+        transient: Sequence[Segment] = (),
+        sync: bool = False,
+    ) -> None:
+        self.body = body
+        self.segments = segments
+        self.transient = transient
+        self.sync = sync
 
 
 class Session:
@@ -136,7 +151,9 @@ class Domain:
                 session.retired.append(seg.seg_id)
 
 
-Handler = Callable[["Service", Session, dict[str, object], tuple[int, ...]], Reply]
+Handler = Callable[["Service", Session, dict[str, object], tuple[int, ...]], object]
+"""An operation: returns its result (the reply's ``ok``), or a :class:`Reply` whose body is
+``{"ok": result}`` when segments ride with it."""
 
 
 class Service:
@@ -222,15 +239,62 @@ class Service:
     def handle(self, session: Session, body: dict[str, object], fds: tuple[int, ...]) -> Reply:
         """Serve one request. Returns the reply; raises ``ProtocolError`` when the connection
         must close. Takes ownership of ``fds`` (closed before returning or raising)."""
+        # The dispatch inline, not a call: a try costs nothing in 3.11 until it raises.
         try:
-            return self._dispatch(session, body, fds)
+            ident = body.get("id")
+            op = body.get("op")
+            # parse_request's checks, as cheap as they get, for the request every client sends;
+            # anything else goes through parse_request itself, which raises the precise error.
+            if type(ident) is not int or type(op) is not str or not 0 < len(op) <= _MAX_OP:
+                parsed = self._parse(session, body)
+                if parsed.__class__ is Reply:
+                    return parsed
+                ident, op = parsed  # type: ignore[misc]
+            self.requests += 1
+            domain = session.domain
+            try:
+                if domain is None:
+                    if op != m.OP_HELLO:
+                        raise ProtocolError(f"expected {m.OP_HELLO!r} first, got {op!r:.80}")
+                    result = _hello(self, session, body, fds)
+                    domain = session.domain
+                else:
+                    handler = HANDLERS.get(op)
+                    if handler is None:
+                        raise InvalidArgument(f"unknown operation {op!r:.80}")
+                    if session.observer and op not in OBSERVER_OPS:
+                        raise PermissionDenied(f"an observer session may not {op!r:.80}")
+                    result = handler(self, session, body, fds)
+            except ProtocolError:
+                raise
+            except AgentmemError as exc:
+                self.errors += 1
+                return Reply(self._envelope(session, m.reply_error(ident, exc)))
+            except Exception:
+                self.errors += 1
+                raise  # a bug: the server logs it and answers with the base error
+            if result.__class__ is Reply:
+                reply: Reply = result
+                reply.body = {"id": ident, "ok": reply.body["ok"]}
+            else:
+                reply = Reply({"id": ident, "ok": result})
+            if session.retired:
+                reply.body["retired"] = session.retired
+                session.retired = []
+            journal = domain.store.journal if domain is not None else None
+            if journal is not None and journal.dirty and journal.durable_sync:
+                reply.sync = True
+            return reply
         finally:
-            for fd in fds:
-                os.close(fd)
+            if fds:
+                for fd in fds:
+                    os.close(fd)
 
-    def _dispatch(self, session: Session, body: dict[str, object], fds: tuple[int, ...]) -> Reply:
+    def _parse(self, session: Session, body: dict[str, object]) -> tuple[int, str] | Reply:
+        """``(id, op)`` of a request the fast check in :meth:`handle` declined, or the error
+        reply to a good id with a bad op; ``ProtocolError`` when there is no id to reply to."""
         try:
-            ident, op = m.parse_request(body)
+            return m.parse_request(body)
         except ProtocolError:
             raise
         except InvalidArgument as exc:  # a good id, a bad op: answered like any bad argument
@@ -241,32 +305,6 @@ class Service:
             return Reply(self._envelope(session, m.reply_error(good_id, exc)))
         except Exception as exc:
             raise ProtocolError(f"malformed request: {exc}") from exc
-        self.requests += 1
-        try:
-            if session.domain is None:
-                if op != m.OP_HELLO:
-                    raise ProtocolError(f"expected {m.OP_HELLO!r} first, got {op!r:.80}")
-                result: Reply = _hello(self, session, body, fds)
-            else:
-                handler = HANDLERS.get(op)
-                if handler is None:
-                    raise InvalidArgument(f"unknown operation {op!r:.80}")
-                if session.observer and op not in OBSERVER_OPS:
-                    raise PermissionDenied(f"an observer session may not {op!r:.80}")
-                result = handler(self, session, body, fds)
-        except ProtocolError:
-            raise
-        except AgentmemError as exc:
-            self.errors += 1
-            return Reply(self._envelope(session, m.reply_error(ident, exc)))
-        except Exception:
-            self.errors += 1
-            raise  # a bug: the server logs it and answers with the base error
-        result.body = self._envelope(session, m.reply_ok(ident, result.body.get("ok")))
-        journal = session.domain.store.journal if session.domain is not None else None
-        if journal is not None and journal.dirty and journal.durable_sync:
-            result.sync = True
-        return result
 
     @staticmethod
     def _envelope(session: Session, reply: dict[str, object]) -> dict[str, object]:
@@ -279,20 +317,18 @@ class Service:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _ok(result: object, segments: list[Segment] | None = None) -> Reply:
-    return Reply({"ok": result}, segments if segments is not None else [])
-
-
 def _domain(session: Session) -> Domain:
     assert session.domain is not None
     return session.domain
 
 
 def _own(session: Session, msg: dict[str, object], key: str = "handle") -> Handle:
-    h = m.require(msg, key, int)
+    h = msg.get(key)
+    if h.__class__ is not int:
+        h = m.require(msg, key, int)  # raises the precise error (or takes an int subclass)
     if h not in session.handles:
         raise UnknownHandle(f"unknown handle {h}")
-    return Handle(h)
+    return h  # type: ignore[return-value]  # an int in the table: a Handle
 
 
 def _no_fds(fds: tuple[int, ...]) -> None:
@@ -311,7 +347,7 @@ def _messages(msg: dict[str, object], key: str) -> list[bytes]:
 # --- operations ---------------------------------------------------------------------------
 
 
-def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> object:
     _no_fds(fds)
     name = m.check_hello(msg)
     importance = m.optional(msg, "importance", int, 0)
@@ -354,35 +390,36 @@ def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[in
         domain.sessions[name] = session
         session.handles.update(opened.values())
         session.handles.update(restored)
-    return _ok(
-        {
-            "agent": name,
-            "pid": session.pid,
-            "uid": session.uid,
-            "version": m.PROTOCOL_VERSION,
-            "inline_max": INLINE_MAX,
-            "opened": opened,
-            "restored": restored,
-        }
-    )
+    return {
+        "agent": name,
+        "pid": session.pid,
+        "uid": session.uid,
+        "version": m.PROTOCOL_VERSION,
+        "inline_max": INLINE_MAX,
+        "opened": opened,
+        "restored": restored,
+    }
 
 
-def _adopt(session: Session, h: Handle) -> Reply:
+def _adopt(session: Session, h: Handle) -> Handle:
     session.handles.add(h)
-    return _ok(h)
+    return h
 
 
 def _alloc_smu(
     svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
-) -> Reply:
+) -> object:
     store = _domain(session).store
-    try:
-        smu_type = SMUType.parse(msg.get("type"))
-    except ValueError as exc:
-        raise InvalidArgument(str(exc)) from None
+    label = msg.get("type")
+    smu_type = _SMU_TYPES.get(label) if type(label) is str else None  # a list is unhashable
+    if smu_type is None:
+        try:
+            smu_type = SMUType.parse(label)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
     agent = session.agent
     assert agent is not None
-    sampled = profile.parse(msg)
+    sampled = profile.parse(msg) if "stack" in msg else None
     if smu_type is SMUType.CONVERSATION:
         _no_fds(fds)
         messages = _messages(msg, "messages")
@@ -431,7 +468,7 @@ def _alloc_smu(
 
 def _share_content(
     svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
-) -> Reply:
+) -> object:
     _no_fds(fds)
     h = _own(session, msg)
     target_name = m.require(msg, "target", str)
@@ -441,20 +478,20 @@ def _share_content(
         raise UnknownAgent(f"no connected agent named {target_name!r} in this domain")
     new = domain.store.share_content(h, target.agent)
     target.handles.add(new)
-    return _ok(new)
+    return new
 
 
 def _mark_hot(
     svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
-) -> Reply:
+) -> object:
     _no_fds(fds)
     _domain(session).store.mark_hot(_own(session, msg), m.optional(msg, "hot", bool, True))
-    return _ok(None)
+    return None
 
 
 def _get_stats(
     svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
-) -> Reply:
+) -> object:
     _no_fds(fds)
     agent = msg.get("agent")
     if agent is not None and not isinstance(agent, str):
@@ -467,37 +504,37 @@ def _get_stats(
         cached = snap.domains[session.uid]
         if not with_daemon:
             cached = dataclasses.replace(cached, daemon=None)
-        return _ok(wire_stats.to_wire(cached))
+        return wire_stats.to_wire(cached)
     domain = _domain(session)
     stats = domain.store.get_stats(agent)
     if with_daemon and isinstance(stats, wire_stats.StoreStats):
         stats = dataclasses.replace(stats, daemon=observe.daemon_stats(svc, domain))
-    return _ok(wire_stats.to_wire(stats))
+    return wire_stats.to_wire(stats)
 
 
 def _alloc_profile(
     svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
-) -> Reply:
+) -> object:
     _no_fds(fds)
     domain = _domain(session)
     result = domain.profile.to_wire()
     if m.optional(msg, "reset", bool, False):
         domain.profile = profile.AllocProfile()
-    return _ok(result)
+    return result
 
 
-def _read(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _read(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> object:
     _no_fds(fds)
     h = _own(session, msg)
     store = _domain(session).store
     size = store.size(h)
     if size <= INLINE_MAX:
-        return _ok({"data": bytes(store.read(h))})
+        return {"data": bytes(store.read(h))}
     extents = store.extents(h)
     if not extents or not _mappable(extents):
         # A mapping would expose bytes the reader may not read: hand over a copy.
         if size <= COPY_INLINE_MAX:
-            return _ok({"data": bytes(store.read(h))})
+            return {"data": bytes(store.read(h))}
         copy = Segment(-1, size, pool="private", exclusive=True)
         for view in store.views(h):
             copy.append(view)
@@ -510,10 +547,12 @@ def _read(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int
     for seg in new:
         seg.share()
         session.mapped.add(seg.seg_id)
-    return _ok(
+    return Reply(
         {
-            "extents": [[seg.seg_id, off, n] for seg, off, n in extents],
-            "map": [[seg.seg_id, seg.capacity] for seg in new],
+            "ok": {
+                "extents": [[seg.seg_id, off, n] for seg, off, n in extents],
+                "map": [[seg.seg_id, seg.capacity] for seg in new],
+            }
         },
         new,
     )
@@ -530,17 +569,19 @@ def _mappable(extents: tuple[tuple[Segment, int, int], ...]) -> bool:
     return seg.exclusive and off == 0 and n == seg.used
 
 
-def _release(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _release(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> object:
     _no_fds(fds)
     h = _own(session, msg)
     _domain(session).store.release(h)
     session.handles.discard(h)
-    return _ok(None)
+    return None
 
 
 def _set_state(
     svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
-) -> Reply:
+) -> object:
     _no_fds(fds)
     state = msg.get("state")
     importance = msg.get("importance")
@@ -550,10 +591,10 @@ def _set_state(
         raise InvalidArgument("'importance' must be an int")
     assert session.agent is not None
     _domain(session).store.set_state(session.agent, state, importance)
-    return _ok(None)
+    return None
 
 
-def _append(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _append(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> object:
     _no_fds(fds)
     h = _own(session, msg)
     store = _domain(session).store
@@ -564,17 +605,17 @@ def _append(svc: Service, session: Session, msg: dict[str, object], fds: tuple[i
         if not isinstance(message, bytes | str):
             raise InvalidArgument("'message' must be bytes or str")
         store.append(h, message)
-    return _ok(store.length(h))
+    return store.length(h)
 
 
-def _fork(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _fork(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> object:
     _no_fds(fds)
     return _adopt(session, _domain(session).store.fork(_own(session, msg)))
 
 
 def _messages_op(
     svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
-) -> Reply:
+) -> object:
     _no_fds(fds)
     h = _own(session, msg)
     store = _domain(session).store
@@ -593,55 +634,57 @@ def _messages_op(
         out.append(bytes(view))
         total += len(view)
         pos += 1
-    return _ok({"messages": out, "next": pos if pos < stop else None, "length": length})
+    return {"messages": out, "next": pos if pos < stop else None, "length": length}
 
 
-def _length(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _length(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> object:
     _no_fds(fds)
-    return _ok(_domain(session).store.length(_own(session, msg)))
+    return _domain(session).store.length(_own(session, msg))
 
 
-def _demote(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _demote(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> object:
     _no_fds(fds)
-    return _ok(_domain(session).store.demote(_own(session, msg)))
+    return _domain(session).store.demote(_own(session, msg))
 
 
-def _handles(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _handles(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> object:
     _no_fds(fds)
     store = _domain(session).store
-    return _ok(
-        [
-            {"handle": h, "type": store.smu_type(Handle(h)).label, "size": store.size(Handle(h))}
-            for h in sorted(session.handles)
-        ]
-    )
+    return [
+        {"handle": h, "type": store.smu_type(Handle(h)).label, "size": store.size(Handle(h))}
+        for h in sorted(session.handles)
+    ]
 
 
-def _publish(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _publish(
+    svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
+) -> object:
     _no_fds(fds)
     _domain(session).store.publish(_own(session, msg), m.require(msg, "name", str))
-    return _ok(None)
+    return None
 
 
 def _unpublish(
     svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]
-) -> Reply:
+) -> object:
     _no_fds(fds)
     _domain(session).store.unpublish(m.require(msg, "name", str))
-    return _ok(None)
+    return None
 
 
-def _open(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _open(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> object:
     _no_fds(fds)
     assert session.agent is not None
     return _adopt(session, _domain(session).store.open(m.require(msg, "name", str), session.agent))
 
 
-def _check(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> Reply:
+def _check(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> object:
     _no_fds(fds)
     from agentmem.daemon.checkup import check_store
 
-    return _ok(check_store(_domain(session).store, repair=m.optional(msg, "repair", bool, False)))
+    return check_store(_domain(session).store, repair=m.optional(msg, "repair", bool, False))
 
 
 HANDLERS: Final[dict[str, Handler]] = {

@@ -28,7 +28,7 @@ import contextlib
 import os
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple
 
 from agentmem.errors import ProtocolError
@@ -63,6 +63,7 @@ UCRED: Final = struct.Struct(
 """``struct ucred`` as SO_PEERCRED returns it (native layout, 12 bytes)."""
 
 _INT_SIZE: Final = array.array("i").itemsize
+_HEADER_SIZE: Final = HEADER.size
 
 
 def send_frame(sock: socket.socket, frame: bytes, fds: Sequence[int] = ()) -> None:
@@ -75,8 +76,11 @@ def send_frame(sock: socket.socket, frame: bytes, fds: Sequence[int] = ()) -> No
     the kernel; after an ``OSError`` (a timeout included) part of the frame may be on the wire, so
     the connection must be closed. Not thread-safe: one sender per socket at a time.
     """
-    if len(frame) < HEADER.size:
+    if len(frame) < _HEADER_SIZE:
         raise ValueError(f"a frame is at least {HEADER.size} bytes, got {len(frame)}")
+    if not fds and not frame[3] & FLAG_FDS:
+        sock.sendall(frame)  # the common case: one call, no view
+        return
     if bool(frame[3] & FLAG_FDS) != bool(fds):
         raise ValueError("frame header's FLAG_FDS must be set exactly when fds are sent")
     if len(fds) > MAX_FDS_PER_FRAME:
@@ -101,6 +105,12 @@ class Received(NamedTuple):
 
     frame: Frame
     fds: tuple[int, ...]
+
+
+# As ``framing._new_frame``: the tuple without the namedtuple's Python-level ``__new__``.
+_new_received: Final[Callable[[type[Received], tuple[Frame, tuple[int, ...]]], Received]] = (
+    tuple.__new__
+)
 
 
 def _close_all(fds: Sequence[int]) -> None:
@@ -145,7 +155,7 @@ class FdInbox:
         Raises :class:`ProtocolError` for what :meth:`FrameDecoder.feed` refuses, for more than
         MAX_FDS_PER_FRAME fds, and for a FLAG_FDS frame whose first byte came without fds.
         """
-        if not fds and not self._held and type(data) is bytes:
+        if not fds and not self._held and data.__class__ is bytes:
             try:
                 one = self._decoder.feed_one(data)
             except ProtocolError:
@@ -153,7 +163,7 @@ class FdInbox:
                 raise
             if one is not None:
                 self._received += len(data)
-                return [Received(one, ())]
+                return [_new_received(Received, (one, ()))]
         start = self._received
         group = list(fds)
         if len(group) > MAX_FDS_PER_FRAME:
@@ -228,6 +238,8 @@ def recv_some(
     again (and pay for the ``BlockingIOError``) until the poller says it is readable.
     """
     data, ancdata, msg_flags, _addr = sock.recvmsg(bufsize, _CMSG_BUFSIZE, _MSG_CMSG_CLOEXEC)
+    if not ancdata and not msg_flags and data:  # the common case: bytes only
+        return inbox.feed(data), len(data)
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == _SOL_SOCKET and kind == _SCM_RIGHTS:

@@ -33,7 +33,7 @@ walk and the Frame object. A Unix-socket round trip is ~25 us, so framing is ~15
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, NamedTuple
 
 import msgpack
@@ -48,6 +48,7 @@ __all__ = [
     "MAX_CONTAINER_ITEMS",
     "MAX_DEPTH",
     "MAX_FRAME_BYTES",
+    "Encoder",
     "Frame",
     "FrameDecoder",
     "encode",
@@ -68,6 +69,9 @@ FRAME_VERSION: Final = 1
 FLAG_FDS: Final = 0x01
 _RESERVED_FLAGS: Final = 0xFF & ~FLAG_FDS
 _HEADER_SIZE: Final = HEADER.size
+_pack_header: Final = HEADER.pack
+_unpackb: Final = msgpack.unpackb
+_unpack_header: Final = HEADER.unpack_from
 
 #: Largest body of one frame: 16 MiB. A receiver buffers a frame whole before decoding it, so
 #: this is the most one connection can make the daemon hold mid-frame (100 connections: at most
@@ -86,6 +90,15 @@ MAX_DEPTH: Final = 16
 MAX_CONTAINER_ITEMS: Final = 1 << 16
 
 _SCALARS: Final = frozenset({str, int, bytes, float, bool, type(None)})
+
+#: Frames up to this size are decoded from a copy of their body, larger ones from a view: a
+#: slice of a few KiB costs less than making a memoryview (0.42 against 0.61 us for a 40-byte
+#: body, 0.64 against 0.72 us for 4 KiB, msgpack's unpack included); 16 MiB is not copied.
+_COPY_MAX: Final = 16 << 10
+
+#: Largest packer buffer an :class:`Encoder` keeps between frames (it grows to the largest
+#: body packed); beyond it the next frame pays for a fresh packer (~1 us) instead.
+_KEEP_BUFFER: Final = 256 << 10
 
 
 class Frame(NamedTuple):
@@ -118,6 +131,41 @@ def encode(msg: Mapping[str, object], *, fds: bool = False) -> bytes:
             f"frame body of {n} bytes exceeds {MAX_FRAME_BYTES}; send content in a memfd"
         )
     return HEADER.pack(MAGIC, FRAME_VERSION, FLAG_FDS if fds else 0, n) + body
+
+
+# ``Frame(...)`` runs the namedtuple's Python-level ``__new__`` (~0.25 us); building the tuple
+# directly gives the same object for a few tens of ns.
+_new_frame: Final[Callable[[type[Frame], tuple[dict[str, object], bool, int]], Frame]] = (
+    tuple.__new__
+)
+
+
+class Encoder:
+    """:func:`encode` with one reusable msgpack ``Packer``: same bytes, ~0.2 us a frame less
+    (``msgpack.packb`` builds and frees a packer, and its buffer, on every call).
+
+    Not thread-safe: one encoder per sending thread (the daemon's loop has one for all its
+    connections); :func:`encode` is the thread-safe form. A failed ``encode`` leaves the encoder
+    usable (the packer resets). The packer keeps a buffer as large as the largest body it made,
+    so after a body above ``_KEEP_BUFFER`` bytes it is replaced by a fresh one.
+    """
+
+    __slots__ = ("_pack",)
+
+    def __init__(self) -> None:
+        self._pack: Callable[[object], bytes] = msgpack.Packer().pack
+
+    def encode(self, msg: Mapping[str, object], *, fds: bool = False) -> bytes:
+        """One frame carrying ``msg``, exactly as :func:`encode` makes it (same errors)."""
+        body = self._pack(msg)
+        n = len(body)
+        if n > _KEEP_BUFFER:
+            self._pack = msgpack.Packer().pack  # do not hold on to a buffer of up to 16 MiB
+        if n > MAX_FRAME_BYTES:
+            raise TooLarge(
+                f"frame body of {n} bytes exceeds {MAX_FRAME_BYTES}; send content in a memfd"
+            )
+        return _pack_header(MAGIC, FRAME_VERSION, FLAG_FDS if fds else 0, n) + body
 
 
 def _version_error(version: int) -> ProtocolError:
@@ -161,7 +209,7 @@ def _check_value(value: object, depth: int) -> None:
         raise ProtocolError(f"value of type {kind.__name__} is not allowed in a frame body")
 
 
-def _decode_body(view: memoryview) -> dict[str, object]:
+def _decode_body(view: bytes | memoryview) -> dict[str, object]:
     """The map in ``view`` (exactly one frame body); ProtocolError for anything else."""
     try:
         if len(view) <= MAX_CONTAINER_ITEMS:
@@ -182,16 +230,21 @@ def _decode_body(view: memoryview) -> dict[str, object]:
         # ValueError covers truncation, ExtraData, FormatError, UnicodeDecodeError and the
         # max_*_len and strict_map_key refusals.
         raise ProtocolError(f"undecodable frame body: {type(exc).__name__}: {exc}") from exc
-    if type(body) is not dict:
+    if body.__class__ is not dict:
         raise ProtocolError(f"frame body is a {type(body).__name__}, expected a map")
-    # The top level inline: most bodies are flat maps of scalars (~0.2 us for four keys).
+    _check_map(body)
+    return body
+
+
+def _check_map(body: dict[str, object]) -> None:
+    """The checks of :func:`_check_value` for the body map (depth 1), its top level inline:
+    most bodies are flat maps of scalars (~0.2 us for four keys)."""
     scalars = _SCALARS
     for key, item in body.items():
-        if type(key) is not str:
+        if key.__class__ is not str:
             raise ProtocolError(f"map key of type {type(key).__name__}, expected str")
-        if type(item) not in scalars:
+        if item.__class__ not in scalars:
             _check_value(item, 2)
-    return body
 
 
 class FrameDecoder:
@@ -247,23 +300,39 @@ class FrameDecoder:
         n = len(data)
         if self._buf or self._error is not None or n < _HEADER_SIZE:
             return None
-        magic, version, flags, length = HEADER.unpack_from(data, 0)
+        magic, version, flags, length = _unpack_header(data, 0)
         if (
-            magic != MAGIC
-            or version != FRAME_VERSION
-            or flags
+            flags
             or n != _HEADER_SIZE + length
+            or magic != MAGIC
+            or version != FRAME_VERSION
             or length > MAX_FRAME_BYTES
         ):
             return None
+        # _decode_body inlined for a body of up to _COPY_MAX bytes, the usual request or reply
+        # (~0.5 us less): on anything unusual it runs again and raises the precise error.
         try:
-            body = _decode_body(memoryview(data)[_HEADER_SIZE:])
+            body = _unpackb(
+                data[_HEADER_SIZE:] if n <= _COPY_MAX else memoryview(data)[_HEADER_SIZE:],
+                max_ext_len=0,
+            )
+        except Exception:
+            body = None
+        try:
+            if n > _COPY_MAX or body.__class__ is not dict:
+                body = _decode_body(memoryview(data)[_HEADER_SIZE:])
+            else:
+                scalars = _SCALARS
+                for key, item in body.items():
+                    if key.__class__ is not str or item.__class__ not in scalars:
+                        _check_map(body)  # nested values, or a bad key: the full walk
+                        break
         except ProtocolError as exc:
             self._error = exc
             raise
-        frame = Frame(body, False, self._offset)
-        self._offset += n
-        return frame
+        offset = self._offset
+        self._offset = offset + n
+        return _new_frame(Frame, (body, False, offset))
 
     def _feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         frames: list[Frame] = []
