@@ -382,6 +382,27 @@ def test_hello_with_a_bad_version(daemon: DaemonProcess, version: object, closes
             assert isinstance(info, dict) and info["agent"] == "fixed"
 
 
+@pytest.mark.usefixtures("unharmed")
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": ["tool_result"], "data": b"x"},  # unhashable: no table lookup may take it
+        {"type": {"a": 1}, "data": b"x"},
+        {"type": True, "data": b"x"},
+        {"type": "TOOL_RESULT", "data": 1},
+        {"type": "tool_result", "data": b"x", "stack": 5},
+    ],
+)
+def test_mistyped_alloc_fields_are_invalid_arguments(
+    daemon: DaemonProcess, fields: dict[str, object]
+) -> None:
+    with RawPeer(daemon.socket) as peer:
+        peer.hello("mistyped")
+        reply = peer.request("alloc_smu", **fields)
+        assert reply["err"] == InvalidArgument.code
+        assert peer.call("alloc_smu", type="tool_result", data=b"ok") > 0  # still served
+
+
 # --- file descriptors where none belong ----------------------------------------------------------
 
 

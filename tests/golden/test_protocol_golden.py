@@ -8,7 +8,7 @@ only then update these bytes.
 from __future__ import annotations
 
 from agentmem.errors import UnknownHandle
-from agentmem.protocol.framing import FrameDecoder, encode
+from agentmem.protocol.framing import Encoder, FrameDecoder, encode
 from agentmem.protocol.messages import hello, reply_error
 
 # b"AP" | version 1 | flags 0 | length 30 (LE u32) | msgpack fixmap(4):
@@ -39,6 +39,13 @@ def test_hello_frame_bytes():
 def test_reply_frame_bytes():
     assert encode({"id": 3, "ok": None}, fds=True) == OK_WITH_FDS
     assert encode(reply_error(2, UnknownHandle("no such handle"))) == ERR_UNKNOWN_HANDLE
+
+
+def test_encoder_makes_the_same_bytes():
+    enc = Encoder()  # what the daemon and the client send with
+    assert enc.encode(hello(1, "a")) == HELLO
+    assert enc.encode({"id": 3, "ok": None}, fds=True) == OK_WITH_FDS
+    assert enc.encode(reply_error(2, UnknownHandle("no such handle"))) == ERR_UNKNOWN_HANDLE
 
 
 def test_golden_frames_decode():

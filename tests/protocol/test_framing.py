@@ -192,6 +192,13 @@ def test_encode_reports_unencodable_values_as_type_errors():
 def refused(stream: bytes, match: str) -> None:
     with pytest.raises(ProtocolError, match=match):
         FrameDecoder().feed(stream)
+    # The daemon's fast path refuses the same, with the same error, and fails for good.
+    fast = FrameDecoder()
+    with pytest.raises(ProtocolError, match=match):
+        if fast.feed_one(stream) is None:  # declined (not one whole frame): the general path
+            fast.feed(stream)
+    with pytest.raises(ProtocolError):
+        fast.feed(encode({"id": 1}))
 
 
 def test_bad_magic_version_flags():
@@ -371,3 +378,27 @@ def test_feed_one_is_feed_for_one_whole_frame_and_declines_the_rest() -> None:
     assert fast.feed_one(encode({"id": 2}, fds=True)) is None
     assert fast.offset == len(one) and fast.buffered == 0
     assert fast.feed(one + one)[1].offset == 2 * len(one)
+
+
+@given(body=bodies)
+def test_feed_one_decodes_what_feed_decodes(body: dict[str, object]) -> None:
+    from agentmem.protocol.framing import Encoder
+
+    one = Encoder().encode(body)
+    assert one == encode(body)
+    frame = FrameDecoder().feed_one(one)
+    assert frame is not None and [frame] == FrameDecoder().feed(one)
+
+
+def test_encoder_survives_a_failed_encode_and_drops_a_large_buffer() -> None:
+    from agentmem.protocol.framing import Encoder
+
+    enc = Encoder()
+    with pytest.raises(TypeError):
+        enc.encode({"id": 1, "bad": object()})
+    assert enc.encode({"id": 1}) == encode({"id": 1})  # nothing of the failed body left
+    big = {"id": 2, "data": b"x" * (1 << 20)}
+    assert enc.encode(big) == encode(big)
+    with pytest.raises(TooLarge):
+        enc.encode({"data": b"x" * (MAX_FRAME_BYTES + 1)})
+    assert enc.encode({"id": 3}) == encode({"id": 3})
