@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import mmap
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -74,5 +75,20 @@ def test_share_between_async_agents(aconnect: Connect) -> None:
         assert bytes(await b.read(hb)) == text(2, 40_000)
         await a.close()
         await b.close()
+
+    asyncio.run(main())
+
+
+def test_message_views_of_a_long_conversation(aconnect: Connect) -> None:
+    async def main() -> None:
+        client = await aconnect("async-views")
+        raws = [message(500 + i) for i in range(120)]  # ~200 KB: past the 16 KiB of copies
+        conv = await client.alloc_smu("conversation", [])
+        await client.extend(conv, raws)
+        views = await client.message_views(conv)
+        assert [bytes(v) for v in views] == raws == await client.messages(conv)
+        assert isinstance(views[-1].obj, mmap.mmap)  # a slice of the conversation's segment
+        assert [bytes(v) for v in await client.message_views(conv, -2)] == raws[-2:]
+        await client.close()
 
     asyncio.run(main())

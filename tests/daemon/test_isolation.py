@@ -281,6 +281,7 @@ ALLOWED_FIELDS = frozenset(
         "importance",
         "start",
         "stop",
+        "views",  # messages: extents of the handle's own conversation segments
         "stack",  # alloc_smu: the caller's collapsed Python stack (allocation profile)
         "sample",
         "daemon",  # get_stats: add the daemon section

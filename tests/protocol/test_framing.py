@@ -194,9 +194,13 @@ def refused(stream: bytes, match: str) -> None:
         FrameDecoder().feed(stream)
     # The daemon's fast path refuses the same, with the same error, and fails for good.
     fast = FrameDecoder()
-    with pytest.raises(ProtocolError, match=match):
+
+    def feed_fast() -> None:
         if fast.feed_one(stream) is None:  # declined (not one whole frame): the general path
             fast.feed(stream)
+
+    with pytest.raises(ProtocolError, match=match):
+        feed_fast()
     with pytest.raises(ProtocolError):
         fast.feed(encode({"id": 1}))
 

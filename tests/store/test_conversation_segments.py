@@ -299,3 +299,21 @@ def test_restored_conversations_are_placed_in_their_own_segments(tmp_path: pathl
     assert own_bytes == sum(len(message(100 + i)) for i in range(20))
     assert again.check().ok
     again.close()
+
+
+def test_a_conversation_demoted_whole_leaves_no_open_segment_behind() -> None:
+    store = new_store()
+    a, b = store.register_agent("a"), store.register_agent("b")
+    common = message(9_999)  # a message both conversations hold: it stays hot for b
+    ha = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(40)] + [common], a)
+    hb = store.alloc_smu(SMUType.CONVERSATION, [message(500), common], b)
+    (seg,) = store.hot.owned_segments(ha)
+    assert store.hot.is_open(seg)
+    assert store.demote(ha, own_only=True) > 0
+    assert not store.hot.is_open(seg)  # closed: compaction may take it
+    assert seg.live_bytes == len(common)
+    assert store.compact() > 0
+    assert seg.seg_id not in store.hot.segments  # its last live chunk moved, it is retired
+    assert texts(store, ha) == [message(i) for i in range(40)] + [common]  # promoted back
+    assert texts(store, hb) == [message(500), common]
+    store.close()

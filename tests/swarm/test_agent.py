@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 import agentmem
-from agentmem.client import conversation
 from agentmem.swarm import agent, llm, profiles
 from agentmem.testing import DaemonProcess
 
@@ -76,9 +75,9 @@ def test_agent_plays_its_turns(run_dir: Path, daemon: DaemonProcess, mode: str) 
 def test_agentmem_streams_the_plain_body(
     run_dir: Path, daemon: DaemonProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A small cache and window, so the body mixes cached messages and daemon windows.
-    monkeypatch.setattr(conversation, "CACHE_BYTES", 4096)
-    monkeypatch.setattr(agent, "WINDOW", 3)
+    # Few buffers a send, so the body goes out in many scatter/gather sends, partial ones too.
+    monkeypatch.setattr(agent, "SEND_BUFFERS", 3)
+    monkeypatch.setattr(agent, "SEND_BYTES", 5000)
     plain = _play(run_dir, "plain", 1, daemon)
     streamed = _play(run_dir, "agentmem", 1, daemon)
     assert [s["sha256"] for s in streamed] == [s["sha256"] for s in plain]

@@ -21,6 +21,7 @@ from agentmem.client.client import (
     _message_list,
     _profile_every,
     alloc_request,
+    message_views,
     read_views,
     unpack_reply,
 )
@@ -261,6 +262,20 @@ class AsyncClient:
         while pos is not None:
             result = await self._op(m.OP_MESSAGES, handle=handle, start=pos, stop=stop)
             out.extend(result["messages"])
+            pos = result["next"]
+        return out
+
+    async def message_views(
+        self, handle: Handle, start: int = 0, stop: int | None = None
+    ) -> list[memoryview]:
+        """See :meth:`Client.message_views`."""
+        out: list[memoryview] = []
+        pos: int | None = start
+        while pos is not None:
+            result, attachments = await self._call_with(
+                {"op": m.OP_MESSAGES, "handle": handle, "start": pos, "stop": stop, "views": True}
+            )
+            out += message_views(result, attachments, {})
             pos = result["next"]
         return out
 

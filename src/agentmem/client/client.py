@@ -290,6 +290,27 @@ class Client:
             if pos is None:
                 return out
 
+    def message_views(
+        self, handle: Handle, start: int = 0, stop: int | None = None
+    ) -> list[memoryview]:
+        """Messages ``start:stop`` (slice semantics) as read-only views, one per message:
+        slices of the conversation's own hot segments, mapped once and never copied, where
+        they lie there (what this handle appended, once its conversation passed 16 KiB); the
+        bytes of the others (a forked prefix, demoted or small content). What the daemon sends
+        per reply is ~3 bytes a message plus the copied ones, so a 30 MB history costs one
+        round trip. Views stay valid while kept, even after the handle is released; the
+        segments are mapped for this call only, and unmapped once its views are dropped."""
+        out: list[memoryview] = []
+        pos: int | None = start
+        while True:
+            result, attachments = self._call_with(
+                {"op": m.OP_MESSAGES, "handle": handle, "start": pos, "stop": stop, "views": True}
+            )
+            out += message_views(result, attachments, {})
+            pos = result["next"]
+            if pos is None:
+                return out
+
     def length(self, handle: Handle) -> int:
         """Number of messages in the conversation."""
         return int(self._op("length", handle=handle))
@@ -411,6 +432,48 @@ def read_views(
     for (seg_id, capacity), att in zip(result["map"], attachments, strict=True):
         maps[seg_id] = _map(att, capacity)
     return [maps[seg_id][off : off + n] for seg_id, off, n in result["extents"]]
+
+
+def message_views(
+    result: dict[str, Any], attachments: Sequence[Attachment], maps: dict[int, memoryview]
+) -> list[memoryview]:
+    """A ``messages`` reply with ``views`` as one view per message: ``pieces`` are the bytes of
+    one message or an extent ``[segment, offset, length]`` of consecutive bytes of messages,
+    ``sizes`` where each ends; the segments sent with it are mapped into ``maps``. A message
+    whose bytes span two extents (a segment filled up in its middle) is joined: the one copy.
+    ``ProtocolError`` if the pieces and sizes disagree."""
+    for (seg_id, capacity), att in zip(result["map"], attachments, strict=True):
+        maps[seg_id] = _map(att, capacity)
+    sizes = result["sizes"]
+    out: list[memoryview] = []
+    parts: list[memoryview] = []  # the current message's bytes so far, when it spans extents
+    have = 0
+    try:
+        for piece in result["pieces"]:
+            if isinstance(piece, bytes):
+                if parts or len(piece) != sizes[len(out)]:
+                    raise ProtocolError("a message's bytes do not match its size")
+                out.append(memoryview(piece))
+                continue
+            seg_id, off, n = piece
+            seg, end = maps[seg_id], off + n
+            while off < end:
+                take = min(sizes[len(out)] - have, end - off)
+                view = seg[off : off + take]
+                off += take
+                if not parts and take == sizes[len(out)]:
+                    out.append(view)  # the common case: the whole message, no copy
+                    continue
+                parts.append(view)
+                have += take
+                if have == sizes[len(out)]:
+                    out.append(memoryview(b"".join(parts)))
+                    parts, have = [], 0
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"malformed message views: {exc!r}") from None
+    if parts or len(out) != len(sizes):
+        raise ProtocolError("message views cover fewer messages than their sizes say")
+    return out
 
 
 def _message_list(data: object) -> list[bytes | str]:

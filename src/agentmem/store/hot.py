@@ -110,6 +110,14 @@ class HotTier:
         """The live segments of ``owner``'s messages, oldest first (a new list)."""
         return list(self._owned.get(owner, ()))
 
+    def close_owned(self, owner: int) -> None:
+        """Append no more to ``owner``'s open segment (its conversation went down a tier
+        whole): compaction may take it now, and it is retired at once if nothing in it is
+        live. The owner's next append opens a segment of its own again."""
+        seg = self._owned_open.pop(owner, None)
+        if seg is not None:
+            self.retire_if_empty(seg)
+
     def disown(self, owner: int) -> None:
         """Conversation handle ``owner`` was released: its segments join the private pool (no
         one may map them again; what forks still hold of them stays), an empty one retires."""

@@ -623,6 +623,11 @@ class Store:
                     moved += e.size
             self.epoch += 1
             self.demoted_bytes[to] += moved
+        if not keep and ref.smu_type is SMUType.CONVERSATION:
+            # The whole conversation went down: its open segment holds at most chunks other
+            # content shares now; closed, compaction may take it (25 idle seed-profile agents
+            # left 48 MB of holes in open segments otherwise).
+            self.hot.close_owned(handle)
         return moved
 
     # --- conversations ---------------------------------------------------------------------

@@ -17,11 +17,12 @@ How each mode holds its data:
 * ``agentmem``: the prompt and the catalogue are SMUs the launcher allocated once and shared
   with every agent (``share_content``); the agent reads them as zero-copy views of one shared
   segment. Its environment block is an SMU of its own (300 B, inline). The conversation is a
-  :class:`~agentmem.client.conversation.Conversation` (messages stored as compact JSON; the
-  client caches a prefix of up to 1 MiB). SMUs hold the body's JSON text itself (the prompt as
+  :class:`~agentmem.client.conversation.Conversation` (messages stored as compact JSON; no
+  local cache). SMUs hold the body's JSON text itself (the prompt as
   a JSON string literal), so the body is streamed: fixed JSON glue, the prompt's views, the
-  catalogue's views, then the messages: the cached prefix from ``raw(i)``, the rest in windows
-  of :data:`WINDOW` messages from the daemon, joined with commas. The agent reports ``active``
+  catalogue's views, then the messages, each a view of the daemon's conversation segments
+  (``Client.message_views``: one request a turn, no copy but the kernel's into the socket),
+  with commas between them. The agent reports ``active``
   for the turn and ``idle`` after it; the daemon's tiering policy demotes an idle agent's
   conversation to the warm tier once it has been idle longer than any of its gaps between
   turns (``run.Options.idle_warm_seconds``; ``--no-demote`` turns the rule off).
@@ -63,11 +64,10 @@ if TYPE_CHECKING:
 MODES = ("plain", "ksm", "agentmem")
 #: ``prctl`` option that makes every anonymous mapping of the process mergeable (Linux 6.4).
 PR_SET_MEMORY_MERGE = 67
-#: Messages fetched from the daemon per request beyond the client's cached prefix: ~1.7 KB
-#: each on average, so ~400 KiB per window, a bounded buffer instead of the whole history.
-WINDOW = 256
-#: Small pieces of the body are gathered into sends of at least this many bytes.
-SEND_BYTES = 256 << 10
+#: Pieces of the body go out in one ``sendmsg`` (scatter/gather: no join in the agent) per
+#: this many buffers, well under the kernel's IOV_MAX of 1024, or per SEND_BYTES of them.
+SEND_BUFFERS = 512
+SEND_BYTES = 1 << 20
 #: Messages sent to the daemon per ``extend`` while loading a history (~400 KiB a request).
 LOAD_BATCH = 256
 #: Keys whose string values are prose: the only ones a letter permutation touches (roles, tool
@@ -191,19 +191,13 @@ class Http:
         for piece in pieces:
             n = len(piece) if isinstance(piece, bytes) else piece.nbytes
             sent += n
-            if n < SEND_BYTES:  # gathered, sent once enough has piled up
-                pending.append(piece)
-                pending_bytes += n
-                if pending_bytes >= SEND_BYTES:
-                    self.sock.sendall(b"".join(pending))
-                    pending, pending_bytes = [], 0
-                continue
-            if pending:
-                self.sock.sendall(b"".join(pending))
+            pending.append(piece)
+            pending_bytes += n
+            if len(pending) >= SEND_BUFFERS or pending_bytes >= SEND_BYTES:
+                self._send(pending)
                 pending, pending_bytes = [], 0
-            self.sock.sendall(piece)  # large: straight from its buffer (a shared view: no copy)
         if pending:
-            self.sock.sendall(b"".join(pending))
+            self._send(pending)
         if sent != length:
             raise RuntimeError(f"body was {sent} bytes, Content-Length said {length}")
         status = self.rfile.readline().split()
@@ -218,6 +212,17 @@ class Http:
             if name.strip().lower() == b"content-length":
                 size = int(value)
         return int(status[1]), self.rfile.read(size)
+
+    def _send(self, buffers: list[bytes | memoryview]) -> None:
+        """All of ``buffers``, in order, with as few ``sendmsg`` calls as the socket allows."""
+        views = [memoryview(b) for b in buffers]
+        while views:
+            n = self.sock.sendmsg(views)
+            while views and n >= views[0].nbytes:
+                n -= views[0].nbytes
+                views.pop(0)
+            if n:
+                views[0] = views[0][n:]
 
     def close(self) -> None:
         self.rfile.close()
@@ -382,16 +387,12 @@ class AgentmemAgent(Agent):
         self.client: Client | None = None
         self.conv: Conversation | None = None
         self.tools_handle: Handle | None = None
-        self.budget = 0
         self.prompt: list[memoryview] = []
         self.env: bytes = b""
         self.tools: list[memoryview] = []
         self.fixed = 0  # bytes of the body besides the messages
         self.count = 0  # messages in the conversation
         self.msg_bytes = 0  # their stored bytes
-        self.cached = 0  # messages in the client's cached prefix
-        self.cached_bytes = 0
-        self.prefix_open = True
         self._conn_s = 0.0
 
     def connect(self) -> None:
@@ -412,17 +413,17 @@ class AgentmemAgent(Agent):
         self.tools_handle = Handle(handles[1])
 
     def load(self) -> None:
-        from agentmem.client.conversation import CACHE_BYTES
+        from agentmem.client.conversation import Conversation
 
         client = self.client
         assert client is not None and self.tools_handle is not None
-        self.budget = CACHE_BYTES
         self.tools = client.views(self.tools_handle)
         env_handle = client.alloc_smu("system_prompt", compact(self.spec["env"]))
         self.env = bytes(client.read(env_handle))
         self.fixed = GLUE_BYTES + len(self.env)
         self.fixed += sum(v.nbytes for v in self.prompt) + sum(v.nbytes for v in self.tools)
-        self.conv = client.conversation()
+        # No local cache: every turn reads the history as views of the daemon's segments.
+        self.conv = Conversation(client, client.alloc_smu("conversation", []), cache_bytes=0)
         batch: list[Any] = []
         for msg in history(self.shared.run_dir, self.spec["history"]):
             batch.append(msg)
@@ -434,22 +435,9 @@ class AgentmemAgent(Agent):
         self.activity(False)
 
     def _track(self, raws: list[bytes]) -> None:
-        """Keep count of the messages and of the prefix the ``Conversation`` caches: it keeps
-        messages from the first while they fit its budget, and stops at the first that does
-        not (its documented contract)."""
-        for raw in raws:
-            n = len(raw)
-            if (
-                self.prefix_open
-                and self.cached == self.count
-                and self.cached_bytes + n <= (self.budget)
-            ):
-                self.cached += 1
-                self.cached_bytes += n
-            else:
-                self.prefix_open = False
-            self.count += 1
-            self.msg_bytes += n
+        """Keep count of the messages and of their stored bytes (the body's length)."""
+        self.count += len(raws)
+        self.msg_bytes += sum(len(raw) for raw in raws)
 
     def append(self, messages: list[Any]) -> None:
         assert self.conv is not None
@@ -461,29 +449,18 @@ class AgentmemAgent(Agent):
         assert client is not None and self.conv is not None
         client.set_state("active" if active else "idle")
 
-    def _messages(self) -> Iterator[bytes]:
-        """The messages, comma-separated, in pieces: the cached prefix gathered to about
-        :data:`SEND_BYTES`, then one piece per window fetched from the daemon."""
+    def _messages(self) -> Iterator[bytes | memoryview]:
+        """The messages, comma-separated: one view per message of the daemon's segments (one
+        request for the whole history), each but the first after a comma."""
         client, conv = self.client, self.conv
         assert client is not None and conv is not None
-        sep = b""
-        piece: list[bytes] = []
-        size = 0
-        for i in range(self.cached):
-            raw = conv.raw(i)
-            piece.append(raw)
-            size += len(raw)
-            if size >= SEND_BYTES:
-                yield sep + b",".join(piece)
-                sep, piece, size = b",", [], 0
-        if piece:
-            yield sep + b",".join(piece)
-            sep = b","
-        start = self.cached
-        while start < self.count:
-            stop = min(self.count, start + WINDOW)
-            yield sep + b",".join(client.messages(conv.handle, start, stop))
-            sep, start = b",", stop
+        views = client.message_views(conv.handle, 0, self.count)
+        if len(views) != self.count:
+            raise RuntimeError(f"{len(views)} messages read back, {self.count} appended")
+        for i, view in enumerate(views):
+            if i:
+                yield b","
+            yield view
 
     def body(self) -> tuple[Iterable[bytes | memoryview], int]:
         length = self.fixed + self.msg_bytes + max(0, self.count - 1)

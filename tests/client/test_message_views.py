@@ -1,0 +1,120 @@
+"""Conversation messages read as views of the conversation's own segments (both transports)."""
+
+from __future__ import annotations
+
+import mmap
+
+import pytest
+
+from agentmem.client import Client
+from agentmem.errors import UnknownHandle
+from tests.client.conftest import ClientFactory
+
+
+def _messages(n: int, tag: str = "m", size: int = 1500) -> list[bytes]:
+    return [
+        (f'{{"role":"user","content":"{tag}{i:05d} ' + "x" * size + '"}').encode() for i in range(n)
+    ]
+
+
+def _mapped(view: memoryview) -> bool:
+    """Is ``view`` a slice of a mapped segment (not a copy the daemon sent)?"""
+    return isinstance(view.obj, mmap.mmap)
+
+
+def _conversation(client: Client, raws: list[bytes]) -> int:
+    h = client.alloc_smu("conversation", [])
+    for i in range(0, len(raws), 64):
+        client.extend(h, raws[i : i + 64])
+    return h
+
+
+def test_views_are_the_messages_and_mostly_mapped(connect_agent: ClientFactory) -> None:
+    a = connect_agent()
+    raws = _messages(200)
+    h = _conversation(a, raws)
+    views = a.message_views(h)
+    assert [bytes(v) for v in views] == raws == a.messages(h)
+    mapped = [_mapped(v) for v in views]
+    # the first 16 KiB live in the private pool and come as copies; the rest is mapped
+    assert not mapped[0] and all(mapped[20:])
+    assert all(v.readonly for v in views)
+    with pytest.raises(TypeError):
+        views[-1][0] = 0  # type: ignore[index]
+    # slices, as for messages()
+    assert [bytes(v) for v in a.message_views(h, 50, 60)] == raws[50:60]
+    assert [bytes(v) for v in a.message_views(h, -3)] == raws[-3:]
+    assert a.message_views(h, 300) == []
+
+
+def test_views_see_later_appends_and_survive_release(connect_agent: ClientFactory) -> None:
+    a = connect_agent()
+    raws = _messages(100)
+    h = _conversation(a, raws)
+    first = a.message_views(h)
+    more = _messages(30, tag="n")
+    a.extend(h, more)
+    assert [bytes(v) for v in a.message_views(h, 100)] == more
+    a.release(h)
+    assert [bytes(v) for v in first] == raws  # views held keep their pages
+
+
+def test_a_fork_reads_the_shared_prefix_as_copies(connect_agent: ClientFactory) -> None:
+    a = connect_agent()
+    raws = _messages(100)
+    h = _conversation(a, raws)
+    f = a.fork(h)
+    own = _messages(60, tag="f")
+    a.extend(f, own)
+    a.extend(h, _messages(5, tag="later"))  # the parent goes on in its own segments
+    views = a.message_views(f)
+    assert [bytes(v) for v in views] == raws + own
+    assert not any(_mapped(v) for v in views[:100])  # the parent's segments are not the fork's
+
+
+def test_another_agent_cannot_read_or_map_a_conversation(connect_agent: ClientFactory) -> None:
+    a, b = connect_agent(), connect_agent()
+    h = _conversation(a, _messages(100))
+    with pytest.raises(UnknownHandle):
+        b.message_views(h)
+    with pytest.raises(UnknownHandle):
+        b.messages(h)
+
+
+def test_demoted_messages_come_back_and_are_mapped_again(connect_agent: ClientFactory) -> None:
+    a = connect_agent()
+    raws = _messages(120)
+    h = _conversation(a, raws)
+    assert a.demote(h) > 0
+    views = a.message_views(h)  # promoted by the read, into the handle's own segment
+    assert [bytes(v) for v in views] == raws
+    again = a.message_views(h)
+    assert [bytes(v) for v in again] == raws
+    assert all(_mapped(v) for v in again[20:])
+
+
+def test_messages_larger_than_a_chunk_and_across_segments(connect_agent: ClientFactory) -> None:
+    import random
+
+    rng = random.Random(3)
+    raws = [rng.randbytes(rng.choice([200, 3000, 9000, 40_000, 300_000])) for _ in range(60)]
+    a = connect_agent()
+    h = a.alloc_smu("conversation", [])
+    for i in range(0, len(raws), 7):
+        a.extend(h, raws[i : i + 7])
+    views = a.message_views(h)
+    assert [bytes(v) for v in views] == raws
+    assert sum(_mapped(v) for v in views) > len(raws) // 2  # most are whole slices of segments
+
+
+def test_a_conversation_shared_with_another_agent_is_copied_to_it(
+    connect_agent: ClientFactory,
+) -> None:
+    a, b = connect_agent(), connect_agent()
+    raws = _messages(100)
+    h = _conversation(a, raws)
+    hb = a.share_content(h, b.name)
+    views = b.message_views(hb)
+    assert [bytes(v) for v in views] == raws
+    assert not any(_mapped(v) for v in views)  # a's segments are a's alone
+    assert all(_mapped(v) for v in a.message_views(h)[20:])
