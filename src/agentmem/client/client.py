@@ -131,6 +131,8 @@ class Client:
     # --- plumbing --------------------------------------------------------------------------
 
     def _call(self, msg: dict[str, object], fds: Sequence[int] = ()) -> Any:
+        # :meth:`_call_with` written out: every plain request (most of them) goes through here,
+        # and saves the extra call frame and the tuple of (result, attachments).
         if self._broken and self._reconnect is not None:
             self._revive()
         transport = self._transport
