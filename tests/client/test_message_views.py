@@ -118,3 +118,50 @@ def test_a_conversation_shared_with_another_agent_is_copied_to_it(
     assert [bytes(v) for v in views] == raws
     assert not any(_mapped(v) for v in views)  # a's segments are a's alone
     assert all(_mapped(v) for v in a.message_views(h)[20:])
+
+
+def test_an_empty_message_at_the_end_of_an_extent(connect_agent: ClientFactory) -> None:
+    a = connect_agent()
+    raws = _messages(40)
+    h = _conversation(a, raws)
+    a.extend(h, [b"", b"", raws[0], b""])
+    assert [bytes(v) for v in a.message_views(h)] == [*raws, b"", b"", raws[0], b""]
+    assert [bytes(v) for v in a.message_views(h, 40, 42)] == [b"", b""]
+
+
+@pytest.mark.parametrize("transport", ["inprocess", "socket"])
+def test_a_history_in_more_segments_than_a_frame_carries_fds(transport: str) -> None:
+    import os
+
+    from agentmem.client import connect
+    from agentmem.daemon.inprocess import InProcessTransport
+    from agentmem.daemon.service import Service
+    from agentmem.protocol.fdpass import MAX_FDS_PER_FRAME
+    from agentmem.testing import DaemonProcess
+
+    # 64 KiB segments: every 20 KB message larger than a quarter of one gets its own.
+    raws = [os.urandom(20_000) for _ in range(MAX_FDS_PER_FRAME + 40)]
+
+    def check(client: Client) -> None:
+        h = client.alloc_smu("conversation", [])
+        client.extend(h, raws)
+        views = client.message_views(h)
+        assert [bytes(v) for v in views] == raws
+        assert sum(_mapped(v) for v in views) > MAX_FDS_PER_FRAME  # over several replies
+
+    if transport == "inprocess":
+        import dataclasses
+
+        from agentmem.config import Config
+
+        service = Service(dataclasses.replace(Config(), segment_bytes=64 << 10))
+        client = Client(InProcessTransport(service), name="many-segments")
+        try:
+            check(client)
+        finally:
+            client.close()
+            service.close_all()
+        return
+    env = {**os.environ, "AGENTMEM_SEGMENT_BYTES": str(64 << 10)}
+    with DaemonProcess(env=env) as d, connect(d.socket, name="many-segments") as client:
+        check(client)

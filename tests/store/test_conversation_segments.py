@@ -317,3 +317,26 @@ def test_a_conversation_demoted_whole_leaves_no_open_segment_behind() -> None:
     assert texts(store, ha) == [message(i) for i in range(40)] + [common]  # promoted back
     assert texts(store, hb) == [message(500), common]
     store.close()
+
+
+def test_an_empty_message_keeps_its_segment_alive() -> None:
+    # A 0-byte chunk counts no bytes, but it is live: its segment must not be retired under it.
+    import random
+
+    rng = random.Random(5)
+    store = new_store(own_after=OWN_AFTER_BYTES)
+    a, b = store.register_agent("a"), store.register_agent("b")
+    big = [rng.randbytes(1500) for _ in range(12)]
+    ha = store.alloc_smu(SMUType.CONVERSATION, [*big, b"", b"x" * 500], a)
+    hb = store.alloc_smu(SMUType.CONVERSATION, [b"hi", b""], b)  # its b"" is a's chunk
+    assert store.demote(ha, own_only=True) > 0  # closes a's open segment
+    assert texts(store, hb) == [b"hi", b""]
+    assert texts(store, ha) == [*big, b"", b"x" * 500]
+    # one conversation: an empty message alone in a segment, then one too large for it
+    hc = store.alloc_smu(SMUType.CONVERSATION, [rng.randbytes(1500) for _ in range(11)], a)
+    store.extend(hc, [b"", rng.randbytes(100_000)])
+    assert [len(m) for m in texts(store, hc)][-2:] == [0, 100_000]
+    me = store.message_extents(hc)
+    assert [len(m) for m in resolve(me)][-2:] == [0, 100_000]
+    assert store.check().ok
+    store.close()

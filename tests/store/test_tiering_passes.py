@@ -91,3 +91,21 @@ def test_the_cold_age_lists_only_handles_old_enough(tmp_path: pathlib.Path) -> N
     assert _tiers(store, old) == {Tier.COLD}
     assert _tiers(store, recent) == {Tier.HOT}
     store.close()
+
+
+def test_a_release_lets_the_age_pass_take_what_became_one_handles_own() -> None:
+    now = [0.0]
+    store = Store(Config(idle_agent_warm_seconds=60), clock=lambda: now[0], far_memory=None)
+    idle = store.register_agent("idle", state="idle")
+    busy = store.register_agent("busy")
+    conv = [message(i) for i in range(30)]
+    a = store.alloc_smu(SMUType.CONVERSATION, conv, idle)
+    shared = store.share_content(a, busy)  # the busy agent holds the same history
+    now[0] = 61.0
+    demote_idle(store)
+    assert Tier.HOT in _tiers(store, a)  # held by an active agent too: it stays
+    store.release(shared)
+    now[0] = 62.0
+    assert demote_idle(store) == sum(len(m) for m in conv)  # now a's alone: it goes
+    assert _tiers(store, a) == {Tier.WARM}
+    store.close()

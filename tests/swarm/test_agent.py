@@ -102,3 +102,27 @@ def test_think_times_differ_per_agent_and_are_bounded() -> None:
     a, b = agent.think_times(0, 0.5, 20), agent.think_times(1, 0.5, 20)
     assert a != b and len(a) == 20
     assert all(0 <= g <= 4 * 0.5 * 2 for g in a + b)
+
+
+def test_the_turn_gate_holds_k_tokens(tmp_path: Path) -> None:
+    import select
+
+    from agentmem.swarm.run import Gate
+
+    gate = Gate(tmp_path / "gate", 2)
+    try:
+        a, b = agent.TurnGate(gate.path), agent.TurnGate(gate.path)
+
+        def tokens_left() -> bool:
+            return bool(select.select([gate.fd], [], [], 0)[0])
+
+        a.__enter__()
+        assert tokens_left()
+        b.__enter__()
+        assert not tokens_left()  # both taken: a third agent would wait
+        a.__exit__(None, None, None)
+        assert tokens_left()
+        b.__exit__(None, None, None)
+    finally:
+        gate.close()
+    assert not (tmp_path / "gate").exists()

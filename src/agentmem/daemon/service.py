@@ -37,6 +37,7 @@ from agentmem.errors import (
 )
 from agentmem.ids import Handle
 from agentmem.protocol import messages as m
+from agentmem.protocol.fdpass import MAX_FDS_PER_FRAME
 from agentmem.states import SMUType
 from agentmem.store import Agent, Store
 from agentmem.store.segments import Segment
@@ -656,31 +657,41 @@ def _message_views(
     daemon demoted the conversation and retired the segment (it learns of retirements only
     in its next reply): measured, 25 idle seed-profile agents held 21 MiB each that way."""
     got = store.message_extents(h, start, min(stop, start + MESSAGE_VIEWS_COUNT))
-    pieces: list[object] = []
-    new: list[Segment] = []
-    inline = 0
-    count = 0  # messages answered
-    done = 0  # bytes of the current message already answered
     sizes = got.sizes
+    pieces: list[object] = []
+    segs: list[Segment] = []  # the segments the pieces name, in order of first use
+    inline = 0
+    count = 0  # messages wholly in ``pieces``
+    done = 0  # bytes of message ``count`` in ``pieces`` so far (a message may span extents)
+    kept = (0, 0, 0)  # (pieces, segments, messages) at the last message boundary
     for piece in got.pieces:
-        if isinstance(piece, memoryview):
+        if isinstance(piece, memoryview):  # one whole message (the empty ones too)
             if inline and inline + len(piece) > MESSAGES_REPLY_BYTES:
-                break  # the rest next time (a memoryview piece is always one whole message)
+                break  # the rest next time
             inline += len(piece)
             pieces.append(bytes(piece))
-            n = len(piece)
-        else:
+            count += 1
+        else:  # bytes of one or more non-empty messages
             seg, off, n = piece
             if not store.may_map(h, seg):  # the store's contract; a bug if it ever fails
                 raise AssertionError(f"segment {seg.seg_id} is not the handle's to map")
-            if seg not in new:
-                new.append(seg)
+            if seg not in segs:
+                if len(segs) == MAX_FDS_PER_FRAME:
+                    break  # one fd a segment, at most this many a frame: the rest next time
+                segs.append(seg)
             pieces.append([seg.seg_id, off, n])
-        done += n
-        while count < len(sizes) and done >= sizes[count]:
-            done -= sizes[count]
-            count += 1
-    for seg in new:
+            done += n
+            while done and done >= sizes[count]:
+                done -= sizes[count]
+                count += 1
+        if not done:
+            kept = (len(pieces), len(segs), count)
+    # Stop at a message boundary: a message split over two extents goes whole or not at all.
+    npieces, nsegs, count = kept
+    if not count and sizes:  # never: a message spans at most two segments
+        raise TooLarge(f"message {start} spans more segments than a frame carries fds")
+    del pieces[npieces:], segs[nsegs:]
+    for seg in segs:
         seg.share()
     pos = start + count
     return Reply(
@@ -688,12 +699,12 @@ def _message_views(
             "ok": {
                 "sizes": sizes[:count],
                 "pieces": pieces,
-                "map": [[seg.seg_id, seg.capacity] for seg in new],
+                "map": [[seg.seg_id, seg.capacity] for seg in segs],
                 "next": pos if pos < stop else None,
                 "length": length,
             }
         },
-        new,
+        segs,
     )
 
 

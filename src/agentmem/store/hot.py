@@ -24,7 +24,8 @@ extent asked for (isolation between agents of one domain):
   the store's segment size (numbers below). Messages a handle's read promotes back from warm
   or cold go to its open segment too (it reads every one of them); compaction re-places an
   owner's live chunks in a new segment of the same owner. A released owner's segments join
-  the private pool: handles are never reused, and nobody may map them again.
+  the private pool with their owner cleared: nobody may map them again, not even a later handle
+  that drew the same number.
 * ``far``: demoted content kept uncompressed on a far-memory NUMA node (CXL memory shows up as
   a node without CPUs; ``store/numa.py``), when the machine has one: each new far segment is
   bound to that node with ``mbind`` before its first byte is written. Never handed out (copied
@@ -125,12 +126,12 @@ class HotTier:
         for seg in self._owned.pop(owner, ()):
             seg.owner = 0
             seg.pool = PRIVATE
-            if seg.live_bytes == 0:
+            if seg.live_chunks == 0:
                 self._retire(seg)
 
     def retire_if_empty(self, seg: Segment) -> None:
         """Retire ``seg`` if no live chunk is left in it (and it is not an open one)."""
-        if seg.live_bytes == 0 and not self.is_open(seg) and seg.seg_id in self.segments:
+        if seg.live_chunks == 0 and not self.is_open(seg) and seg.seg_id in self.segments:
             self._retire(seg)
 
     @property
@@ -164,7 +165,7 @@ class HotTier:
             cap *= 2
         seg = self._new_segment(cap, OWNED, owner=owner)
         self._owned_open[owner] = seg
-        if current is not None and current.live_bytes == 0:
+        if current is not None and current.live_chunks == 0:
             self._retire(current)
         return seg
 
@@ -183,7 +184,7 @@ class HotTier:
         seg = self._new_segment(self.segment_bytes, pool)
         old = self._open[pool]
         self._open[pool] = seg
-        if old is not None and old.live_bytes == 0:
+        if old is not None and old.live_chunks == 0:
             self._retire(old)
         return seg
 
@@ -256,11 +257,12 @@ class HotTier:
     def forget(self, seg: Segment, size: int) -> None:
         """``size`` bytes of a chunk at ``seg`` are no longer held here (freed or moved)."""
         seg.live_bytes -= size
+        seg.live_chunks -= 1
         self._chunks -= 1
         self._raw -= size
         if seg.pool == FAR:
             self.far_bytes -= size
-        if seg.live_bytes == 0 and not self.is_open(seg):
+        if seg.live_chunks == 0 and not self.is_open(seg):
             self._retire(seg)
 
     def _retire(self, seg: Segment) -> None:

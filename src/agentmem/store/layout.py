@@ -38,9 +38,10 @@ class MessageExtents:
     sizes: list[int]
     """Plain bytes of each message, in order."""
     pieces: list[Extent | memoryview]
-    """In order: an extent of a segment the handle owns (consecutive messages there
-    coalesced into one), or the whole bytes of one message that does not lie entirely in
-    such segments (not hot, in another handle's segment, in a private or shared one)."""
+    """In order: an extent of a segment the handle owns (bytes of consecutive non-empty
+    messages there coalesced into one; a message may span two), or the whole bytes of one
+    message that does not lie entirely in such segments (not hot, in another handle's
+    segment, in a private or shared one) or is empty."""
 
 
 def not_hot(nodes: Iterable[MessageNode]) -> list[ChunkEntry]:
@@ -64,7 +65,9 @@ def message_extents(store: Store, owner: int, nodes: Sequence[MessageNode]) -> M
         size = node.size
         sizes.append(size)
         loc: object = node.loc
-        if loc.__class__ is Segment:  # its own chunk's entry (records.MessageNode)
+        if not size:
+            pass  # an empty message is its own (empty) piece: no extent ends on one unseen
+        elif loc.__class__ is Segment:  # its own chunk's entry (records.MessageNode)
             # Only an owned segment has an owner; a released owner's have none.
             if loc.owner == owner:
                 at = loc.starts[node.at]

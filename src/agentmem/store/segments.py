@@ -60,6 +60,7 @@ class Segment:
         "exclusive",
         "fd",
         "live_bytes",
+        "live_chunks",
         "owner",
         "pool",
         "seg_id",
@@ -92,6 +93,9 @@ class Segment:
         self.used = 0
         #: Bytes of chunks still referenced; the segment can be retired when it reaches 0.
         self.live_bytes = 0
+        #: Live chunks placed here. Emptiness is judged by this, not by ``live_bytes``: a live
+        #: 0-byte chunk (an empty message) keeps its segment as surely as any other.
+        self.live_chunks = 0
         #: True once sealed for sharing (:meth:`share`): its fd may leave the process.
         self.shared = False
         #: Offsets of the chunks placed here, in placement order (``records.place``): 4 bytes
@@ -136,6 +140,7 @@ class Segment:
         wmap[off : off + n] = data
         self.used = off + n
         self.live_bytes += n
+        self.live_chunks += 1
         return off
 
     def view(self, offset: int, length: int) -> memoryview:

@@ -466,6 +466,9 @@ class Store:
         """Drop the handle; content is freed when its last ref goes. Raises ``UnknownHandle``."""
         ref = self._ref(handle, touch=False)
         del self.refs[handle]
+        # What this handle shared may now be another handle's own, demotable where it was
+        # not: the age pass looks at every due handle again (once, not every second).
+        self.aged.clear()
         a = ref.agent
         a.handles -= 1
         a.logical_bytes -= ref.size

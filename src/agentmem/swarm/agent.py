@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import random
+import select
 import socket
 import string
 import sys
@@ -257,14 +258,20 @@ class Shared:
 class TurnGate:
     """The orchestrator's turn gate (``run.Gate``): a FIFO of tokens; ``with gate:`` takes one
     (blocking until another agent puts one back) and returns it. Thread-safe: each read and
-    write of one byte is atomic on a pipe."""
+    write of one byte is atomic on a pipe. Raises ``RuntimeError`` if the orchestrator that
+    started this process has gone (the FIFO, open read-write here, would never say EOF)."""
 
     def __init__(self, path: Path) -> None:
         self.fd = os.open(path, os.O_RDWR)
+        self._parent = os.getppid()
 
     def __enter__(self) -> None:
-        if os.read(self.fd, 1) != b"t":
-            raise RuntimeError("the turn gate was closed")
+        while True:
+            ready, _, _ = select.select([self.fd], [], [], 1.0)
+            if ready and os.read(self.fd, 1) == b"t":
+                return
+            if os.getppid() != self._parent:
+                raise RuntimeError("the orchestrator went away while this agent waited")
 
     def __exit__(self, *exc: object) -> None:
         os.write(self.fd, b"t")

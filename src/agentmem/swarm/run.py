@@ -50,6 +50,8 @@ PHASE_TIMEOUT = 900.0
 #: Seconds the settle after the turns may take at most (``agentmem``: demoting 100 agents'
 #: 30 MB conversations at ~150 MB/s is ~20 s of the daemon's time).
 SETTLE_MAX_S = 180.0
+#: Seconds the agent processes get, all together, to exit once told to before they are killed.
+CLOSE_WAIT_S = 60.0
 #: Snapshots in a row, after the idle rule's delay, in which the daemon's tiers did not move.
 SETTLE_STABLE = 3
 
@@ -182,13 +184,16 @@ class Fleet:
             self.send(i, msg)
 
     def close(self) -> None:
+        """Close every process's stdin (they exit on it), wait for them 60 s in all, then kill
+        what is left (one blocked on the turn gate after another died holding a token)."""
         for p in self.procs:
             with contextlib.suppress(OSError):
                 if p.stdin is not None:
                     p.stdin.close()
+        deadline = time.monotonic() + CLOSE_WAIT_S
         for p in self.procs:
             try:
-                p.wait(60)
+                p.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
@@ -346,7 +351,9 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
         helper_pids = [helper] if helper is not None else []
         cpu0 = measure.cpu(helper_pids), measure.cpu([llm_pid])
         sock = daemon.socket if daemon is not None else ""
-        gate = Gate(run_dir / f"gate-{mode}-{n}", o.concurrency) if o.concurrency else None
+        # More tokens than agents gate nothing (and would not fit in the FIFO's 64 KiB).
+        slots = min(o.concurrency, n)
+        gate = Gate(run_dir / f"gate-{mode}-{n}", slots) if slots else None
         if gate is not None:
             stack.callback(gate.close)
         cmds = [_agent_cmd(mode, o, run_dir, g, sock=sock, port=port, gate=gate) for g in groups]
