@@ -351,6 +351,8 @@ class Server:
                 return False
             reply = Reply(m.reply_error(ident, AgentmemError("internal error in the daemon")))
         if reply.sync or conn in self._holding:
+            if reply.segments:
+                reply = _holding_fds(reply)
             self._held.append((conn, reply))
             self._holding.add(conn)
             return True
@@ -443,3 +445,27 @@ def _send_some(sock: socket.socket, data: bytes | memoryview, fds: list[int]) ->
             [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
         )
     return sock.send(data)
+
+
+class _HeldFd:
+    """A dup of a segment's fd for a reply held until the journal sync: a later request of
+    the same wakeup may retire (and close) the segment before the reply goes out."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = os.dup(fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _holding_fds(reply: Reply) -> Reply:
+    """``reply`` with its segments' fds dup'ed (closed once sent, as transient ones are)."""
+    transient = {id(seg) for seg in reply.transient}
+    fds: list[Any] = [seg if id(seg) in transient else _HeldFd(seg.fd) for seg in reply.segments]
+    # Duck-typed: the transport reads ``.fd`` of each and calls ``.close()`` on the transient.
+    closing: list[Any] = [*reply.transient, *(f for f in fds if isinstance(f, _HeldFd))]
+    return Reply(reply.body, fds, closing, reply.sync)
