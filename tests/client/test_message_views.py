@@ -22,6 +22,15 @@ def _mapped(view: memoryview) -> bool:
     return isinstance(view.obj, mmap.mmap)
 
 
+def _mappings(views: list[memoryview]) -> list[bytes]:
+    """The whole contents of every distinct mapping ``views`` are slices of."""
+    seen: dict[int, bytes] = {}
+    for v in views:
+        if _mapped(v):
+            seen.setdefault(id(v.obj), bytes(v.obj))
+    return list(seen.values())
+
+
 def _conversation(client: Client, raws: list[bytes]) -> int:
     h = client.alloc_smu("conversation", [])
     for i in range(0, len(raws), 64):
@@ -69,7 +78,26 @@ def test_a_fork_reads_the_shared_prefix_as_copies(connect_agent: ClientFactory) 
     a.extend(h, _messages(5, tag="later"))  # the parent goes on in its own segments
     views = a.message_views(f)
     assert [bytes(v) for v in views] == raws + own
-    assert not any(_mapped(v) for v in views[:100])  # the parent's segments are not the fork's
+    # The parent's segments are not the fork's: no mapping it got shows the parent's later
+    # messages (the prefix came as copies: one segment of this reply's own).
+    assert not any(b'"later' in whole for whole in _mappings(views))
+    a.extend(h, _messages(5, tag="after"))
+    assert not any(b'"after' in whole for whole in _mappings(views))
+
+
+def test_copies_above_64_kib_come_in_one_segment_of_the_reply(
+    connect_agent: ClientFactory,
+) -> None:
+    a = connect_agent()
+    raws = _messages(100)  # ~150 KB: the fork's prefix is copied, too much to go inline
+    f = a.fork(_conversation(a, raws))
+    views = a.message_views(f)
+    assert [bytes(v) for v in views] == raws
+    assert all(_mapped(v) for v in views)
+    (whole,) = _mappings(views)  # one mapping, holding the copies and nothing else
+    assert whole.rstrip(b"\0") == b"".join(raws)
+    small = a.fork(_conversation(a, _messages(10)))  # 15 KB of copies: inline
+    assert not any(_mapped(v) for v in a.message_views(small))
 
 
 def test_another_agent_cannot_read_or_map_a_conversation(connect_agent: ClientFactory) -> None:
@@ -116,7 +144,9 @@ def test_a_conversation_shared_with_another_agent_is_copied_to_it(
     hb = a.share_content(h, b.name)
     views = b.message_views(hb)
     assert [bytes(v) for v in views] == raws
-    assert not any(_mapped(v) for v in views)  # a's segments are a's alone
+    a.extend(h, _messages(5, tag="secret"))
+    # a's segments are a's alone: none of b's mappings shows what a appended since
+    assert not any(b'"secret' in whole for whole in _mappings(views))
     assert all(_mapped(v) for v in a.message_views(h)[20:])
 
 

@@ -52,6 +52,15 @@ INLINE_MAX: Final = 16 << 10
 #: up to this size, and into a one-off sealed memfd above it (a frame holds at most 16 MiB).
 COPY_INLINE_MAX: Final = 8 << 20
 
+#: A ``messages`` reply with ``views`` copies the messages the reader may not map (a forked
+#: prefix, content other conversations hold too) inline up to this many bytes, and above it
+#: into a one-off sealed memfd named by ``COPY_SEGMENT_ID``: the client maps it for the call
+#: and unmaps it with the views, instead of receiving a frame of megabytes into its heap and
+#: copying each message out of it (the heap such copies leave behind stays with the process).
+COPY_VIEWS_INLINE_MAX: Final = 64 << 10
+#: The segment id of a reply's one-off copy segment (real segment ids are >= 0).
+COPY_SEGMENT_ID: Final = -1
+
 #: Most message bytes one ``messages`` reply carries; the client asks again from ``next``.
 MESSAGES_REPLY_BYTES: Final = 8 << 20
 #: Messages a ``messages`` reply with ``views`` covers at most: its ``sizes`` list is ~3 bytes
@@ -658,26 +667,26 @@ def _message_views(
     in its next reply): measured, 25 idle seed-profile agents held 21 MiB each that way."""
     got = store.message_extents(h, start, min(stop, start + MESSAGE_VIEWS_COUNT))
     sizes = got.sizes
-    pieces: list[object] = []
+    pieces: list[object] = []  # extents as wire lists; the messages to copy as memoryviews
     segs: list[Segment] = []  # the segments the pieces name, in order of first use
     inline = 0
     count = 0  # messages wholly in ``pieces``
     done = 0  # bytes of message ``count`` in ``pieces`` so far (a message may span extents)
-    kept = (0, 0, 0)  # (pieces, segments, messages) at the last message boundary
+    kept = (0, 0, 0, 0)  # (pieces, segments, messages, copied bytes) at the last boundary
     for piece in got.pieces:
         if isinstance(piece, memoryview):  # one whole message (the empty ones too)
             if inline and inline + len(piece) > MESSAGES_REPLY_BYTES:
                 break  # the rest next time
             inline += len(piece)
-            pieces.append(bytes(piece))
+            pieces.append(piece)
             count += 1
         else:  # bytes of one or more non-empty messages
             seg, off, n = piece
             if not store.may_map(h, seg):  # the store's contract; a bug if it ever fails
                 raise AssertionError(f"segment {seg.seg_id} is not the handle's to map")
             if seg not in segs:
-                if len(segs) == MAX_FDS_PER_FRAME:
-                    break  # one fd a segment, at most this many a frame: the rest next time
+                if len(segs) == MAX_FDS_PER_FRAME - 1:
+                    break  # one fd a segment (and one for the copies): the rest next time
                 segs.append(seg)
             pieces.append([seg.seg_id, off, n])
             done += n
@@ -685,14 +694,21 @@ def _message_views(
                 done -= sizes[count]
                 count += 1
         if not done:
-            kept = (len(pieces), len(segs), count)
+            kept = (len(pieces), len(segs), count, inline)
     # Stop at a message boundary: a message split over two extents goes whole or not at all.
-    npieces, nsegs, count = kept
+    npieces, nsegs, count, inline = kept
     if not count and sizes:  # never: a message spans at most two segments
         raise TooLarge(f"message {start} spans more segments than a frame carries fds")
     del pieces[npieces:], segs[nsegs:]
     for seg in segs:
         seg.share()
+    transient: list[Segment] = []
+    if inline > COPY_VIEWS_INLINE_MAX:
+        copy = _copy_segment(pieces, inline)
+        segs.append(copy)
+        transient.append(copy)
+    else:
+        pieces = [bytes(p) if isinstance(p, memoryview) else p for p in pieces]
     pos = start + count
     return Reply(
         {
@@ -705,7 +721,34 @@ def _message_views(
             }
         },
         segs,
+        transient,
     )
+
+
+def _copy_segment(pieces: list[object], size: int) -> Segment:
+    """Copy the messages of ``pieces`` that are memoryviews into a sealed one-off segment
+    (``COPY_SEGMENT_ID``) and put its extents in their place (consecutive copies: one extent;
+    empty messages stay empty bytes, a piece of their own)."""
+    copy = Segment(COPY_SEGMENT_ID, size, pool="private", exclusive=True)
+    last: list[int] | None = None  # the copy extent the next copy may extend
+    for i, piece in enumerate(pieces):
+        if not isinstance(piece, memoryview):
+            last = None
+            continue
+        n = len(piece)
+        if not n:
+            pieces[i] = b""
+            last = None
+            continue
+        off = copy.append(piece)
+        if last is not None and last[1] + last[2] == off:
+            last[2] += n
+            pieces[i] = None
+        else:
+            last = pieces[i] = [COPY_SEGMENT_ID, off, n]
+    pieces[:] = [p for p in pieces if p is not None]
+    copy.seal()
+    return copy
 
 
 def _length(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> object:
