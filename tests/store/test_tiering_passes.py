@@ -109,3 +109,51 @@ def test_a_release_lets_the_age_pass_take_what_became_one_handles_own() -> None:
     assert demote_idle(store) == sum(len(m) for m in conv)  # now a's alone: it goes
     assert _tiers(store, a) == {Tier.WARM}
     store.close()
+
+
+def test_chunks_several_conversations_hold_go_once_every_holder_is_due() -> None:
+    now = [0.0]
+    store = Store(Config(idle_agent_warm_seconds=60), clock=lambda: now[0], far_memory=None)
+    agents = [store.register_agent(f"a{i}") for i in range(3)]
+    common = [message(1000 + i) for i in range(20)]  # the same messages in every history
+    hs = [
+        store.alloc_smu(SMUType.CONVERSATION, [message(10 * k), *common, message(10 * k + 1)], a)
+        for k, a in enumerate(agents)
+    ]
+    entries = {id(e): e for n in store.refs[hs[0]].path[1:21] for e in n.chunks}  # type: ignore[union-attr]
+    assert all(e.refs == 3 for e in entries.values())  # one chunk each, three claims
+    store.set_state(agents[0], "idle")
+    store.set_state(agents[1], "idle")
+    now[0] = 61.0
+    demote_idle(store)  # two of three holders idle: the common chunks stay hot
+    assert {e.tier for e in entries.values()} == {Tier.HOT}
+    assert _tiers(store, hs[0]) == {Tier.WARM, Tier.HOT}  # their own messages went
+    store.set_state(agents[2], "idle")
+    now[0] = 122.0
+    common_bytes = sum(len(m) for m in common)
+    own = len(message(20)) + len(message(21))
+    assert demote_idle(store) == own + common_bytes  # the last holder due: they go too
+    assert {e.tier for e in entries.values()} == {Tier.WARM}
+    assert all(_tiers(store, h) == {Tier.WARM} for h in hs)
+    assert len(store.messages(hs[1], 0, None)) == 22  # read back: promoted, intact
+    assert store.check().ok
+    store.close()
+
+
+def test_a_shared_chunk_stays_while_other_content_holds_it() -> None:
+    now = [0.0]
+    store = Store(Config(idle_agent_warm_seconds=60), clock=lambda: now[0], far_memory=None)
+    idle = [store.register_agent(f"i{i}", state="idle") for i in range(2)]
+    busy = store.register_agent("busy")
+    common = message(777)
+    hs = [
+        store.alloc_smu(SMUType.CONVERSATION, [message(k), common], a) for k, a in enumerate(idle)
+    ]
+    held = store.share_content(hs[0], busy)  # the busy agent holds idle[0]'s history
+    store.alloc_smu(SMUType.TOOL_DEF, common, busy)  # and holds the same bytes as an SMU
+    now[0] = 61.0
+    demote_idle(store)
+    tip = store.refs[hs[1]].path[-1]  # type: ignore[union-attr]
+    assert {e.tier for e in tip.chunks} == {Tier.HOT}  # the fork and the SMU still hold it
+    assert Tier.HOT in _tiers(store, held)
+    store.close()

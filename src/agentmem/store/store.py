@@ -167,6 +167,10 @@ class Store:
         #: Handles the age rules have already taken down, with ``touched`` as it was then
         #: (``tiering.demote_idle``): unused since, they have nothing left to move.
         self.aged: dict[int, float] = {}
+        #: For each conversation in ``aged``: the claims of its own messages on hot chunks other
+        #: conversations hold too, as they were then (what ``demote_idle`` weighs once every
+        #: holder is due).
+        self.aged_shared: dict[int, list[ChunkEntry]] = {}
         #: The last errors of moves between tiers (disk full, unreadable packs), newest last.
         self.tier_errors: list[str] = []
         self.chunks: dict[ChunkId, ChunkEntry] = {}
@@ -469,6 +473,7 @@ class Store:
         # What this handle shared may now be another handle's own, demotable where it was
         # not: the age pass looks at every due handle again (once, not every second).
         self.aged.clear()
+        self.aged_shared.clear()
         a = ref.agent
         a.handles -= 1
         a.logical_bytes -= ref.size
@@ -607,17 +612,31 @@ class Store:
                 entries.append(e)
         if not entries:
             return 0
+        moved = self.demote_chunks(entries, ref.smu_type, to)
+        if not keep and ref.smu_type is SMUType.CONVERSATION:
+            # The whole conversation went down: its open segment holds at most chunks other
+            # content shares now; closed, compaction may take it (25 idle seed-profile agents
+            # left 48 MB of holes in open segments otherwise).
+            self.hot.close_owned(handle)
+        return moved
+
+    def demote_chunks(
+        self, entries: list[ChunkEntry], smu_type: SMUType, to: Tier = Tier.WARM
+    ) -> int:
+        """Move ``entries`` (distinct, unpinned, above ``to``) down to ``to`` as content of
+        ``smu_type``; plain bytes moved. For :meth:`demote`, and for the age pass's chunks that
+        several conversations hold, all of them due (``tiering.demote_idle``)."""
         payloads = [self._load(e) for e in entries]
         olds = [e.loc for e in entries]
         try:
             if to is Tier.WARM and self.hot.far is not None:
                 # Far memory first: still uncompressed and mapped, out of near RAM.
-                self.hot.put(entries, payloads, ref.smu_type, far=True)
+                self.hot.put(entries, payloads, smu_type, far=True)
             elif to is Tier.WARM:
-                self.warm.put(entries, payloads, ref.smu_type)
+                self.warm.put(entries, payloads, smu_type)
             else:
                 assert self.cold is not None
-                self.cold.put(entries, payloads, ref.smu_type)
+                self.cold.put(entries, payloads, smu_type)
         finally:  # on DiskFull, the groups written before it count as moved
             moved = 0
             for e, old in zip(entries, olds, strict=True):
@@ -626,11 +645,6 @@ class Store:
                     moved += e.size
             self.epoch += 1
             self.demoted_bytes[to] += moved
-        if not keep and ref.smu_type is SMUType.CONVERSATION:
-            # The whole conversation went down: its open segment holds at most chunks other
-            # content shares now; closed, compaction may take it (25 idle seed-profile agents
-            # left 48 MB of holes in open segments otherwise).
-            self.hot.close_owned(handle)
         return moved
 
     # --- conversations ---------------------------------------------------------------------

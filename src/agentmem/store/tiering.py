@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING
 from agentmem.errors import DiskFull, PackUnreadable
 from agentmem.ids import Handle
 from agentmem.states import AgentState, SMUType, Tier
+from agentmem.store.hot import FAR
+from agentmem.store.records import ConversationRef
 
 if TYPE_CHECKING:
-    from agentmem.store.store import Store
+    from agentmem.store.records import ChunkEntry
+    from agentmem.store.store import AnyRef, Store
 
 #: The hot tier is brought this fraction of its budget below the budget when it is enforced.
 LOW_WATER_FRACTION = 1 / 8
@@ -94,6 +97,7 @@ def demote_idle(store: Store) -> int:
     idle_after = 0 if store.config.lru_policy else store.config.idle_agent_warm_seconds
     if not after and not idle_after:
         store.aged.clear()
+        store.aged_shared.clear()
         return 0
     now = store.clock()
     cutoff = now - after if after else float("-inf")
@@ -123,7 +127,57 @@ def demote_idle(store: Store) -> int:
     for ref in due:  # every due handle's own content is down now (or it had none)
         kept[ref.handle] = ref.touched
     store.aged = kept
-    return moved
+    return moved + _demote_shared(store, due)
+
+
+def _near_hot(e: ChunkEntry) -> bool:
+    """Is the chunk hot in near RAM (not freed, not already in far memory)?"""
+    loc = e.loc
+    return loc is not None and loc.tier is Tier.HOT and loc.pool != FAR  # type: ignore[union-attr]
+
+
+def _demote_shared(store: Store, due: list[AnyRef]) -> int:
+    """Demote the hot chunks that several conversations hold once every one of their claims
+    comes from a conversation the age rules have taken down (all its holders idle or unused),
+    as one idle agent's own content is; plain bytes moved.
+
+    A claim is a message of a conversation's own (after its last fork point) on a chunk: each
+    conversation taken down keeps the list of its claims on shared hot chunks
+    (``Store.aged_shared``, dropped when it is used again), so a pass that takes down new ones
+    counts claims over those lists, O(shared claims), and walks only the new conversations'
+    messages. A chunk some other content holds too (an SMU, a conversation still in use, a
+    shared prefix) has a claim not counted and stays."""
+    lists: dict[int, list[ChunkEntry]] = {
+        h: claims for h, claims in store.aged_shared.items() if h in store.aged
+    }
+    fresh = False
+    for ref in due:
+        if ref.__class__ is not ConversationRef:
+            continue
+        claims = [
+            e
+            for e in store._entries_of(ref, own_only=True)
+            if e.refs > 1 and _near_hot(e)
+        ]
+        if claims:
+            lists[ref.handle] = claims
+            fresh = True
+    store.aged_shared = lists
+    if not fresh:  # nothing new: every chunk these lists name was weighed already
+        return 0
+    counts: dict[int, int] = {}
+    for claims in lists.values():
+        for e in claims:
+            counts[id(e)] = counts.get(id(e), 0) + 1
+    pins = store.pins
+    ready: dict[int, ChunkEntry] = {}
+    for claims in lists.values():
+        for e in claims:
+            if counts[id(e)] >= e.refs and _near_hot(e) and e.id not in pins:
+                ready[id(e)] = e
+    if not ready:
+        return 0
+    return store.demote_chunks(list(ready.values()), _CONVERSATION)
 
 
 def demote_cold(store: Store) -> int:

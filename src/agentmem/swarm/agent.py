@@ -69,8 +69,9 @@ PR_SET_MEMORY_MERGE = 67
 #: this many buffers, well under the kernel's IOV_MAX of 1024, or per SEND_BYTES of them.
 SEND_BUFFERS = 512
 SEND_BYTES = 1 << 20
-#: Messages sent to the daemon per ``extend`` while loading a history (~400 KiB a request).
-LOAD_BATCH = 256
+#: Messages sent to the daemon per ``extend`` while loading a history: ~120 KiB a request,
+#: under glibc's mmap threshold, so the request buffers leave no heap behind.
+LOAD_BATCH = 64
 #: Keys whose string values are prose: the only ones a letter permutation touches (roles, tool
 #: names and ids keep their meaning).
 PROSE_KEYS = frozenset(
