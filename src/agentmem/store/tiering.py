@@ -154,11 +154,7 @@ def _demote_shared(store: Store, due: list[AnyRef]) -> int:
     for ref in due:
         if ref.__class__ is not ConversationRef:
             continue
-        claims = [
-            e
-            for e in store._entries_of(ref, own_only=True)
-            if e.refs > 1 and _near_hot(e)
-        ]
+        claims = [e for e in store._entries_of(ref, own_only=True) if e.refs > 1 and _near_hot(e)]
         if claims:
             lists[ref.handle] = claims
             fresh = True
