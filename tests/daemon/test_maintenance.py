@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 from agentmem.client import Client
 from agentmem.daemon import maintenance
 from agentmem.daemon.inprocess import InProcessTransport
@@ -58,3 +60,64 @@ def test_daemon_keeps_hot_bytes_within_its_budget_idle_agents_first() -> None:
         assert busy_stats.compressed_bytes < busy_stats.logical_bytes
         busy.close()
         lazy.close()
+
+
+def _anonymous_kib() -> int:
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1])
+    raise AssertionError("no Anonymous line")
+
+
+def test_give_back_returns_the_pages_of_freed_frames() -> None:
+    import subprocess
+    import sys
+
+    from agentmem.daemon import heap
+
+    # In a child of its own: what the test process's heap holds is not this test's to judge.
+    code = """
+import os
+from agentmem.daemon import heap
+from tests.daemon.test_maintenance import _anonymous_kib
+held, pins = [], []
+for i in range(3000):  # ~120 MB of 40 KB objects, each followed by a small one kept
+    held.append(os.urandom(40_000))
+    pins.append(bytearray(600))
+before = _anonymous_kib()
+del held
+freed = _anonymous_kib()
+assert heap.give_back()
+after = _anonymous_kib()
+print(before, freed, after)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="."
+    ).stdout.split()
+    before, freed, after = (int(x) for x in out)
+    assert freed > before - 20_000  # free() alone kept most of the pages (the pins hold them)
+    assert after < before - 100_000  # given back: over 100 of the ~117 MiB
+    assert heap.give_back() is True  # glibc here; repeatable
+
+
+def test_tick_gives_the_heap_back_once_frames_drop() -> None:
+    service = Service()
+    client = Client(InProcessTransport(service), name="frames")
+    handles = [
+        client.alloc_smu("tool_result", os.urandom(1 << 20) + text(i, 1 << 20)) for i in range(24)
+    ]
+    for h in handles:
+        client.demote(h)
+    (domain,) = service.domains.values()
+    assert domain.store.warm.frame_bytes > maintenance.TRIM_AFTER_BYTES
+    maintenance.tick(service)
+    assert service.heap_trims == 0  # no frame dropped yet
+    for h in handles[:20]:
+        client.release(h)
+    maintenance.tick(service)
+    assert service.heap_trims == 1
+    maintenance.tick(service)
+    assert service.heap_trims == 1  # once per drop, not every tick
+    client.close()
+    service.close_all()

@@ -80,3 +80,28 @@ def test_command_line() -> None:
     assert args.mode == ("plain", "agentmem") and args.scale == 0.01 and args.agents == 8
     with pytest.raises(SystemExit):
         build_parser().parse_args(["swarm", "--mode", "shm"])
+    args = build_parser().parse_args(["swarm", "--warm-budget", "64"])
+    assert args.warm_budget == 64 << 20
+    for bad in ("0", "-3", "lots"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["swarm", "--warm-budget", bad])
+
+
+def test_a_warm_budget_sends_idle_conversations_to_disk() -> None:
+    budget = 1 << 20
+    res = run(
+        Options(
+            agents=2,
+            modes=("agentmem",),
+            profile="seed",
+            scale=1 / 50,
+            turns=1,
+            think=0.05,
+            warm_budget=budget,
+        )
+    )
+    out = res["modes"]["agentmem"]
+    assert out["error_count"] == 0
+    store = out["store"]
+    assert store["cold_raw_bytes"] > 4 * budget  # most of the two 6 MB histories went down
+    assert store["warm_stored_bytes"] <= budget

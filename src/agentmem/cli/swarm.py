@@ -52,6 +52,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _mib(text: str) -> int:
+    """MiB (a positive number) as bytes."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of MiB") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0 MiB")
+    return int(value * 2**20)
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``swarm`` command to ``sub``."""
     corpus_env = os.environ.get("AGENTMEM_CORPUS")
@@ -89,6 +100,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="agentmem: keep conversations hot (the daemon does not demote idle agents' ones)",
     )
     p.add_argument(
+        "--warm-budget",
+        type=_mib,
+        default=0,
+        metavar="MIB",
+        help="agentmem: MiB of warm (compressed) frames the daemon keeps in RAM; past it, idle "
+        "agents' conversations go to its cold tier on disk (default: no budget)",
+    )
+    p.add_argument(
         "--concurrency",
         type=int,
         default=2 * (os.cpu_count() or 1),
@@ -123,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         sweep=tuple(sweep),
         demote=not args.no_demote,
         concurrency=max(0, args.concurrency),
+        warm_budget=args.warm_budget,
     )
     res = run_swarm(options)
     markdown = report.render_markdown(res)

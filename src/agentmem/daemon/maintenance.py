@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from agentmem.daemon import heap
+
 if TYPE_CHECKING:
     from agentmem.daemon.service import Service
 
@@ -22,17 +24,30 @@ INTERVAL: Final = 1.0
 MIN_FREED_BYTES: Final = 8 << 20
 #: ... nor holes below this share of the bytes appended to segments.
 MIN_FREED_RATIO: Final = 0.25
+#: Bytes moved between tiers or of warm frames dropped since the heap was last given back
+#: after which a tick gives the heap's free pages back to the system (``daemon/heap.py``):
+#: every move decodes and encodes through transient buffers, every dropped frame leaves a hole.
+TRIM_AFTER_BYTES: Final = 16 << 20
 
 
 def tick(service: Service) -> int:
     """One maintenance pass over every domain: the store's own (tiering, disk), then segment
-    compaction; returns bytes of segment space reclaimed."""
+    compaction, then the heap given back after enough churn; returns bytes of segment space
+    reclaimed."""
     reclaimed = 0
+    churn = 0  # bytes moved between tiers and frame bytes dropped, ever, in every domain
     for domain in service.domains.values():
-        domain.store.maintain()
+        done = domain.store.maintain()
+        service.moved_bytes += done["warm"] + done["pressure"] + done.get("cold", 0)
         hot = domain.store.hot
         used = sum(seg.used for seg in hot)
         freed = used - hot.live_bytes
         if freed >= MIN_FREED_BYTES and freed >= MIN_FREED_RATIO * used:
             reclaimed += domain.store.compact()
+        churn += domain.store.warm.freed_frame_bytes
+    churn += service.moved_bytes
+    if churn - service.churn_at_trim >= TRIM_AFTER_BYTES:
+        if heap.give_back():
+            service.heap_trims += 1
+        service.churn_at_trim = churn
     return reclaimed

@@ -192,6 +192,12 @@ class Service:
         self.connections = 0
         #: ``time.monotonic()`` at start, for the uptime in statistics.
         self.started = time.monotonic()
+        #: Bytes the maintenance ticks moved between tiers; their churn (those and the warm
+        #: frame bytes dropped) when the heap was last given back, and how often it was
+        #: (``maintenance.tick``).
+        self.moved_bytes = 0
+        self.churn_at_trim = 0
+        self.heap_trims = 0
         #: The once-a-second statistics (set by the daemon; None in-process).
         self.observer: observe.Observer | None = None
         if state_dir is not None:

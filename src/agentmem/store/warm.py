@@ -71,6 +71,9 @@ class WarmTier:
         self._raw = 0
         self._frames = 0
         self._frame_bytes = 0
+        #: Bytes of every frame dropped so far (a counter: the daemon gives the heap back
+        #: after enough of them, ``daemon/heap.py``).
+        self.freed_frame_bytes = 0
         # Decoded groups, least recently used first: 8 x 64 KiB = 512 KiB at most, enough for
         # reads that revisit a few recent groups (dedup'd chunks inside one SMU).
         self._cache: OrderedDict[int, tuple[WarmGroup, memoryview]] = OrderedDict()
@@ -189,6 +192,7 @@ class WarmTier:
         if group.live == 0:
             self._frames -= 1
             self._frame_bytes -= len(group.frame)
+            self.freed_frame_bytes += len(group.frame)
             self._cache.pop(id(group), None)
 
     @property

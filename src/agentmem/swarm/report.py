@@ -89,6 +89,7 @@ def results(
             "demote_when_idle": o.demote,
             "idle_agent_warm_s": o.idle_warm_seconds() if o.demote else 0,
             "concurrency": o.concurrency,
+            "warm_budget_bytes": o.warm_budget,
             "sample_interval_s": o.interval,
             "elapsed_s": round(elapsed, 1),
             "notes": list(NOTES),
@@ -209,6 +210,14 @@ def render_markdown(res: dict[str, Any]) -> str:
         f"Python {meta['python']}, {meta['cpus']} CPUs; {meta['elapsed_s']} s in all.",
         "",
     ]
+    if meta.get("warm_budget_bytes"):
+        lines += [
+            f"agentmem's daemon keeps at most {_mib(meta['warm_budget_bytes'])} MiB of warm "
+            "(compressed) frames in RAM: past that, idle agents' conversations go to its cold "
+            "tier, pack files on disk (their page cache is reclaimable and in no process's "
+            "PSS; the bytes on disk are in the last table).",
+            "",
+        ]
     rows: list[tuple[str, Any]] = [
         (
             "total PSS, steady (all idle after their turns), MiB",

@@ -72,6 +72,7 @@ class Options:
     demote: bool = True
     concurrency: int = 0  # turns building and sending at once, all processes; 0: no gate
     check: bool = False  # the mock LLM parses and records every request (tests)
+    warm_budget: int = 0  # agentmem: bytes of warm frames kept in RAM, the rest to disk; 0: all
     interval: float = 0.5
 
     def counts(self) -> list[int]:
@@ -333,6 +334,10 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
         # longer than it ever waits between its turns (Options.idle_warm_seconds).
         idle_rule = str(o.idle_warm_seconds()) if o.demote else "0"
         env = {**os.environ, "AGENTMEM_IDLE_AGENT_WARM_SECONDS": idle_rule}
+        if o.warm_budget:
+            # Past it, idle agents' frames go to the cold tier's packs in the daemon's state
+            # directory (on disk: their page cache is reclaimable and in no PSS).
+            env["AGENTMEM_WARM_BUDGET_BYTES"] = str(o.warm_budget)
         daemon = stack.enter_context(private_daemon(env=env)) if mode == "agentmem" else None
         port, llm_pid = stack.enter_context(mock_llm(run_dir, o.check))
         launcher = None
@@ -467,6 +472,8 @@ def _store_figures(st: Any) -> dict[str, Any]:
         "hot_raw_bytes": st.hot.raw_bytes,
         "warm_raw_bytes": st.warm.raw_bytes,
         "warm_stored_bytes": st.warm.stored_bytes,
+        "cold_raw_bytes": st.cold.raw_bytes if st.cold is not None else 0,
+        "cold_stored_bytes": st.cold.stored_bytes if st.cold is not None else 0,
         "chunks": st.chunks,
         "messages": st.messages,
         "segments": st.segments,
