@@ -18,8 +18,9 @@ from agentmem.protocol.fdpass import (
     peer_credentials,
     recv_frames,
     send_frame,
+    send_parts,
 )
-from agentmem.protocol.framing import MAX_FRAME_BYTES, encode
+from agentmem.protocol.framing import MAX_FRAME_BYTES, encode, encode_gathered
 
 
 def open_fds() -> int:
@@ -317,3 +318,30 @@ def test_inbox_close_releases_held_fds():
     inbox.close()
     inbox.close()
     assert inbox.held_fds == 0
+
+
+def test_gathered_pieces_arrive_as_one_frame_through_partial_sends(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Thousands of pieces, megabytes more than the socket buffer: every piece in order."""
+    a, b = pair
+    messages = [os.urandom(n) for n in [7, 3000, 0, 16_000, 1] * 300]
+    msg = {"op": "append", "handle": 3, "messages": messages}
+    parts = encode_gathered(msg, "messages")
+    assert parts is not None and len(parts) > 1024  # more than one sendmsg's IOV_MAX
+    errors: list[BaseException] = []
+
+    def sender() -> None:
+        try:
+            send_parts(a, parts)
+            send_frame(a, encode({"id": 2}))
+        except BaseException as exc:  # reported to the main thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    items = recv_until(b, FdInbox(), 2)
+    thread.join()
+    assert not errors
+    assert items[0].frame.body == msg
+    assert items[1].frame.body == {"id": 2}

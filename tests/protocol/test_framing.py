@@ -15,6 +15,7 @@ from agentmem.errors import ProtocolError, TooLarge
 from agentmem.protocol.framing import (
     FLAG_FDS,
     FRAME_VERSION,
+    GATHER_MIN_BYTES,
     HEADER,
     MAGIC,
     MAX_CONTAINER_ITEMS,
@@ -23,6 +24,7 @@ from agentmem.protocol.framing import (
     Frame,
     FrameDecoder,
     encode,
+    encode_gathered,
 )
 
 BOUND = HEADER.size + MAX_FRAME_BYTES
@@ -406,3 +408,35 @@ def test_encoder_survives_a_failed_encode_and_drops_a_large_buffer() -> None:
     with pytest.raises(TooLarge):
         enc.encode({"data": b"x" * (MAX_FRAME_BYTES + 1)})
     assert enc.encode({"id": 3}) == encode({"id": 3})
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(st.binary(max_size=300), st.binary(min_size=60_000, max_size=70_000)),
+        max_size=20,
+    ),
+    st.dictionaries(st.sampled_from(["op", "handle", "x"]), st.integers(0, 1 << 40)),
+    st.booleans(),
+)
+def test_gathered_frames_are_the_encoded_frames(
+    messages: list[bytes], others: dict[str, object], first: bool
+) -> None:
+    msg: dict[str, object] = {"messages": messages, **others} if first else {**others}
+    msg["messages"] = messages
+    parts = encode_gathered(msg, "messages")
+    if sum(map(len, messages)) < GATHER_MIN_BYTES:
+        assert parts is None
+        return
+    assert parts is not None
+    assert b"".join(parts) == encode(msg)
+    assert any(p is m for p in parts for m in messages if len(m) >= 60_000)  # not copied
+
+
+def test_gathering_declines_what_it_cannot_send_as_is() -> None:
+    big = b"x" * GATHER_MIN_BYTES
+    assert encode_gathered({"messages": [big, "text"]}, "messages") is None
+    assert encode_gathered({"messages": (big,)}, "messages") is None
+    assert encode_gathered({"op": "append"}, "messages") is None
+    with pytest.raises(TooLarge):
+        encode_gathered({"messages": [b"y" * (MAX_FRAME_BYTES // 2)] * 3}, "messages")

@@ -68,6 +68,8 @@ class UnixSocketTransport:
         try:
             if fds:
                 fdpass.send_frame(sock, self._encode(msg, fds=True), fds)
+            elif "messages" in msg and (parts := framing.encode_gathered(msg, "messages")):
+                fdpass.send_parts(sock, parts)
             else:
                 sock.sendall(self._encode(msg))
             if not pending:

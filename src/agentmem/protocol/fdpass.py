@@ -95,6 +95,27 @@ def send_frame(sock: socket.socket, frame: bytes, fds: Sequence[int] = ()) -> No
         sock.sendall(view)
 
 
+#: Buffers handed to one ``sendmsg`` by :func:`send_parts` (the kernel's IOV_MAX is 1024).
+_GATHER_BUFFERS: Final = 512
+
+
+def send_parts(sock: socket.socket, parts: Sequence[bytes]) -> None:
+    """Send a frame given as pieces in order (``framing.encode_gathered``), with as few
+    ``sendmsg`` calls as the socket allows and no copy of the pieces into one buffer; block
+    until all is sent. Raises as :func:`send_frame` does (then close the connection)."""
+    views = [memoryview(p) for p in parts if p]
+    i = 0
+    while i < len(views):
+        batch = views[i : i + _GATHER_BUFFERS]
+        n = sock.sendmsg(batch)
+        for view in batch:
+            if n < view.nbytes:
+                views[i] = view[n:]
+                break
+            n -= view.nbytes
+            i += 1
+
+
 class Received(NamedTuple):
     """A frame and the fds that came with it.
 

@@ -173,6 +173,67 @@ class Encoder:
         return _pack_header(MAGIC, FRAME_VERSION, FLAG_FDS if fds else 0, n) + body
 
 
+#: A list of byte strings totalling at least this many bytes is sent as gathered pieces
+#: (:func:`encode_gathered`) rather than packed into one body.
+GATHER_MIN_BYTES: Final = 32 << 10
+_BIN_HEADER8, _BIN_HEADER16, _BIN_HEADER32 = (
+    struct.Struct(">BB"),
+    struct.Struct(">BH"),
+    struct.Struct(">BI"),
+)
+
+
+def _raw_header(item: bytes) -> bytes:
+    """The msgpack ``bin`` header of ``item`` (what ``packb`` writes before its bytes)."""
+    n = len(item)
+    if n < 1 << 8:
+        return _BIN_HEADER8.pack(0xC4, n)
+    if n < 1 << 16:
+        return _BIN_HEADER16.pack(0xC5, n)
+    return _BIN_HEADER32.pack(0xC6, n)
+
+
+def encode_gathered(msg: Mapping[str, object], key: str) -> list[bytes] | None:
+    """The frame :func:`encode` makes for ``msg`` as a list of pieces to send in order, the
+    ``bytes`` items of the list ``msg[key]`` among them as they are, not copied into a body;
+    None when ``msg[key]`` is not a list of ``bytes`` of at least ``GATHER_MIN_BYTES`` (send
+    :func:`encode`'s frame then). For a client sending a batch of messages: a 120 KiB body
+    packed per request is a heap block the process keeps (glibc's heap does not shrink past
+    the blocks freed below its top), measured at 1.1 MiB kept after loading a 30 MB history
+    64 messages a request and 3.4 MiB at 256; the pieces are the messages' own objects.
+    Raises as :func:`encode` does.
+    """
+    items = msg.get(key)
+    if items.__class__ is not list:
+        return None
+    assert isinstance(items, list)
+    total = 0
+    for item in items:
+        if item.__class__ is not bytes:
+            return None
+        total += len(item)
+    if total < GATHER_MIN_BYTES:
+        return None
+    packer = msgpack.Packer()
+    parts: list[bytes] = [b"", packer.pack_map_header(len(msg))]
+    for k, v in msg.items():
+        parts.append(packer.pack(k))
+        if k != key:
+            parts.append(packer.pack(v))
+            continue
+        parts.append(packer.pack_array_header(len(items)))
+        for item in items:
+            parts.append(_raw_header(item))
+            parts.append(item)
+    n = sum(len(p) for p in parts)
+    if n > MAX_FRAME_BYTES:
+        raise TooLarge(
+            f"frame body of {n} bytes exceeds {MAX_FRAME_BYTES}; send content in a memfd"
+        )
+    parts[0] = HEADER.pack(MAGIC, FRAME_VERSION, 0, n)
+    return parts
+
+
 def _version_error(version: int) -> ProtocolError:
     return ProtocolError(
         f"frame version {version} not supported (this side speaks {FRAME_VERSION})"
