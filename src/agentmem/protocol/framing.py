@@ -102,8 +102,10 @@ _SCALARS: Final = frozenset({str, int, bytes, float, bool, type(None)})
 _COPY_MAX: Final = 16 << 10
 
 #: Largest packer buffer an :class:`Encoder` keeps between frames (it grows to the largest
-#: body packed); beyond it the next frame pays for a fresh packer (~1 us) instead.
-_KEEP_BUFFER: Final = 256 << 10
+#: body packed); beyond it the next frame pays for a fresh packer (~1 us) instead. 64 KiB: a
+#: client process that once sent a 250 KiB body should not keep 250 KiB for it (an agent's
+#: whole heap is a few MiB).
+_KEEP_BUFFER: Final = 64 << 10
 
 
 class Frame(NamedTuple):
