@@ -81,7 +81,8 @@ class StoreStats:
     logical_bytes: int
     """Sum of every handle's content size: memory without agentmem."""
     unique_bytes: int
-    """Plain bytes of all distinct live chunks: memory with dedup, before compression."""
+    """Plain bytes of all distinct live chunks, in every tier: content with dedup, before
+    compression."""
     physical_bytes: int
     """Bytes actually held: hot physical + warm frames + compression dictionaries."""
     dedup_ratio: float

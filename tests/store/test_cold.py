@@ -196,3 +196,16 @@ def test_without_far_memory_the_tier_is_off_and_says_why() -> None:
         assert stats.tiering is not None and stats.tiering.far_memory == store.far_memory  # type: ignore[union-attr]
     with Store(CFG, far_memory=None) as off:
         assert off.hot.far is None and "off" in off.far_memory
+
+
+def test_unique_bytes_count_content_in_every_tier(tmp_path: pathlib.Path) -> None:
+    with Store(CFG, state_dir=str(tmp_path)) as store:
+        a, b = store.register_agent("a"), store.register_agent("b")
+        blob = text(3, 200_000)
+        h = store.alloc_smu(SMUType.TOOL_RESULT, blob, a)
+        store.alloc_smu(SMUType.TOOL_RESULT, blob, b)  # the same bytes, once
+        before = store.get_stats()
+        store.demote(h, to=Tier.COLD)
+        after = store.get_stats()
+        assert before.unique_bytes == after.unique_bytes == len(blob)  # type: ignore[union-attr]
+        assert after.dedup_ratio == 2.0  # type: ignore[union-attr]

@@ -186,7 +186,8 @@ def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
     hot = store.hot.stats()
     warm = store.warm.stats()
     logical = sum(a.logical_bytes for a in store.agents.values())
-    unique = hot.raw_bytes + warm.raw_bytes
+    cold = store.cold.stats() if store.cold is not None else None
+    unique = hot.raw_bytes + warm.raw_bytes + (cold.raw_bytes if cold is not None else 0)
     counts = dict.fromkeys(SMUType, 0)
     sizes = dict.fromkeys(SMUType, 0)
     for ref in store.refs.values():
@@ -217,7 +218,7 @@ def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
             _agent_stats(store, a, owner)
             for a in sorted(store.agents.values(), key=lambda a: a.name)
         ),
-        cold=store.cold.stats() if store.cold is not None else None,
+        cold=cold,
         tiering=tiering_stats(store),
     )
 
