@@ -157,3 +157,45 @@ def test_a_shared_chunk_stays_while_other_content_holds_it() -> None:
     assert {e.tier for e in tip.chunks} == {Tier.HOT}  # the fork and the SMU still hold it
     assert Tier.HOT in _tiers(store, held)
     store.close()
+
+
+def test_with_the_warm_tier_at_its_budget_due_content_goes_straight_to_cold(
+    tmp_path: pathlib.Path,
+) -> None:
+    now = [0.0]
+    cfg = Config(idle_agent_warm_seconds=60, warm_budget_bytes=20_000)
+    store = Store(cfg, clock=lambda: now[0], far_memory=None, state_dir=str(tmp_path))
+    first = store.register_agent("first", state="idle")
+    a = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(200)], first)
+    now[0] = 61.0
+    demote_idle(store)  # the warm tier has room: a goes warm
+    assert _tiers(store, a) == {Tier.WARM}
+    assert store.warm.frame_bytes >= 20_000  # and fills it
+    later = store.register_agent("later", state="idle")
+    b = store.alloc_smu(SMUType.CONVERSATION, [message(500 + i) for i in range(200)], later)
+    now[0] = 122.0
+    warm_before = store.warm.frame_bytes
+    demote_idle(store)
+    assert _tiers(store, b) == {Tier.COLD}  # not through the warm tier
+    assert store.warm.frame_bytes == warm_before
+    assert [bytes(m) for m in store.messages(b, 0, 2)] == [message(500), message(501)]
+    assert store.check().ok
+    store.close()
+
+
+def test_warm_pressure_goes_an_eighth_below_the_budget(tmp_path: pathlib.Path) -> None:
+    now = [0.0]
+    budget = 60_000
+    cfg = Config(warm_budget_bytes=budget)
+    store = Store(cfg, clock=lambda: now[0], far_memory=None, state_dir=str(tmp_path))
+    agent = store.register_agent("a")
+    sizes = []
+    for k in range(60):  # small conversations: the pass could stop just under the budget
+        h = store.alloc_smu(SMUType.CONVERSATION, [message(100 * k + i) for i in range(6)], agent)
+        before = store.warm.frame_bytes
+        store.demote(h)
+        sizes.append(store.warm.frame_bytes - before)
+    assert store.warm.frame_bytes > budget and max(sizes) < budget // 16
+    assert demote_cold(store) > 0
+    assert store.warm.frame_bytes <= budget - budget // 8
+    store.close()

@@ -12,7 +12,9 @@ have the store act. Three triggers:
 * **age**, once a second from the daemon (:func:`maintain`): handles unused for
   ``warm_after_seconds`` (5 minutes) go warm, or for ``idle_agent_warm_seconds`` (off by
   default) when their agent says it is idle; unused for ``cold_after_seconds`` (a day) they go cold.
-* **warm pressure**: warm frames past ``warm_budget_bytes`` go cold in the policy's order.
+* **warm pressure**: warm frames past ``warm_budget_bytes`` go cold in the policy's order, down
+  to an eighth below it; while the warm tier is at its budget, the age pass sends what came
+  due straight to cold.
 
 Moves to cold need a cold tier (a state directory); without one the warm budget and the cold
 age are not enforced, and ``stats`` says the cold tier is off.
@@ -123,7 +125,7 @@ def demote_idle(store: Store) -> int:
     for c in store.candidates(refs=due):
         if c.holders == 1 and c.handle not in done:
             done.add(c.handle)
-            moved += store.demote(c.handle, own_only=True)
+            moved += store.demote(c.handle, to=_idle_target(store), own_only=True)
     for ref in due:  # every due handle's own content is down now (or it had none)
         kept[ref.handle] = ref.touched
     store.aged = kept
@@ -173,7 +175,17 @@ def _demote_shared(store: Store, due: list[AnyRef]) -> int:
                 ready[id(e)] = e
     if not ready:
         return 0
-    return store.demote_chunks(list(ready.values()), _CONVERSATION)
+    return store.demote_chunks(list(ready.values()), _CONVERSATION, _idle_target(store))
+
+
+def _idle_target(store: Store) -> Tier:
+    """Where the age pass sends what came due: warm, or straight to cold when the warm tier is
+    at its budget (the warm-pressure pass would move it, or older content, on to cold at once:
+    a decode and a second encode, and a listing of every warm candidate, saved)."""
+    budget = store.config.warm_budget_bytes
+    if store.cold is not None and budget and store.warm.frame_bytes >= budget:
+        return Tier.COLD
+    return Tier.WARM
 
 
 def demote_cold(store: Store) -> int:
@@ -192,13 +204,16 @@ def demote_cold(store: Store) -> int:
             if c.holders == 1:
                 moved += store.demote(c.handle, to=Tier.COLD, own_only=True)
     budget = store.config.warm_budget_bytes
-    over = store.warm.frame_bytes - budget
-    if budget and over > 0:
+    # Down to an eighth below the budget, as for the hot tier: the next demotions to warm do
+    # not each bring a listing of every warm candidate.
+    low = budget - int(budget * LOW_WATER_FRACTION)
+    over = store.warm.frame_bytes - low
+    if budget and store.warm.frame_bytes > budget:
         # Warm candidates count plain bytes; frames are ~4-8x smaller: ask for enough plain.
         ratio = store.warm.stats().raw_bytes / max(store.warm.frame_bytes, 1)
         for c in store.policy.choose(store.candidates(Tier.WARM), int(over * ratio), store.clock()):
             moved += store.demote(c.handle, to=Tier.COLD, own_only=c.smu_type is _CONVERSATION)
-            if store.warm.frame_bytes <= budget:
+            if store.warm.frame_bytes <= low:
                 break
     return moved
 
