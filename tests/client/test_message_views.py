@@ -195,3 +195,70 @@ def test_a_history_in_more_segments_than_a_frame_carries_fds(transport: str) -> 
     env = {**os.environ, "AGENTMEM_SEGMENT_BYTES": str(64 << 10)}
     with DaemonProcess(env=env) as d, connect(d.socket, name="many-segments") as client:
         check(client)
+
+
+def test_iterating_views_gives_the_list_and_lets_other_calls_in(
+    connect_agent: ClientFactory,
+) -> None:
+    from agentmem.daemon.service import MESSAGE_VIEWS_COUNT
+
+    a = connect_agent()
+    raws = _messages(300, size=100)
+    h = _conversation(a, raws)
+    views = a.iter_message_views(h, 5)
+    first = next(views)
+    assert bytes(first) == raws[5]
+    a.extend(h, [b'{"later":1}'])  # another call between two views
+    # the range was fixed by the first reply: the later message is not in it
+    assert [bytes(first), *(bytes(v) for v in views)] == raws[5:]
+    assert [bytes(v) for v in a.iter_message_views(h, -1)] == [b'{"later":1}']
+    assert [bytes(v) for v in a.iter_message_views(h, 10, 13)] == raws[10:13]
+    assert list(a.iter_message_views(h, 400)) == []
+    assert MESSAGE_VIEWS_COUNT > 300  # one reply here; replies in turn: the list test above
+
+
+def test_a_stream_of_views_keeps_no_list_of_them(connect_agent: ClientFactory) -> None:
+    import gc
+    import sys
+
+    a = connect_agent()
+    raws = _messages(2000, size=50)
+    h = _conversation(a, raws)
+    gc.collect()
+    live_before = len(gc.get_objects())
+    peak = 0
+    for i, view in enumerate(a.iter_message_views(h)):
+        assert bytes(view) == raws[i]
+        if i % 100 == 0:
+            peak = max(peak, sys.getrefcount(view))
+    del view
+    # memoryviews are not tracked by gc; what is, the reply dict and lists, is gone again
+    gc.collect()
+    assert len(gc.get_objects()) <= live_before + 50
+    assert peak <= 4  # each view is referenced by the loop alone, not by a list held inside
+
+
+def test_packed_sizes_are_the_listed_sizes() -> None:
+    import array
+
+    from agentmem.client.client import iter_message_views
+    from agentmem.daemon.inprocess import InProcessTransport
+    from agentmem.daemon.service import Service
+    from agentmem.errors import ProtocolError
+
+    service = Service()
+    client = Client(InProcessTransport(service), name="packed")
+    raws = _messages(50, size=400)
+    h = _conversation(client, raws)
+    req = {"op": "messages", "handle": h, "views": True}
+    listed, _ = client._call_with(dict(req))
+    packed, att = client._call_with({**req, "packed": True})
+    assert isinstance(listed["sizes"], list) and isinstance(packed["sizes"], bytes)
+    assert array.array("I", packed["sizes"]).tolist() == listed["sizes"] == [len(r) for r in raws]
+    assert [bytes(v) for v in iter_message_views(packed, att, {})] == raws
+    with pytest.raises(ProtocolError, match="whole uint32s"):
+        list(iter_message_views({**packed, "sizes": packed["sizes"][:-1]}, att, {}))
+    with pytest.raises(ProtocolError):
+        list(iter_message_views({**packed, "sizes": packed["sizes"][:-4]}, att, {}))
+    client.close()
+    service.close_all()

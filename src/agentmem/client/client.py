@@ -18,7 +18,7 @@ import itertools
 import mmap
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agentmem.client.transport import Attachment, Transport, UnixSocketTransport
@@ -302,16 +302,38 @@ class Client:
         per reply is ~3 bytes a message plus the copied ones, so a 30 MB history costs one
         round trip. Views stay valid while kept, even after the handle is released; the
         segments are mapped for this call only, and unmapped once its views are dropped."""
-        out: list[memoryview] = []
+        return list(self.iter_message_views(handle, start, stop))
+
+    def iter_message_views(
+        self, handle: Handle, start: int = 0, stop: int | None = None
+    ) -> Iterator[memoryview]:
+        """:meth:`message_views` one view at a time, for a caller that streams them (a request
+        body written to a socket): the daemon's replies are asked for as the iteration
+        reaches them, and no list of 15,000 views is built. A history of that length read
+        into a list a turn kept ~3 MiB of small-object arenas in an agent process (their
+        pools never return to the system while one object in them lives); streamed, the same
+        few hundred blocks are reused. Other calls on this client may come between two views.
+        The range is that of the conversation when the first reply came: messages appended
+        since are not in it. Errors are raised when the iteration reaches them."""
         pos: int | None = start
+        end = stop
         while True:
             result, attachments = self._call_with(
-                {"op": m.OP_MESSAGES, "handle": handle, "start": pos, "stop": stop, "views": True}
+                {
+                    "op": m.OP_MESSAGES,
+                    "handle": handle,
+                    "start": pos,
+                    "stop": end,
+                    "views": True,
+                    "packed": True,
+                }
             )
-            out += message_views(result, attachments, {})
+            if end is None or end < 0:  # as the daemon resolved it for this first reply
+                end = slice(start, stop).indices(result["length"])[1]
+            yield from iter_message_views(result, attachments, {})
             pos = result["next"]
             if pos is None:
-                return out
+                return
 
     def length(self, handle: Handle) -> int:
         """Number of messages in the conversation."""
@@ -439,43 +461,59 @@ def read_views(
 def message_views(
     result: dict[str, Any], attachments: Sequence[Attachment], maps: dict[int, memoryview]
 ) -> list[memoryview]:
-    """A ``messages`` reply with ``views`` as one view per message: ``pieces`` are the bytes of
-    one message or an extent ``[segment, offset, length]`` of consecutive bytes of messages,
-    ``sizes`` where each ends; the segments sent with it are mapped into ``maps``. A message
-    whose bytes span two extents (a segment filled up in its middle) is joined: the one copy.
-    ``ProtocolError`` if the pieces and sizes disagree."""
+    """A ``messages`` reply with ``views`` as one view per message (see
+    :func:`iter_message_views`); the segments sent with it are mapped into ``maps``."""
+    return list(iter_message_views(result, attachments, maps))
+
+
+def iter_message_views(
+    result: dict[str, Any], attachments: Sequence[Attachment], maps: dict[int, memoryview]
+) -> Iterator[memoryview]:
+    """A ``messages`` reply with ``views``, one view per message as they are wanted: ``pieces``
+    are the bytes of one message or an extent ``[segment, offset, length]`` of consecutive
+    bytes of messages, ``sizes`` where each ends; the segments sent with it are mapped into
+    ``maps`` first. A message whose bytes span two extents (a segment filled up in its middle)
+    is joined: the one copy. ``ProtocolError`` (when the iteration reaches it) if the pieces
+    and sizes disagree."""
     for (seg_id, capacity), att in zip(result["map"], attachments, strict=True):
         maps[seg_id] = _map(att, capacity)
     sizes = result["sizes"]
-    out: list[memoryview] = []
+    if isinstance(sizes, bytes):  # packed: native uint32s
+        if len(sizes) % 4:
+            raise ProtocolError("packed message sizes are not whole uint32s")
+        sizes = memoryview(sizes).cast("I")
+    count = 0  # messages yielded
     parts: list[memoryview] = []  # the current message's bytes so far, when it spans extents
     have = 0
     try:
         for piece in result["pieces"]:
             if isinstance(piece, bytes):
-                if parts or len(piece) != sizes[len(out)]:
+                if parts or len(piece) != sizes[count]:
                     raise ProtocolError("a message's bytes do not match its size")
-                out.append(memoryview(piece))
+                count += 1
+                yield memoryview(piece)
                 continue
             seg_id, off, n = piece
             seg, end = maps[seg_id], off + n
             while off < end:
-                take = min(sizes[len(out)] - have, end - off)
+                size = sizes[count]
+                take = min(size - have, end - off)
                 view = seg[off : off + take]
                 off += take
-                if not parts and take == sizes[len(out)]:
-                    out.append(view)  # the common case: the whole message, no copy
+                if not parts and take == size:
+                    count += 1
+                    yield view  # the common case: the whole message, no copy
                     continue
                 parts.append(view)
                 have += take
-                if have == sizes[len(out)]:
-                    out.append(memoryview(b"".join(parts)))
+                if have == size:
+                    count += 1
+                    yield memoryview(b"".join(parts))
                     parts, have = [], 0
     except (IndexError, KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed message views: {exc!r}") from None
-    if parts or len(out) != len(sizes):
+    if parts or count != len(sizes):
         raise ProtocolError("message views cover fewer messages than their sizes say")
-    return out
 
 
 def _message_list(data: object) -> list[bytes | str]:

@@ -15,6 +15,7 @@ how a reply's segments travel (fds over ``SCM_RIGHTS``, or read-only views in-pr
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import fcntl
 import mmap
@@ -645,7 +646,10 @@ def _messages_op(
         raise InvalidArgument("'stop' must be an int or absent")
     start, stop, _ = slice(start, stop).indices(length)
     if m.optional(msg, "views", bool, False):
-        return _message_views(session, store, h, start=start, stop=stop, length=length)
+        packed = m.optional(msg, "packed", bool, False)
+        return _message_views(
+            session, store, h, start=start, stop=stop, length=length, packed=packed
+        )
     out: list[bytes] = []
     total = 0
     pos = start
@@ -659,7 +663,14 @@ def _messages_op(
 
 
 def _message_views(
-    session: Session, store: Store, h: Handle, *, start: int, stop: int, length: int
+    session: Session,
+    store: Store,
+    h: Handle,
+    *,
+    start: int,
+    stop: int,
+    length: int,
+    packed: bool = False,
 ) -> Reply:
     """``messages`` with ``views``: the range as extents of the handle's own conversation
     segments and the bytes of the messages that lie elsewhere. A reply covers at most
@@ -719,7 +730,8 @@ def _message_views(
     return Reply(
         {
             "ok": {
-                "sizes": sizes[:count],
+                # ``packed``: one native uint32 a message, no int object each on either side.
+                "sizes": array.array("I", sizes[:count]).tobytes() if packed else sizes[:count],
                 "pieces": pieces,
                 "map": [[seg.seg_id, seg.capacity] for seg in segs],
                 "next": pos if pos < stop else None,

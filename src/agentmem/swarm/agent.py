@@ -21,7 +21,8 @@ How each mode holds its data:
   local cache). SMUs hold the body's JSON text itself (the prompt as
   a JSON string literal), so the body is streamed: fixed JSON glue, the prompt's views, the
   catalogue's views, then the messages, each a view of the daemon's conversation segments
-  (``Client.message_views``: one request a turn, no copy but the kernel's into the socket),
+  (``Client.iter_message_views``: one request a turn, no copy but the kernel's into the socket,
+  no list of views),
   with commas between them. The agent reports ``active``
   for the turn and ``idle`` after it; the daemon's tiering policy demotes an idle agent's
   conversation to the warm tier once it has been idle longer than any of its gaps between
@@ -462,13 +463,13 @@ class AgentmemAgent(Agent):
         request for the whole history), each but the first after a comma."""
         client, conv = self.client, self.conv
         assert client is not None and conv is not None
-        views = client.message_views(conv.handle, 0, self.count)
-        if len(views) != self.count:
-            raise RuntimeError(f"{len(views)} messages read back, {self.count} appended")
-        for i, view in enumerate(views):
+        i = -1
+        for i, view in enumerate(client.iter_message_views(conv.handle, 0, self.count)):
             if i:
                 yield b","
             yield view
+        if i + 1 != self.count:
+            raise RuntimeError(f"{i + 1} messages read back, {self.count} appended")
 
     def body(self) -> tuple[Iterable[bytes | memoryview], int]:
         length = self.fixed + self.msg_bytes + max(0, self.count - 1)
