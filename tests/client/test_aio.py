@@ -89,6 +89,10 @@ def test_message_views_of_a_long_conversation(aconnect: Connect) -> None:
         assert [bytes(v) for v in views] == raws == await client.messages(conv)
         assert isinstance(views[-1].obj, mmap.mmap)  # a slice of the conversation's segment
         assert [bytes(v) for v in await client.message_views(conv, -2)] == raws[-2:]
+        streamed = client.iter_message_views(conv, 100)
+        first = await streamed.__anext__()
+        await client.extend(conv, [b'{"later":1}'])  # between two views; not in the range
+        assert [bytes(first), *[bytes(v) async for v in streamed]] == raws[100:]
         await client.close()
 
     asyncio.run(main())

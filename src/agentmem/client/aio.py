@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Protocol
 
 from agentmem import stats as wire_stats
@@ -21,7 +21,7 @@ from agentmem.client.client import (
     _message_list,
     _profile_every,
     alloc_request,
-    message_views,
+    iter_message_views,
     read_views,
     unpack_reply,
 )
@@ -269,15 +269,30 @@ class AsyncClient:
         self, handle: Handle, start: int = 0, stop: int | None = None
     ) -> list[memoryview]:
         """See :meth:`Client.message_views`."""
-        out: list[memoryview] = []
+        return [view async for view in self.iter_message_views(handle, start, stop)]
+
+    async def iter_message_views(
+        self, handle: Handle, start: int = 0, stop: int | None = None
+    ) -> AsyncIterator[memoryview]:
+        """See :meth:`Client.iter_message_views`."""
         pos: int | None = start
+        end = stop
         while pos is not None:
             result, attachments = await self._call_with(
-                {"op": m.OP_MESSAGES, "handle": handle, "start": pos, "stop": stop, "views": True}
+                {
+                    "op": m.OP_MESSAGES,
+                    "handle": handle,
+                    "start": pos,
+                    "stop": end,
+                    "views": True,
+                    "packed": True,
+                }
             )
-            out += message_views(result, attachments, {})
+            if end is None or end < 0:  # as the daemon resolved it for this first reply
+                end = slice(start, stop).indices(result["length"])[1]
+            for view in iter_message_views(result, attachments, {}):
+                yield view
             pos = result["next"]
-        return out
 
     async def length(self, handle: Handle) -> int:
         return int(await self._op("length", handle=handle))
