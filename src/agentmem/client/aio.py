@@ -24,6 +24,8 @@ from agentmem.client.client import (
     iter_message_views,
     read_views,
     unpack_reply,
+    views_request,
+    views_stop,
 )
 from agentmem.client.profile import Sampler
 from agentmem.config import default_socket_path
@@ -278,18 +280,8 @@ class AsyncClient:
         pos: int | None = start
         end = stop
         while pos is not None:
-            result, attachments = await self._call_with(
-                {
-                    "op": m.OP_MESSAGES,
-                    "handle": handle,
-                    "start": pos,
-                    "stop": end,
-                    "views": True,
-                    "packed": True,
-                }
-            )
-            if end is None or end < 0:  # as the daemon resolved it for this first reply
-                end = slice(start, stop).indices(result["length"])[1]
+            result, attachments = await self._call_with(views_request(handle, pos, end))
+            end = views_stop(start, end, result)
             for view in iter_message_views(result, attachments, {}):
                 yield view
             pos = result["next"]

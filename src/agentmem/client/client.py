@@ -317,23 +317,11 @@ class Client:
         since are not in it. Errors are raised when the iteration reaches them."""
         pos: int | None = start
         end = stop
-        while True:
-            result, attachments = self._call_with(
-                {
-                    "op": m.OP_MESSAGES,
-                    "handle": handle,
-                    "start": pos,
-                    "stop": end,
-                    "views": True,
-                    "packed": True,
-                }
-            )
-            if end is None or end < 0:  # as the daemon resolved it for this first reply
-                end = slice(start, stop).indices(result["length"])[1]
+        while pos is not None:
+            result, attachments = self._call_with(views_request(handle, pos, end))
+            end = views_stop(start, end, result)
             yield from iter_message_views(result, attachments, {})
             pos = result["next"]
-            if pos is None:
-                return
 
     def length(self, handle: Handle) -> int:
         """Number of messages in the conversation."""
@@ -456,6 +444,26 @@ def read_views(
     for (seg_id, capacity), att in zip(result["map"], attachments, strict=True):
         maps[seg_id] = _map(att, capacity)
     return [maps[seg_id][off : off + n] for seg_id, off, n in result["extents"]]
+
+
+def views_request(handle: Handle, start: int, stop: int | None) -> dict[str, object]:
+    """The ``messages`` request with ``views`` (and sizes packed) for ``start:stop``."""
+    return {
+        "op": m.OP_MESSAGES,
+        "handle": handle,
+        "start": start,
+        "stop": stop,
+        "views": True,
+        "packed": True,
+    }
+
+
+def views_stop(start: int, stop: int | None, result: dict[str, Any]) -> int:
+    """``stop`` fixed as the daemon resolved it for the first reply of a views read, so the
+    replies after it cover the same range however the conversation grows meanwhile."""
+    if stop is None or stop < 0:
+        return int(slice(start, stop).indices(result["length"])[1])
+    return stop
 
 
 def message_views(

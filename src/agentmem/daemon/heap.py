@@ -5,7 +5,7 @@ go at once (idle conversations moved to the cold tier, agents released), ``free`
 pages: only the top of the heap is ever returned, and one live object above the holes pins
 them. Measured, ten seed-profile agents whose 270 MB of conversations went to the cold tier
 left the daemon 46 MiB larger than after a ``malloc_trim``. The maintenance tick calls
-:func:`give_back` after a drop of at least ``maintenance.TRIM_AFTER_BYTES`` in frame bytes:
+:func:`give_back` after ``maintenance.TRIM_AFTER_BYTES`` of tier moves or dropped frames:
 ``malloc_trim(0)`` returns every free page in the heap (madvise), costing a walk of the
 heap's free lists (about a millisecond for ~100 MB). On a C library without it (musl) this
 is a no-op.

@@ -206,9 +206,8 @@ def encode_gathered(msg: Mapping[str, object], key: str) -> list[bytes] | None:
     Raises as :func:`encode` does.
     """
     items = msg.get(key)
-    if items.__class__ is not list:
+    if not isinstance(items, list):
         return None
-    assert isinstance(items, list)
     total = 0
     for item in items:
         if item.__class__ is not bytes:

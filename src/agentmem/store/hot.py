@@ -65,6 +65,15 @@ OWNED_FIRST_BYTES = 64 << 10
 SHARED_TYPES = frozenset({SMUType.SYSTEM_PROMPT, SMUType.TOOL_DEF})
 
 
+def tier_level(loc: object) -> Tier:
+    """The tier a chunk's container counts as for tiering: far segments are warm-level
+    (demoted, not in near RAM), though read like hot ones."""
+    tier: Tier = loc.tier  # type: ignore[attr-defined]
+    if tier is Tier.HOT and loc.pool == FAR:  # type: ignore[attr-defined]
+        return Tier.WARM
+    return tier
+
+
 def pool_of(smu_type: SMUType) -> str:
     """The segment pool content of ``smu_type`` is placed in."""
     return SHARED if smu_type in SHARED_TYPES else PRIVATE

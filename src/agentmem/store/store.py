@@ -41,7 +41,7 @@ from agentmem.stats import AgentStats, StoreStats
 from agentmem.store import accounting, conversations, layout, numa, recovery, tiering
 from agentmem.store.check import CheckReport, run_check
 from agentmem.store.cold import ColdGroup, ColdTier
-from agentmem.store.hot import FAR, SHARED, HotTier
+from agentmem.store.hot import SHARED, HotTier, tier_level
 from agentmem.store.journal import Journal
 from agentmem.store.numa import FarMemory
 from agentmem.store.policy import Candidate, EvictionPolicy, LRUPolicy, SemanticPolicy
@@ -77,13 +77,7 @@ def _as_buffer(data: object, what: str) -> Buffer:
     )
 
 
-def _level(loc: Segment | WarmGroup | ColdGroup) -> Tier:
-    """The tier a location counts as for tiering: far segments are warm-level (demoted, not
-    in near RAM), though read like hot ones."""
-    tier = loc.tier
-    if tier is _HOT and loc.pool == FAR:  # type: ignore[union-attr]
-        return Tier.WARM
-    return tier
+_level = tier_level  # far segments count as warm (``store/hot.py``)
 
 
 def _history(ref: ConversationRef, keep: int = 0, own_only: bool = False) -> list[MessageNode]:

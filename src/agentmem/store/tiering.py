@@ -22,12 +22,13 @@ age are not enforced, and ``stats`` says the cold tier is off.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from agentmem.errors import DiskFull, PackUnreadable
 from agentmem.ids import Handle
 from agentmem.states import AgentState, SMUType, Tier
-from agentmem.store.hot import FAR
+from agentmem.store.hot import tier_level
 from agentmem.store.records import ConversationRef
 
 if TYPE_CHECKING:
@@ -134,8 +135,7 @@ def demote_idle(store: Store) -> int:
 
 def _near_hot(e: ChunkEntry) -> bool:
     """Is the chunk hot in near RAM (not freed, not already in far memory)?"""
-    loc = e.loc
-    return loc is not None and loc.tier is Tier.HOT and loc.pool != FAR  # type: ignore[union-attr]
+    return e.loc is not None and tier_level(e.loc) is Tier.HOT
 
 
 def _demote_shared(store: Store, due: list[AnyRef]) -> int:
@@ -163,19 +163,12 @@ def _demote_shared(store: Store, due: list[AnyRef]) -> int:
     store.aged_shared = lists
     if not fresh:  # nothing new: every chunk these lists name was weighed already
         return 0
-    counts: dict[int, int] = {}
-    for claims in lists.values():
-        for e in claims:
-            counts[id(e)] = counts.get(id(e), 0) + 1
+    counts = Counter(e for claims in lists.values() for e in claims)  # entries hash by identity
     pins = store.pins
-    ready: dict[int, ChunkEntry] = {}
-    for claims in lists.values():
-        for e in claims:
-            if counts[id(e)] >= e.refs and _near_hot(e) and e.id not in pins:
-                ready[id(e)] = e
+    ready = [e for e, n in counts.items() if n >= e.refs and _near_hot(e) and e.id not in pins]
     if not ready:
         return 0
-    return store.demote_chunks(list(ready.values()), _CONVERSATION, _idle_target(store))
+    return store.demote_chunks(ready, _CONVERSATION, _idle_target(store))
 
 
 def _idle_target(store: Store) -> Tier:
