@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
+import signal
 
 import pytest
 
@@ -83,6 +85,37 @@ def test_appends_that_cannot_be_journaled_are_not_stored(tmp_path: pathlib.Path)
     crash(store)
     again = Store(CFG, state_dir=str(tmp_path))
     assert texts(again, conv) == [message(0), message(1)]
+    again.close()
+
+
+def test_an_extend_is_journaled_in_one_batch_and_stored_whole_or_not_at_all(
+    tmp_path: pathlib.Path,
+) -> None:
+    store = Store(CFG, state_dir=str(tmp_path))
+    a = store.register_agent("a")
+    conv = store.alloc_smu(SMUType.CONVERSATION, [message(0)], a)
+    journal = store.journal
+    assert journal is not None
+    size = journal.size
+    # The file may grow by a few records only: the kernel fails the write past that (EFBIG),
+    # in the middle of the batch.
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4 * len(message(1)), limits[1]))
+    try:
+        with pytest.raises(DiskFull):
+            store.extend(conv, [message(i) for i in range(1, 400)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert texts(store, conv) == [message(0)] and journal.size == size
+    assert os.fstat(journal.fd).st_size == size and store.check().ok
+    assert a.logical_bytes == len(message(0)) and store.get_stats().messages == 1
+    # 600 messages: 1,200 parts, more than one pwritev may carry.
+    store.extend(conv, [message(i) for i in range(1, 601)])
+    crash(store)
+    again = Store(CFG, state_dir=str(tmp_path))
+    assert texts(again, conv) == [message(i) for i in range(601)]
     again.close()
 
 

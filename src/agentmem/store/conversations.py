@@ -37,8 +37,13 @@ if TYPE_CHECKING:
 _CONVERSATION = SMUType.CONVERSATION
 
 
-def append(store: Store, ref: ConversationRef, buf: Buffer) -> MessageNode:
-    """Extend ``ref`` by one message; reuses an existing node with the same id."""
+def append(
+    store: Store, ref: ConversationRef, buf: Buffer, *, journal_later: bool = False
+) -> MessageNode:
+    """Extend ``ref`` by one message; reuses an existing node with the same id.
+
+    ``journal_later``: the message's record is queued (``Journal.add``) for the caller's
+    ``Journal.flush``, which takes the appends back with :func:`undo_appends` if it fails."""
     size = len(buf)
     if size > constants.MAX_MESSAGE_BYTES:
         raise TooLarge(f"a message of {size} bytes exceeds {constants.MAX_MESSAGE_BYTES}")
@@ -70,7 +75,9 @@ def append(store: Store, ref: ConversationRef, buf: Buffer) -> MessageNode:
     agent = ref.agent
     agent.logical_bytes += size
     agent.by_type[_CONVERSATION] += size
-    if journal is not None:
+    if journal is not None and journal_later:
+        journal.add(ref.handle, cid, buf)
+    elif journal is not None:
         try:
             journal.append(ref.handle, cid, buf)
         except DiskFull:
@@ -136,6 +143,15 @@ def _advance(ref: ConversationRef, node: MessageNode) -> None:
     if ref.length % MARK_STRIDE == 0:
         ref.marks.append(node)
     ref.size += node.size
+
+
+def undo_appends(
+    store: Store, ref: ConversationRef, appended: list[tuple[MessageNode, MessageNode | None]]
+) -> None:
+    """Take back ``appended`` ((node, the tip before it), in the order they were made), newest
+    first: their journal records could not be written."""
+    for node, parent in reversed(appended):
+        _undo_append(store, ref, node, parent)
 
 
 def _undo_append(

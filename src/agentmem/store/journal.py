@@ -59,6 +59,9 @@ DROP: Final = 4
 _KINDS: Final = frozenset({CONV, APPEND, FORK, DROP})
 _HANDLE: Final = struct.Struct("<Q")
 
+#: Parts (a record's header or data) written by one ``pwritev``: under the kernel's IOV_MAX
+#: of 1024.
+_IOV_PARTS: Final = 512
 #: The journal is not rewritten below this size, whatever its share of dead records.
 REWRITE_MIN_BYTES: Final = 64 << 20
 
@@ -93,6 +96,8 @@ class Journal:
         #: Records skipped at replay because their bytes no longer match their checksum.
         self.bad_records = 0
         self.syncs = 0
+        #: Records queued by :meth:`add` (header, data, header, data, ...).
+        self._pending: list[bytes | bytearray | memoryview] = []
         if self.size == 0:
             self._write((FILE_HEADER.pack(JOURNAL_MAGIC, JOURNAL_VERSION),))
             self.sync(force=True)
@@ -150,6 +155,37 @@ class Journal:
     def append(self, handle: int, check: bytes, message: bytes | bytearray | memoryview) -> None:
         """Log one message of ``handle``; ``check`` is its chunk id."""
         self._record(APPEND, handle, message, check)
+
+    def add(self, handle: int, check: bytes, message: bytes | bytearray | memoryview) -> None:
+        """Queue one message of ``handle`` for :meth:`flush` (nothing is written yet).
+
+        Why: one record and one ``pwritev`` a message cost ~4 us of the ~27 us an append
+        takes in the store (a 64-message ``extend``, 2 KiB messages, measured with cProfile);
+        a batch goes out in one ``pwritev`` per ``_IOV_PARTS`` parts. The caller owns
+        ``message`` and keeps it unchanged until the flush, which it must call before anything
+        else is written (a sync included)."""
+        self._pending += (
+            RECORD.pack(RECORD_MAGIC, APPEND, 0, len(message), handle, check),
+            message,
+        )
+
+    def drop_pending(self) -> None:
+        """Forget the queued records (their appends were taken back)."""
+        self._pending = []
+
+    def flush(self) -> None:
+        """Write the queued records, all or none: on ``DiskFull`` the file is cut back to where
+        the batch began and the queue is dropped (the caller takes its appends back)."""
+        parts, self._pending = self._pending, []
+        start = self.size
+        try:
+            for i in range(0, len(parts), _IOV_PARTS):
+                self._write(tuple(parts[i : i + _IOV_PARTS]))
+        except DiskFull:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, start)
+            self.size = start
+            raise
 
     def fork(self, handle: int, source: int, agent: str) -> None:
         data = _HANDLE.pack(source) + agent.encode()

@@ -26,6 +26,7 @@ from agentmem.codec import DictionarySet
 from agentmem.config import Config
 from agentmem.errors import (
     AgentExists,
+    DiskFull,
     InvalidArgument,
     QuotaExceeded,
     StoreClosed,
@@ -651,10 +652,27 @@ class Store:
         return handle
 
     def extend(self, handle: Handle, messages: Iterable[object]) -> Handle:
-        """Append several messages in order."""
+        """Append several messages in order. Their journal records are written together at
+        the end; if that fails (``DiskFull``), none of them is stored. A message refused on its
+        own (too large, over quota) raises after the ones before it were stored."""
         ref = self._conversation(handle)
-        for m in messages:
-            conversations.append(self, ref, _as_buffer(m, "message"))
+        journal = self.journal
+        if journal is None:
+            for m in messages:
+                conversations.append(self, ref, _as_buffer(m, "message"))
+            return handle
+        appended: list[tuple[MessageNode, MessageNode | None]] = []
+        try:
+            for m in messages:
+                parent = ref.tip
+                node = conversations.append(self, ref, _as_buffer(m, "message"), journal_later=True)
+                appended.append((node, parent))
+        finally:
+            try:
+                journal.flush()
+            except DiskFull:
+                conversations.undo_appends(self, ref, appended)
+                raise
         return handle
 
     def fork(self, handle: Handle) -> Handle:
@@ -1063,10 +1081,15 @@ class Store:
         ref.touched = self.clock()
         self.refs[h] = ref
         agent.handles += 1
+        journal = self.journal
         try:
             for m in messages:
-                conversations.append(self, ref, m)
+                conversations.append(self, ref, m, journal_later=journal is not None)
+            if journal is not None:
+                journal.flush()
         except BaseException:
+            if journal is not None:
+                journal.drop_pending()
             self.release(h)  # all or nothing, as for any other allocation
             raise
         return h
