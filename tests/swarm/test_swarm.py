@@ -14,7 +14,7 @@ import pytest
 
 from agentmem.cli.main import build_parser
 from agentmem.swarm import measure, report
-from agentmem.swarm.run import Options, run, run_round
+from agentmem.swarm.run import Options, ensure_bytecode, run, run_round
 
 pytestmark = pytest.mark.slow
 AGENTS, TURNS = 4, 2
@@ -105,3 +105,13 @@ def test_a_warm_budget_sends_idle_conversations_to_disk() -> None:
     store = out["store"]
     assert store["cold_raw_bytes"] > 4 * budget  # most of the two 6 MB histories went down
     assert store["warm_stored_bytes"] <= budget
+
+
+def test_agents_import_compiled_bytecode(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    for name in ("__init__.py", "mod.py", "sub/__init__.py", "sub/deep.py"):
+        (package / name).write_text(f"NAME = {name!r}\n")
+    assert ensure_bytecode(package) == 4
+    assert len(list(package.rglob("__pycache__/*.pyc"))) == 4
+    assert ensure_bytecode(package) == 0  # up to date: nothing new

@@ -476,14 +476,15 @@ def _store_figures(st: Any) -> dict[str, Any]:
         "cold_stored_bytes": st.cold.stored_bytes if st.cold is not None else 0,
         "chunks": st.chunks,
         "messages": st.messages,
+        "folded_messages": st.folded_messages,
         "segments": st.segments,
         "metadata_bytes": st.metadata_bytes,
     }
 
 
-def ensure_bytecode() -> int:
-    """Write the agentmem package's missing or stale bytecode (``__pycache__``); returns how
-    many modules were compiled.
+def ensure_bytecode(package: Path | None = None) -> int:
+    """Write the missing bytecode (``__pycache__``) of ``package`` (default: agentmem's own
+    directory); returns how many modules got a new ``.pyc`` (a stale one is rewritten too).
 
     An installed wheel has its bytecode; an editable checkout run with
     ``PYTHONDONTWRITEBYTECODE`` (or never imported before) does not, and then every agent
@@ -496,7 +497,8 @@ def ensure_bytecode() -> int:
     import compileall
     import io
 
-    package = Path(agent_mod.__file__).resolve().parent.parent
+    if package is None:
+        package = Path(agent_mod.__file__).resolve().parent.parent
     before = sum(1 for _ in package.rglob("__pycache__/*.pyc"))
     with contextlib.redirect_stdout(io.StringIO()):
         compileall.compile_dir(package, quiet=2)
