@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import pytest
 
@@ -13,7 +14,7 @@ from agentmem.store import Store
 from agentmem.store.folding import FOLD_MIN_MESSAGES, fold
 from agentmem.store.records import ConversationRef
 from agentmem.store.tiering import maintain
-from tests.conftest import message
+from tests.conftest import message, text
 
 CFG = Config(
     dict_train_bytes=64 << 10, dict_size=16 << 10, segment_bytes=1 << 20, idle_agent_warm_seconds=60
@@ -198,4 +199,39 @@ def test_the_same_history_appended_meanwhile_is_the_same_nodes_after_unfolding()
     assert _texts(store, h) == msgs and store.check().ok
     store.release(h)
     assert store.get_stats().messages == 0 and store.check().ok
+    store.close()
+
+
+def test_the_index_dicts_are_copied_to_fit_once_most_of_them_folded() -> None:
+    now = [0.0]
+    store = Store(CFG, clock=lambda: now[0], far_memory=None)
+    idle = store.register_agent("idle", state="idle")
+    h = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(N)], idle)
+    table = sys.getsizeof(store.chunks)
+    now[0] = 61.0
+    assert maintain(store)["folded"] == N
+    assert len(store.chunks) == 0 and sys.getsizeof(store.chunks) < table / 4
+    assert len(_texts(store, h)) == N and store.check().ok
+    store.close()
+
+
+def test_chunks_only_the_history_holds_are_folded_with_it() -> None:
+    store = Store(CFG, far_memory=None)
+    long = [text(7000 + i, 12_000) for i in range(3)]  # several chunks each
+    msgs = [message(i) for i in range(N)] + long + [message(5), long[1], message(9)]
+    h = _warm_conversation(store, msgs)
+    chunks = store.get_stats().chunks
+    assert fold(store, _ref(store, h)) == len(msgs)
+    f = _ref(store, h).folded
+    assert f is not None and not f.shared and len(f.c_sizes) > 3
+    assert not store.chunks and not store.nodes  # nothing of it left as objects
+    assert store.get_stats().chunks == chunks
+    # One of its repeated messages stored again meanwhile: one copy after unfolding.
+    other = store.alloc_smu(SMUType.CONVERSATION, [message(5)], store.agents["a"])
+    assert _ref(store, h).tip is not None
+    assert store.chunks[_ref(store, other).path[0].chunks[0].id].refs == 3
+    assert _texts(store, h) == msgs and _texts(store, other) == [message(5)]
+    assert store.check().ok
+    store.release(h)
+    assert _texts(store, other) == [message(5)] and store.check().ok
     store.close()

@@ -18,7 +18,6 @@ from agentmem.ids import ChunkId
 from agentmem.states import AgentState, SMUType, Tier
 from agentmem.stats import AgentStats, StoreStats, TieringStats, TypeStats
 from agentmem.store.conversations import newest_first
-from agentmem.store.folding import SHARED_PLACE
 from agentmem.store.records import (
     SHARED_INDEXES,
     SMU,
@@ -127,9 +126,7 @@ class _FoldedRun:
 
     def __init__(self, folded: Folded) -> None:
         self.chunks = tuple(folded.shared_entries())
-        self.own_bytes = sum(
-            size for size, w in zip(folded.sizes, folded.where, strict=True) if w != SHARED_PLACE
-        )
+        self.own_bytes = folded.own_bytes()
 
 
 def _history(ref: ConversationRef) -> Iterator[MessageNode | _FoldedRun]:

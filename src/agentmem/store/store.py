@@ -187,6 +187,8 @@ class Store:
         #: them those whose own chunk is out of ``chunks`` meanwhile.
         self.folded_messages = 0
         self.folded_chunks = 0
+        #: Messages folded since the index dicts were last copied to fit (``fold_idle``).
+        self.folded_since_rebuild = 0
         #: Conversations ``folding.fold_idle`` looked at, with ``touched`` as it was then.
         self.fold_tried: dict[int, float] = {}
         self.refs: dict[int, AnyRef] = {}
