@@ -117,9 +117,6 @@ class StoreStats:
     """Cold tier (packs on disk): None when the store has no state directory."""
     tiering: TieringStats | None = None
     """Budgets, moves between tiers, durability; None from a peer that predates them."""
-    folded_messages: int = 0
-    """Of ``messages``, those of idle conversations whose index is folded into packed arrays
-    (``store/folding.py``) until they are used again; 0 from a peer that predates folding."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

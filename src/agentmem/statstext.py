@@ -129,12 +129,7 @@ def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
     items += [
         ("Chunks", str(stats.chunks), "distinct live chunks"),
         ("Segments", str(stats.segments), "live hot segments"),
-        (
-            "Messages",
-            str(stats.messages),
-            "distinct conversation messages"
-            + (f", {stats.folded_messages} of them folded" if stats.folded_messages else ""),
-        ),
+        ("Messages", str(stats.messages), "distinct conversation messages"),
         ("Dictionaries", str(stats.dictionaries), format_bytes(stats.dictionary_bytes)),
         ("Metadata", format_bytes(stats.metadata_bytes), "estimated index records"),
     ]

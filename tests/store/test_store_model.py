@@ -13,8 +13,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 from agentmem.config import Config
 from agentmem.ids import Handle
 from agentmem.states import SMUType
-from agentmem.store import Store, StoreStats, folding
-from agentmem.store.records import ConversationRef
+from agentmem.store import Store, StoreStats
 from tests.conftest import text
 
 # A small alphabet of contents so that dedup hits are frequent.
@@ -98,48 +97,6 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def compact(self) -> None:
         self.store.compact()
-
-    @rule(
-        h=convs,
-        other=convs,
-        msg=st.sampled_from(MESSAGES),
-        then=st.sampled_from(["read", "append", "append_other", "fork", "release"]),
-    )
-    def fold_then(self, h: Handle, other: Handle, msg: bytes, then: str) -> None:
-        """Take every conversation down and fold it, check the statistics while folded, then
-        use ``h`` (or ``other``) while the rest stay folded."""
-        for k, v in self.model.items():
-            ref = self.store.refs[k]
-            if isinstance(v, list) and isinstance(ref, ConversationRef):
-                self.store.demote(Handle(k))
-                folding.fold(self.store, ref, min_messages=1)
-        self._totals_match()
-        if h not in self.model:
-            return
-        if then == "read":
-            assert [bytes(m) for m in self.store.messages(h)] == self.model[h]
-        elif then == "append":
-            self.store.append(h, msg)
-            self.model[h].append(msg)  # type: ignore[union-attr]
-        elif then == "append_other" and other in self.model:
-            self.store.append(other, msg)
-            self.model[other].append(msg)  # type: ignore[union-attr]
-        elif then == "fork":
-            new = self.store.fork(h)
-            self.model[new] = list(self.model[h])
-        elif then == "release":
-            self.store.release(h)
-            del self.model[h]
-        self._totals_match()
-
-    def _totals_match(self) -> None:
-        s = self.store.get_stats()
-        assert isinstance(s, StoreStats)
-        assert s.handles == len(self.model)
-        assert s.logical_bytes == sum(
-            sum(map(len, v)) if isinstance(v, list) else len(v) for v in self.model.values()
-        )
-        assert sum(a.logical_bytes for a in s.per_agent) == s.logical_bytes
 
     @invariant()
     def reads_match_model(self) -> None:

@@ -28,9 +28,6 @@ MIN_FREED_RATIO: Final = 0.25
 #: after which a tick gives the heap's free pages back to the system (``daemon/heap.py``):
 #: every move decodes and encodes through transient buffers, every dropped frame leaves a hole.
 TRIM_AFTER_BYTES: Final = 16 << 20
-#: Index bytes a folded message frees (nodes, ids, dict slots: ~200 bytes become ~44), counted
-#: as churn towards the next trim (``store/folding.py``).
-FOLDED_INDEX_BYTES: Final = 160
 
 
 def tick(service: Service) -> int:
@@ -42,7 +39,6 @@ def tick(service: Service) -> int:
     for domain in service.domains.values():
         done = domain.store.maintain()
         service.moved_bytes += done["warm"] + done["pressure"] + done.get("cold", 0)
-        service.moved_bytes += done.get("folded", 0) * FOLDED_INDEX_BYTES
         hot = domain.store.hot
         used = sum(seg.used for seg in hot)
         freed = used - hot.live_bytes

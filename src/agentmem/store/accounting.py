@@ -11,7 +11,7 @@ second (the daemon's ``agent_stats`` file and metrics).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from agentmem.ids import ChunkId
@@ -29,7 +29,6 @@ from agentmem.store.records import (
 )
 
 if TYPE_CHECKING:
-    from agentmem.store.folding import Folded
     from agentmem.store.store import Store
 
 _SHARED = -1
@@ -86,19 +85,13 @@ def metadata_bytes(store: Store, *, pointers: bool = True) -> int:
                 several += 1
                 n_pointers += len(loc)
         n_pointers += sum(
-            len(r._marks) for r in store.refs.values() if isinstance(r, ConversationRef)
+            len(r.marks) for r in store.refs.values() if isinstance(r, ConversationRef)
         )
         # Member indexes past the shared ones are ints of their own (records._INDEXES).
         n_ints = sum(1 for e in store.chunks.values() if e.at >= SHARED_INDEXES)
-    own = store.message_count - store.folded_messages - len(store.nodes)
-    folded = sum(
-        r.folded.nbytes()
-        for r in store.refs.values()
-        if isinstance(r, ConversationRef) and r.folded is not None
-    )
+    own = store.message_count - len(store.nodes)
     return (
-        folded
-        + len(store.chunks) * s["chunk"]
+        len(store.chunks) * s["chunk"]
         + len(store.smus) * s["smu"]
         + own * s["own_node"]
         + len(store.nodes) * s["node"]
@@ -118,40 +111,15 @@ def physical_bytes(store: Store) -> int:
     )
 
 
-class _FoldedRun:
-    """A folded history as the walks below see it: its own chunks' bytes (one holder, never
-    hot), and the entries its referencing messages hold (``chunks``)."""
-
-    __slots__ = ("chunks", "own_bytes")
-
-    def __init__(self, folded: Folded) -> None:
-        self.chunks = tuple(folded.shared_entries())
-        self.own_bytes = folded.own_bytes()
-
-
-def _history(ref: ConversationRef) -> Iterator[MessageNode | _FoldedRun]:
-    """The holders of ``ref``'s content, newest first: its nodes, or, folded, the run and
-    then the nodes from its fork point up (no unfolding)."""
-    folded = ref.folded
-    if folded is None:
-        yield from newest_first(ref)
-        return
-    yield _FoldedRun(folded)
-    node = folded.base
-    while node is not None:
-        yield node
-        node = node.parent
-
-
 def _owners(store: Store) -> dict[int, int]:
     """id(chunk entry) -> the one agent id referencing it, or _SHARED."""
-    holders: dict[int, tuple[SMU | MessageNode | _FoldedRun, set[int]]] = {}
+    holders: dict[int, tuple[SMU | MessageNode, set[int]]] = {}
     for ref in store.refs.values():
         aid = ref.agent.agent_id
         if isinstance(ref, Ref):
             holders.setdefault(id(ref.smu), (ref.smu, set()))[1].add(aid)
         else:
-            for node in _history(ref):
+            for node in newest_first(ref):
                 holders.setdefault(id(node), (node, set()))[1].add(aid)
     owner: dict[int, int] = {}
     for holder, agents in holders.values():
@@ -177,15 +145,10 @@ def _agent_stats(store: Store, agent: Agent, owner: dict[int, int] | None) -> Ag
         for ref in store.refs.values():
             if ref.agent is not agent:
                 continue
-            holders: Iterable[SMU | MessageNode | _FoldedRun] = (
-                [ref.smu] if isinstance(ref, Ref) else _history(ref)
+            holders: Iterable[SMU | MessageNode] = (
+                [ref.smu] if isinstance(ref, Ref) else newest_first(ref)
             )
             for holder in holders:
-                if holder.__class__ is _FoldedRun:
-                    # Folded own chunks: nothing else holds them, and none is hot.
-                    own = holder.own_bytes
-                    unique += own
-                    compressed += own
                 for e in holder.chunks:
                     k = id(e)
                     if k in seen:
@@ -239,7 +202,7 @@ def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
         physical_bytes=hot.physical_bytes + warm.physical_bytes + dict_bytes,
         dedup_ratio=logical / unique if unique else 1.0,
         compression_ratio=warm.raw_bytes / warm.stored_bytes if warm.stored_bytes else 1.0,
-        chunks=len(store.chunks) + store.folded_chunks,
+        chunks=len(store.chunks),
         segments=hot.containers,
         messages=store.message_count,
         dictionaries=len(store.dictionaries),
@@ -257,7 +220,6 @@ def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
         ),
         cold=cold,
         tiering=tiering_stats(store),
-        folded_messages=store.folded_messages,
     )
 
 

@@ -23,7 +23,6 @@ from agentmem.store.segments import Segment
 
 if TYPE_CHECKING:
     from agentmem.store.cold import ColdGroup
-    from agentmem.store.folding import Folded
 
 
 class WarmGroup:
@@ -247,56 +246,22 @@ class ConversationRef:
     ``path`` builds the whole list, O(length), for callers that want one.
     """
 
-    __slots__ = (
-        "_marks",
-        "_tip",
-        "agent",
-        "folded",
-        "handle",
-        "length",
-        "pinned",
-        "size",
-        "touched",
-    )
+    __slots__ = ("agent", "handle", "length", "marks", "pinned", "size", "tip", "touched")
 
     smu_type = SMUType.CONVERSATION
 
     def __init__(self, handle: Handle, agent: Agent) -> None:
         self.handle = handle
         self.agent = agent
-        self._tip: MessageNode | None = None
+        #: The newest message (None: empty).
+        self.tip: MessageNode | None = None
         self.length = 0
-        self._marks: list[MessageNode] = []
-        #: The history as packed arrays while nobody uses it (``store/folding.py``); reading
-        #: ``tip`` or ``marks`` unfolds it first. None: the nodes are there.
-        self.folded: Folded | None = None
+        self.marks: list[MessageNode] = []
         #: Plain bytes of all its messages.
         self.size = 0
         self.pinned = False
         #: Store clock at the last operation on this handle (the policy's "last access").
         self.touched = 0.0
-
-    @property
-    def tip(self) -> MessageNode | None:
-        """The newest message (None: empty)."""
-        if self.folded is not None:
-            self.folded.unfold(self)
-        return self._tip
-
-    @tip.setter
-    def tip(self, node: MessageNode | None) -> None:
-        self._tip = node
-
-    @property
-    def marks(self) -> list[MessageNode]:
-        """Every ``MARK_STRIDE``-th node of the history (see the class docstring)."""
-        if self.folded is not None:
-            self.folded.unfold(self)
-        return self._marks
-
-    @marks.setter
-    def marks(self, marks: list[MessageNode]) -> None:
-        self._marks = marks
 
     @property
     def path(self) -> list[MessageNode]:

@@ -39,15 +39,7 @@ from agentmem.hashing import chunk_id
 from agentmem.ids import ChunkId, Handle
 from agentmem.states import AgentState, SMUType, Tier
 from agentmem.stats import AgentStats, StoreStats
-from agentmem.store import (
-    accounting,
-    conversations,
-    folding,
-    layout,
-    numa,
-    recovery,
-    tiering,
-)
+from agentmem.store import accounting, conversations, layout, numa, recovery, tiering
 from agentmem.store.check import CheckReport, run_check
 from agentmem.store.cold import ColdGroup, ColdTier
 from agentmem.store.hot import SHARED, HotTier, tier_level
@@ -181,16 +173,8 @@ class Store:
         #: Message nodes that are not their own chunk's entry, by (parent, content id)
         #: (``records.MessageNode``); the others are found in ``chunks``.
         self.nodes: dict[tuple[MessageNode | None, ChunkId], MessageNode] = {}
-        #: Live messages: nodes of either form, and those folded (``store/folding.py``).
+        #: Live message nodes of either form.
         self.message_count = 0
-        #: Messages held in folded histories (no node, no index entry of their own), and of
-        #: them those whose own chunk is out of ``chunks`` meanwhile.
-        self.folded_messages = 0
-        self.folded_chunks = 0
-        #: Messages folded since the index dicts were last copied to fit (``fold_idle``).
-        self.folded_since_rebuild = 0
-        #: Conversations ``folding.fold_idle`` looked at, with ``touched`` as it was then.
-        self.fold_tried: dict[int, float] = {}
         self.refs: dict[int, AnyRef] = {}
         self.agents: dict[str, Agent] = {}
         #: Published names -> SMU; each holds one ref on its SMU.
@@ -494,10 +478,7 @@ class Store:
         if ref.__class__ is ConversationRef:
             if self.journal is not None:
                 self.journal.drop(handle)
-            self.fold_tried.pop(handle, None)
-            if ref.folded is not None:
-                folding.release(self, ref)
-            elif ref.tip is not None:
+            if ref.tip is not None:
                 conversations.unref_node(self, ref.tip)
             self.hot.disown(handle)  # nobody maps its segments again
         else:
@@ -547,23 +528,6 @@ class Store:
                             ref.touched,
                             ref.smu_type,
                             smu.refs,
-                            False,
-                        )
-                    )
-                continue
-            folded = ref.folded  # type: ignore[union-attr]
-            if folded is not None:  # idle and taken down: nothing hot, and no nodes to walk
-                nbytes = folded.tier_bytes(tier) if tier is not _HOT else 0
-                if nbytes:
-                    out.append(
-                        Candidate(
-                            ref.handle,
-                            nbytes,
-                            a.state,
-                            a.importance,
-                            ref.touched,
-                            _CONVERSATION,
-                            1,
                             False,
                         )
                     )
@@ -823,7 +787,6 @@ class Store:
         self.smus.clear()
         self.nodes.clear()
         self.message_count = 0
-        self.folded_messages = self.folded_chunks = 0
         self.names.clear()
 
     def __enter__(self) -> Store:

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 from agentmem.errors import DiskFull, PackUnreadable
 from agentmem.ids import Handle
 from agentmem.states import AgentState, SMUType, Tier
-from agentmem.store import folding
 from agentmem.store.hot import tier_level
 from agentmem.store.records import ConversationRef
 
@@ -157,11 +156,7 @@ def _demote_shared(store: Store, due: list[AnyRef]) -> int:
     for ref in due:
         if ref.__class__ is not ConversationRef:
             continue
-        folded = ref.folded
-        entries = (
-            folded.shared_entries() if folded is not None else store._entries_of(ref, own_only=True)
-        )
-        claims = [e for e in entries if e.refs > 1 and _near_hot(e)]
+        claims = [e for e in store._entries_of(ref, own_only=True) if e.refs > 1 and _near_hot(e)]
         if claims:
             lists[ref.handle] = claims
             fresh = True
@@ -241,7 +236,6 @@ def maintain(store: Store) -> dict[str, int]:
         store.tier_errors.append(str(exc))
         del store.tier_errors[:-16]
     done["orphans"] = expire_orphans(store)
-    done["folded"] = folding.fold_idle(store)
     journal = store.journal
     if journal is not None:
         journal.sync(force=True)  # relaxed mode: at most a second of appends at risk

@@ -476,7 +476,6 @@ def _store_figures(st: Any) -> dict[str, Any]:
         "cold_stored_bytes": st.cold.stored_bytes if st.cold is not None else 0,
         "chunks": st.chunks,
         "messages": st.messages,
-        "folded_messages": st.folded_messages,
         "segments": st.segments,
         "metadata_bytes": st.metadata_bytes,
     }
