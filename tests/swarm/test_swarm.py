@@ -7,6 +7,9 @@ machine (the seed profile's agents hold megabytes that agentmem keeps once or co
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +118,29 @@ def test_agents_import_compiled_bytecode(tmp_path: Path) -> None:
     assert ensure_bytecode(package) == 4
     assert len(list(package.rglob("__pycache__/*.pyc"))) == 4
     assert ensure_bytecode(package) == 0  # up to date: nothing new
+
+
+def test_a_killed_swarm_puts_ksm_settings_back(tmp_path: Path) -> None:
+    """SIGTERM in the middle of a KSM session: the settings found are written back."""
+    ksm = tmp_path / "ksm"
+    ksm.mkdir()
+    before = {"run": "0", "pages_to_scan": "100", "sleep_millisecs": "20"}
+    for name in measure.KSM_SAVED:
+        (ksm / name).write_text(before.get(name, "0") + "\n")
+    code = (
+        "import sys, pathlib\n"
+        "from agentmem.swarm import measure\n"
+        "measure.unwind_on_signals()\n"
+        "with measure.ksm_session(pathlib.Path(sys.argv[1])):\n"
+        "    print('on', flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, str(ksm)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as p:
+        assert p.stdout is not None and p.stdout.readline() == b"on\n"
+        assert (ksm / "run").read_text().strip() == "1"  # switched on and tuned
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 128 + signal.SIGTERM
+    for name, value in before.items():
+        assert (ksm / name).read_text().strip() == value

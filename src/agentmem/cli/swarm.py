@@ -144,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
         concurrency=max(0, args.concurrency),
         warm_budget=args.warm_budget,
     )
+    from agentmem.swarm.measure import unwind_on_signals
+
+    unwind_on_signals()  # a kill puts KSM's settings back too
     res = run_swarm(options)
     markdown = report.render_markdown(res)
     print(markdown)
