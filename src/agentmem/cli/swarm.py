@@ -123,6 +123,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     """Run the swarm, print the table, write what was asked for."""
     from agentmem.swarm import report
+    from agentmem.swarm.measure import unwind_on_signals
     from agentmem.swarm.run import Options
     from agentmem.swarm.run import run as run_swarm
 
@@ -144,8 +145,6 @@ def run(args: argparse.Namespace) -> int:
         concurrency=max(0, args.concurrency),
         warm_budget=args.warm_budget,
     )
-    from agentmem.swarm.measure import unwind_on_signals
-
     unwind_on_signals()  # a kill puts KSM's settings back too
     res = run_swarm(options)
     markdown = report.render_markdown(res)

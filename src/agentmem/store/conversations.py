@@ -75,14 +75,15 @@ def append(
     agent = ref.agent
     agent.logical_bytes += size
     agent.by_type[_CONVERSATION] += size
-    if journal is not None and journal_later:
-        journal.add(ref.handle, cid, buf)
-    elif journal is not None:
-        try:
-            journal.append(ref.handle, cid, buf)
-        except DiskFull:
-            _undo_append(store, ref, node, parent)
-            raise
+    if journal is not None:
+        if journal_later:
+            journal.add(ref.handle, cid, buf)
+        else:
+            try:
+                journal.append(ref.handle, cid, buf)
+            except DiskFull:
+                _undo_append(store, ref, node, parent)
+                raise
     budget = store.config.hot_budget_bytes
     if budget and store.hot.live_bytes > budget:  # the room made was not enough
         tiering.enforce_budget(store)

@@ -164,10 +164,7 @@ class Journal:
         a batch goes out in one ``pwritev`` per ``_IOV_PARTS`` parts. The caller owns
         ``message`` and keeps it unchanged until the flush, which it must call before anything
         else is written (a sync included)."""
-        self._pending += (
-            RECORD.pack(RECORD_MAGIC, APPEND, 0, len(message), handle, check),
-            message,
-        )
+        self._pending += (_header(APPEND, handle, message, check), message)
 
     def drop_pending(self) -> None:
         """Forget the queued records (their appends were taken back)."""
@@ -202,7 +199,7 @@ class Journal:
     def _record(
         self, kind: int, handle: int, data: bytes | bytearray | memoryview, check: bytes
     ) -> None:
-        self._write((RECORD.pack(RECORD_MAGIC, kind, 0, len(data), handle, check), data))
+        self._write((_header(kind, handle, data, check), data))
 
     def _write(self, parts: tuple[bytes | bytearray | memoryview, ...]) -> None:
         total = sum(len(p) for p in parts)
@@ -242,9 +239,9 @@ class Journal:
         try:
             chunks: list[bytes | memoryview] = [FILE_HEADER.pack(JOURNAL_MAGIC, JOURNAL_VERSION)]
             for kind, handle, data, check in records:
-                chunks.append(RECORD.pack(RECORD_MAGIC, kind, 0, len(data), handle, check))
+                chunks.append(_header(kind, handle, data, check))
                 chunks.append(data)
-                if len(chunks) >= 512:
+                if len(chunks) >= _IOV_PARTS:
                     size += _write_all(fd, chunks, size)
                     chunks = []
             size += _write_all(fd, chunks, size)
@@ -266,6 +263,11 @@ class Journal:
                 os.fdatasync(self.fd)
             os.close(self.fd)
             self.fd = -1
+
+
+def _header(kind: int, handle: int, data: bytes | bytearray | memoryview, check: bytes) -> bytes:
+    """The ``RECORD`` header of a record of ``kind`` whose data is ``data``."""
+    return RECORD.pack(RECORD_MAGIC, kind, 0, len(data), handle, check)
 
 
 def _write_all(fd: int, parts: list[bytes | memoryview], at: int) -> int:

@@ -494,13 +494,11 @@ def ensure_bytecode(package: Path | None = None) -> int:
     cannot be written is left as it is.
     """
     import compileall
-    import io
 
     if package is None:
         package = Path(agent_mod.__file__).resolve().parent.parent
     before = sum(1 for _ in package.rglob("__pycache__/*.pyc"))
-    with contextlib.redirect_stdout(io.StringIO()):
-        compileall.compile_dir(package, quiet=2)
+    compileall.compile_dir(package, quiet=2)  # 2: prints nothing, errors included
     return sum(1 for _ in package.rglob("__pycache__/*.pyc")) - before
 
 
