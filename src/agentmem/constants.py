@@ -59,12 +59,16 @@ SEGMENT_BYTES = 4 << 20
 
 # --- warm tier -------------------------------------------------------------------------------
 #: Messages of one conversation are compressed together in groups of up to this many raw bytes:
-#: single ~1 KiB messages compress 2-3x alone but whole conversations 7.4x (DESIGN.md). On the
-#: corpus's conversations (level 3, 8 MiB-trained dictionary): 64 KiB groups 6.87x, 256 KiB
-#: 7.42x, 1 MiB 7.46x. 256 KiB keeps a random read of one warm message at ~0.2 ms of decoding.
-#: Larger groups for conversations alone do not pay either: at their level 6, the corpus's
-#: conversations (frames + dictionaries) 8.00x in 256 KiB groups, 8.05x in 1 MiB (most are
-#: shorter than 256 KiB: 676 frames become 642).
-WARM_GROUP_BYTES = 256 << 10
+#: single ~1 KiB messages compress 2-3x alone but whole conversations 7.4x (DESIGN.md). Most of
+#: the corpus's conversations are shorter than 256 KiB, so beyond that the size matters for long
+#: histories only, and there it pays: a seed-profile history of 30 MB (prose letters permuted,
+#: the dictionary trained on another agent's) at level 6 is 7.31x in 256 KiB groups, 8.43x in
+#: 1 MiB, 8.83x in 2 MiB, compressed at 142, 206 and 206 MB/s (level 3: 6.77x, 7.68x, 7.98x).
+#: The price is a random read of one warm message: its group is decoded and verified whole,
+#: ~0.4 ms of decoding for 1 MiB against ~0.1 for 256 KiB (bench/results/store.md).
+WARM_GROUP_BYTES = 1 << 20
+#: Decoded groups a tier keeps for the next read, in plain bytes (at least one group): reading
+#: a conversation in order decodes each group once.
+DECODED_CACHE_BYTES = 2 << 20
 #: Content that zstd shrinks by less than this factor is stored raw (random data: 1.0x).
 MIN_COMPRESSION_GAIN = 1.05

@@ -87,3 +87,34 @@ def test_incompressible_chunks_cost_no_more_than_a_header() -> None:
     (e,) = entries_for([p])
     warm.put([e], [p], SMUType.BLOB)
     assert warm.stats().stored_bytes <= len(p) + 16
+
+
+def test_warm_tier_keeps_decoded_groups_within_its_byte_budget() -> None:
+    from agentmem import constants
+
+    group = 256 << 10
+    warm = WarmTier(DictionarySet(train_bytes=1 << 20, dict_size=4096), group_bytes=group)
+    payloads = [text(i, 64 << 10) for i in range(4 * constants.DECODED_CACHE_BYTES // group * 4)]
+    entries = entries_for(payloads)
+    warm.put(entries, payloads, SMUType.CONVERSATION)
+    for e, p in zip(entries, payloads, strict=True):
+        assert bytes(warm.load(e)) == p
+        cached = sum(view.nbytes for _, view in warm._cache.values())
+        assert cached == warm._cached <= constants.DECODED_CACHE_BYTES
+    assert len(warm._cache) == constants.DECODED_CACHE_BYTES // group
+    for e in entries:  # groups freed leave the cache with their bytes
+        warm.release(e)
+    assert warm._cached == 0 and not warm._cache
+
+
+def test_warm_tier_caches_one_group_larger_than_its_budget() -> None:
+    from agentmem import constants
+
+    size = constants.DECODED_CACHE_BYTES + (64 << 10)
+    warm = WarmTier(DictionarySet(train_bytes=1 << 20, dict_size=4096), group_bytes=size)
+    payloads = [text(i, size // 4) for i in range(8)]
+    entries = entries_for(payloads)
+    warm.put(entries, payloads, SMUType.CONVERSATION)
+    first = warm.load(entries[0])
+    assert warm.load(entries[1]).obj is first.obj  # the same decoded group, not decoded again
+    assert len(warm._cache) == 1 and warm._cached > constants.DECODED_CACHE_BYTES

@@ -44,7 +44,7 @@ MIN_DICT_BYTES = 8
 #: with "Destination buffer is too small".
 MIN_TRAIN_DICT_BYTES = 256
 #: A sample longer than this is truncated to its first 64 KiB before it is kept for training.
-#: Frames hold chunks (at most CDC_MAX_SIZE) or warm groups (WARM_GROUP_BYTES, 64 KiB), so a
+#: Frames hold chunks (at most CDC_MAX_SIZE) or warm groups (WARM_GROUP_BYTES), so a
 #: longer sample teaches little its head does not; and the cap bounds one unit's share of the
 #: training set: with the default 2 MiB of samples at least 32 distinct units contribute.
 MAX_SAMPLE_BYTES = 64 << 10

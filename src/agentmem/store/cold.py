@@ -66,7 +66,6 @@ RECORD_MAGIC: Final = b"AR"
 MEMBER: Final = struct.Struct("<32sI")
 #: A pack is closed for appends past this size.
 PACK_BYTES: Final = 64 << 20
-_CACHE_GROUPS: Final = 4
 
 
 class Pack:
@@ -133,7 +132,9 @@ class ColdTier:
         self._current: Pack | None = None
         self._chunks = 0
         self._raw = 0
+        #: Decoded groups by ``id(group)``, least recently read first, and their plain bytes.
         self._cache: OrderedDict[int, tuple[ColdGroup, memoryview]] = OrderedDict()
+        self._cached = 0
         #: What earlier packs hold, by chunk id (filled by :meth:`scan`, emptied by
         #: :meth:`end_scan`): (group, offset in its plain bytes).
         self.index: dict[ChunkId, tuple[ColdGroup, int]] = {}
@@ -323,13 +324,20 @@ class ColdTier:
 
     # --- reading ---------------------------------------------------------------------------
 
+    def _uncache(self, group: ColdGroup) -> None:
+        hit = self._cache.pop(id(group), None)
+        if hit is not None:
+            self._cached -= hit[1].nbytes
+
     def _plain(self, group: ColdGroup) -> memoryview:
         cache = self._cache
         key = id(group)
         hit = cache.get(key)
-        if hit is not None and hit[0] is group:
-            cache.move_to_end(key)
-            return hit[1]
+        if hit is not None:
+            if hit[0] is group:
+                cache.move_to_end(key)
+                return hit[1]
+            self._uncache(hit[0])  # a freed group's, its id reused
         pack = group.pack
         where = f"{os.path.basename(pack.path)} at {group.offset}"
         try:
@@ -354,8 +362,9 @@ class ColdTier:
             raise PackUnreadable(f"cold tier: {where}: frame does not match its digest")
         view = memoryview(plain)
         cache[key] = (group, view)
-        if len(cache) > _CACHE_GROUPS:
-            cache.popitem(last=False)
+        self._cached += len(plain)
+        while self._cached > constants.DECODED_CACHE_BYTES and len(cache) > 1:
+            self._cached -= cache.popitem(last=False)[1][1].nbytes
         return view
 
     def view(self, group: ColdGroup, offset: int, length: int) -> memoryview:
@@ -377,7 +386,7 @@ class ColdTier:
         self._raw -= size
         if group.live:
             return
-        self._cache.pop(id(group), None)
+        self._uncache(group)
         pack = group.pack
         pack.live_bytes -= group.length
         if pack.live_bytes == 0 and pack is not self._current and pack.seq in self.packs:
@@ -405,7 +414,7 @@ class ColdTier:
                 target = self._pack_for_append()
                 offset = target.size
                 self._write(target, (record,))
-                self._cache.pop(id(group), None)
+                self._uncache(group)
                 group.pack, group.offset = target, offset
                 target.live_bytes += group.length
                 target.groups.append(group)
@@ -432,6 +441,7 @@ class ColdTier:
 
     def close(self) -> None:
         self._cache.clear()
+        self._cached = 0
         for pack in self.packs.values():
             os.close(pack.fd)
         self.packs.clear()

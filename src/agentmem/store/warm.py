@@ -29,8 +29,6 @@ from agentmem.store.records import ChunkEntry, WarmGroup, place
 
 Buffer = bytes | bytearray | memoryview
 
-_CACHE_GROUPS = 8
-
 
 def group_spans(payloads: Sequence[Buffer], limit: int) -> Iterator[tuple[int, int]]:
     """``(start, end)`` index ranges of consecutive payloads of at most ``limit`` bytes
@@ -74,9 +72,9 @@ class WarmTier:
         #: Bytes of every frame dropped so far (a counter: the daemon gives the heap back
         #: after enough of them, ``daemon/heap.py``).
         self.freed_frame_bytes = 0
-        # Decoded groups, least recently used first: 8 x 64 KiB = 512 KiB at most, enough for
-        # reads that revisit a few recent groups (dedup'd chunks inside one SMU).
+        #: Decoded groups by ``id(group)``, least recently read first, and their plain bytes.
         self._cache: OrderedDict[int, tuple[WarmGroup, memoryview]] = OrderedDict()
+        self._cached = 0
         # Training material per type until its dictionary is trained: (group, member sizes).
         self._pending: dict[SMUType, list[tuple[WarmGroup, list[int]]]] = {}
         self._pending_raw: dict[SMUType, int] = {}
@@ -147,20 +145,28 @@ class WarmTier:
         if trained is not None:
             self.dictionaries.add(trained)
 
+    def _uncache(self, group: WarmGroup) -> None:
+        hit = self._cache.pop(id(group), None)
+        if hit is not None:
+            self._cached -= hit[1].nbytes
+
     def _plain(self, group: WarmGroup) -> memoryview:
         cache = self._cache
         key = id(group)
         hit = cache.get(key)
-        if hit is not None and hit[0] is group:
-            cache.move_to_end(key)
-            return hit[1]
+        if hit is not None:
+            if hit[0] is group:
+                cache.move_to_end(key)
+                return hit[1]
+            self._uncache(hit[0])  # a freed group's, its id reused
         plain = decode_frame(group.frame, self.dictionaries)
         if chunk_id(plain) != group.digest:
             raise CorruptFrame("a warm frame does not match its digest")
         view = memoryview(plain)
         cache[key] = (group, view)
-        if len(cache) > _CACHE_GROUPS:
-            cache.popitem(last=False)
+        self._cached += len(plain)
+        while self._cached > constants.DECODED_CACHE_BYTES and len(cache) > 1:
+            self._cached -= cache.popitem(last=False)[1][1].nbytes
         return view
 
     def view(self, group: WarmGroup, offset: int, length: int) -> memoryview:
@@ -193,7 +199,7 @@ class WarmTier:
             self._frames -= 1
             self._frame_bytes -= len(group.frame)
             self.freed_frame_bytes += len(group.frame)
-            self._cache.pop(id(group), None)
+            self._uncache(group)
 
     @property
     def frame_bytes(self) -> int:
@@ -212,3 +218,4 @@ class WarmTier:
 
     def close(self) -> None:
         self._cache.clear()
+        self._cached = 0
