@@ -27,3 +27,22 @@ def test_cheap_stats_keep_every_total_and_skip_only_the_split(store: Store) -> N
     same = dataclasses.replace(cheap, per_agent=full.per_agent, metadata_bytes=full.metadata_bytes)
     assert same == full
     assert full.per_agent[0].compressed_bytes  # a's conversation is warm
+
+
+def test_whole_store_split_matches_each_agents_own(store: Store) -> None:
+    """The store-wide walk (refs grouped by agent once) gives every agent the split its own
+    ``get_stats(agent)`` computes."""
+    agents = [store.register_agent(f"agent-{i}") for i in range(5)]
+    shared = text(3, 30_000)
+    for i, agent in enumerate(agents):
+        store.alloc_smu("tool_def", shared, agent)
+        store.alloc_smu("tool_result", text(10 + i, 5_000 + 999 * i), agent)
+        chat = store.alloc_smu("conversation", [message(j) for j in range(i * 4)], agent)
+        if i % 2:
+            store.demote(chat)
+    full = store.get_stats()
+    assert isinstance(full, StoreStats)
+    assert [a.name for a in full.per_agent] == [a.name for a in agents]
+    for agent, mine in zip(agents, full.per_agent, strict=True):
+        assert store.get_stats(agent) == mine
+        assert mine.unique_bytes and mine.shared_bytes  # own results, the shared catalogue

@@ -11,7 +11,7 @@ second (the daemon's ``agent_stats`` file and metrics).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from agentmem.ids import ChunkId
@@ -134,17 +134,26 @@ def _owners(store: Store) -> dict[int, int]:
     return owner
 
 
-def _agent_stats(store: Store, agent: Agent, owner: dict[int, int] | None) -> AgentStats:
-    """``owner`` None: cheap, the totals the store keeps and no walk (the splits read None)."""
+def _refs_by_agent(store: Store) -> dict[int, list[Ref | ConversationRef]]:
+    """Every agent's refs, by agent id: one pass over the store's refs."""
+    out: dict[int, list[Ref | ConversationRef]] = {}
+    for ref in store.refs.values():
+        out.setdefault(ref.agent.agent_id, []).append(ref)
+    return out
+
+
+def _agent_stats(
+    agent: Agent, owner: dict[int, int] | None, refs: Sequence[Ref | ConversationRef] = ()
+) -> AgentStats:
+    """``owner`` None: cheap, the totals the store keeps and no walk (the splits read None);
+    otherwise ``refs`` are the agent's refs, walked for the unique/shared/compressed split."""
     unique: int | None = None
     shared: int | None = None
     compressed: int | None = None
     if owner is not None:
         unique = shared = compressed = 0
         seen: set[int] = set()
-        for ref in store.refs.values():
-            if ref.agent is not agent:
-                continue
+        for ref in refs:
             holders: Iterable[SMU | MessageNode] = (
                 [ref.smu] if isinstance(ref, Ref) else newest_first(ref)
             )
@@ -176,13 +185,15 @@ def _agent_stats(store: Store, agent: Agent, owner: dict[int, int] | None) -> Ag
 
 def agent_stats(store: Store, agent: Agent) -> AgentStats:
     """One agent's statistics."""
-    return _agent_stats(store, agent, _owners(store))
+    refs = [r for r in store.refs.values() if r.agent is agent]
+    return _agent_stats(agent, _owners(store), refs)
 
 
 def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
     """The whole store's statistics, with every agent's. ``cheap``: per-agent ``unique``,
     ``shared`` and ``compressed`` bytes are None, and ``metadata_bytes`` counts records only."""
     owner = None if cheap else _owners(store)
+    by_agent = {} if cheap else _refs_by_agent(store)
     hot = store.hot.stats()
     warm = store.warm.stats()
     logical = sum(a.logical_bytes for a in store.agents.values())
@@ -215,7 +226,7 @@ def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
             for t in SMUType
         },
         per_agent=tuple(
-            _agent_stats(store, a, owner)
+            _agent_stats(a, owner, by_agent.get(a.agent_id, ()))
             for a in sorted(store.agents.values(), key=lambda a: a.name)
         ),
         cold=cold,
