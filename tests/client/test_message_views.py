@@ -262,3 +262,73 @@ def test_packed_sizes_are_the_listed_sizes() -> None:
         list(iter_message_views({**packed, "sizes": packed["sizes"][:-4]}, att, {}))
     client.close()
     service.close_all()
+
+
+def _unpacked_pieces(packed: dict[str, Any]) -> list[object]:
+    """A packed reply's pieces in the listed form (bytes, or [segment, offset, length])."""
+    import array
+
+    from agentmem.protocol.messages import PACKED_COPY, PACKED_INLINE
+
+    words = array.array("I", packed["pieces"]).tolist()
+    inline = iter(packed["inline"])
+    out: list[object] = []
+    for i in range(0, len(words), 3):
+        seg, off, n = words[i : i + 3]
+        if seg == PACKED_INLINE:
+            out.append(next(inline))
+        else:
+            out.append([-1 if seg == PACKED_COPY else seg, off, n])
+    return out
+
+
+@pytest.mark.parametrize("forked", [False, True])
+def test_packed_pieces_are_the_listed_pieces(forked: bool) -> None:
+    from agentmem.client.client import iter_message_views
+    from agentmem.daemon.inprocess import InProcessTransport
+    from agentmem.daemon.service import Service
+    from agentmem.errors import ProtocolError
+
+    service = Service()
+    client = Client(InProcessTransport(service), name="packed")
+    raws = _messages(120, size=1500)
+    h = _conversation(client, raws)
+    if forked:  # the prefix lies in the other handle's segments: copies, a copy segment (-1)
+        h = client.fork(h)
+    req = {"op": "messages", "handle": h, "views": True}
+    listed, _ = client._call_with(dict(req))
+    packed, att = client._call_with({**req, "packed": True})
+    assert isinstance(listed["pieces"], list) and isinstance(packed["pieces"], bytes)
+    assert _unpacked_pieces(packed) == listed["pieces"]
+    kinds = {type(p) for p in listed["pieces"]}
+    assert kinds == ({list} if forked else {bytes, list})  # the first messages inline
+    assert any(seg == -1 for seg, _ in listed["map"]) is forked
+    assert [bytes(v) for v in iter_message_views(packed, att, {})] == raws
+    assert [bytes(v) for v in iter_message_views(listed, att, {})] == raws
+    bad_cases = [
+        {**packed, "pieces": packed["pieces"][:-4]},  # not whole triples
+        {**packed, "inline": None},
+    ]
+    if packed["inline"]:
+        bad_cases += [
+            {**packed, "inline": packed["inline"][:-1]},  # an inline message missing
+            {**packed, "inline": [*packed["inline"], b"x"]},  # one left over
+            {**packed, "inline": [b"?" + packed["inline"][0], *packed["inline"][1:]]},
+        ]
+    for bad in bad_cases:
+        with pytest.raises(ProtocolError):
+            list(iter_message_views(bad, att, {}))
+    client.close()
+    service.close_all()
+
+
+def test_pieces_that_do_not_fit_32_bits_go_as_lists() -> None:
+    import array
+
+    from agentmem.daemon.service import _pack_pieces
+    from agentmem.protocol.messages import PACKED_COPY, PACKED_INLINE
+
+    words = array.array("I", [PACKED_INLINE, 0, 2, PACKED_COPY, 0, 3, 7, 8, 9]).tobytes()
+    assert _pack_pieces([b"ab", [-1, 0, 3], [7, 8, 9]]) == (words, [b"ab"])
+    assert _pack_pieces([[1, 1 << 32, 5]]) is None
+    assert _pack_pieces([[PACKED_INLINE, 0, 1]]) is None  # a segment id the marks would hide

@@ -490,11 +490,16 @@ def iter_message_views(
         if len(sizes) % 4:
             raise ProtocolError("packed message sizes are not whole uint32s")
         sizes = memoryview(sizes).cast("I")
+    pieces = result["pieces"]
+    if isinstance(pieces, bytes):  # packed: uint32 triples, inline messages apart
+        if len(pieces) % 12:
+            raise ProtocolError("packed message pieces are not whole uint32 triples")
+        pieces = _unpacked(memoryview(pieces).cast("I"), result.get("inline"))
     count = 0  # messages yielded
     parts: list[memoryview] = []  # the current message's bytes so far, when it spans extents
     have = 0
     try:
-        for piece in result["pieces"]:
+        for piece in pieces:
             if isinstance(piece, bytes):
                 if parts or len(piece) != sizes[count]:
                     raise ProtocolError("a message's bytes do not match its size")
@@ -522,6 +527,25 @@ def iter_message_views(
         raise ProtocolError(f"malformed message views: {exc!r}") from None
     if parts or count != len(sizes):
         raise ProtocolError("message views cover fewer messages than their sizes say")
+
+
+def _unpacked(words: memoryview, inline: object) -> Iterator[bytes | tuple[int, int, int]]:
+    """Packed views pieces (``messages.PACKED_COPY``) one at a time: the bytes of an inline
+    message, or an extent ``(segment, offset, length)``."""
+    if not isinstance(inline, list):
+        raise ProtocolError("packed message pieces come without their inline list")
+    rest = iter(inline)
+    for i in range(0, len(words), 3):
+        seg_id = words[i]
+        if seg_id == m.PACKED_INLINE:
+            item = next(rest, None)
+            if not isinstance(item, bytes) or len(item) != words[i + 2]:
+                raise ProtocolError("packed message pieces and their inline list disagree")
+            yield item
+        else:
+            yield (-1 if seg_id == m.PACKED_COPY else seg_id), words[i + 1], words[i + 2]
+    if next(rest, None) is not None:
+        raise ProtocolError("packed message pieces leave inline messages over")
 
 
 def _message_list(data: object) -> list[bytes | str]:

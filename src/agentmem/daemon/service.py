@@ -727,20 +727,40 @@ def _message_views(
     else:
         pieces = [bytes(p) if isinstance(p, memoryview) else p for p in pieces]
     pos = start + count
-    return Reply(
-        {
-            "ok": {
-                # ``packed``: one native uint32 a message, no int object each on either side.
-                "sizes": array.array("I", sizes[:count]).tobytes() if packed else sizes[:count],
-                "pieces": pieces,
-                "map": [[seg.seg_id, seg.capacity] for seg in segs],
-                "next": pos if pos < stop else None,
-                "length": length,
-            }
-        },
-        segs,
-        transient,
-    )
+    ok: dict[str, object] = {
+        # ``packed``: one native uint32 a message, no int object each on either side.
+        "sizes": array.array("I", sizes[:count]).tobytes() if packed else sizes[:count],
+        "pieces": pieces,
+        "map": [[seg.seg_id, seg.capacity] for seg in segs],
+        "next": pos if pos < stop else None,
+        "length": length,
+    }
+    if packed and (wire := _pack_pieces(pieces)) is not None:
+        ok["pieces"], ok["inline"] = wire
+    return Reply({"ok": ok}, segs, transient)
+
+
+def _pack_pieces(pieces: list[object]) -> tuple[bytes, list[bytes]] | None:
+    """``pieces`` as the packed wire form (``messages.PACKED_COPY``): uint32 triples and the
+    inline messages apart; None if a value does not fit 32 bits (then they go as lists)."""
+    words = array.array("I")
+    inline: list[bytes] = []
+    try:
+        for piece in pieces:
+            if isinstance(piece, bytes):
+                inline.append(piece)
+                words.extend((m.PACKED_INLINE, 0, len(piece)))
+                continue
+            assert isinstance(piece, list)
+            seg_id, off, n = piece
+            if seg_id == COPY_SEGMENT_ID:
+                seg_id = m.PACKED_COPY
+            elif seg_id >= m.PACKED_INLINE:
+                return None
+            words.extend((seg_id, off, n))
+    except OverflowError:
+        return None
+    return words.tobytes(), inline
 
 
 def _copy_segment(pieces: list[object], size: int) -> Segment:
