@@ -394,3 +394,17 @@ def test_published_content_is_opened_by_name_and_outlives_its_allocator(store: S
     store.release(opened)
     assert stats(store).unique_bytes == 5  # only "other" is left
     assert store.check().ok
+
+
+def test_slices_are_views_of_their_buffer_made_when_read() -> None:
+    from agentmem.store.store import Slices
+
+    data = bytes(range(200))
+    pieces = Slices(memoryview(data))
+    for start, end in [(0, 10), (10, 15), (40, 200)]:
+        pieces.add(start, end)
+    assert len(pieces) == 3
+    assert [bytes(p) for p in pieces] == [data[:10], data[10:15], data[40:]]
+    assert [bytes(p) for p in pieces.only([2, 0])] == [data[40:], data[:10]]
+    assert data[10:15] in pieces and b"absent" not in pieces
+    assert all(p.obj is data for p in pieces)  # views, not copies

@@ -35,7 +35,7 @@ extent asked for (isolation between agents of one domain):
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
@@ -200,7 +200,7 @@ class HotTier:
     def put(
         self,
         entries: Sequence[ChunkEntry],
-        payloads: Sequence[Buffer],
+        payloads: Collection[Buffer],
         smu_type: SMUType,
         *,
         exclusive: bool = False,

@@ -17,6 +17,7 @@ import itertools
 import os
 import secrets
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
@@ -92,6 +93,45 @@ def _history(ref: ConversationRef, keep: int = 0, own_only: bool = False) -> lis
         out.append(node)
     out.reverse()
     return out[: len(out) - keep] if keep else out
+
+
+class Slices:
+    """Pieces of one buffer by offsets, each a ``memoryview`` made when it is read.
+
+    ``ingest_chunks`` hands the new chunks of a large SMU to the hot tier this way: a 16 MiB
+    prompt's 6,663 chunks held as views at once were ~1.2 MiB of small objects between the
+    index entries allocated with them, and the daemon kept the emptied pools (20 readers of
+    a 16 MiB prompt cost 1.27x one copy, 1.20x with the views made one at a time).
+    """
+
+    __slots__ = ("_ends", "_starts", "_view")
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._starts = array("Q")
+        self._ends = array("Q")
+
+    def add(self, start: int, end: int) -> None:
+        self._starts.append(start)
+        self._ends.append(end)
+
+    def only(self, indexes: Iterable[int]) -> Slices:
+        """The pieces at ``indexes``, in that order."""
+        out = Slices(self._view)
+        for i in indexes:
+            out.add(self._starts[i], self._ends[i])
+        return out
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __iter__(self) -> Iterator[memoryview]:
+        view = self._view
+        for start, end in zip(self._starts, self._ends, strict=True):
+            yield view[start:end]
+
+    def __contains__(self, item: object) -> bool:
+        return any(piece == item for piece in self)
 
 
 class Store:
@@ -890,23 +930,22 @@ class Store:
         sizes = self._sizes
         entries: list[ChunkEntry] = []
         missing: list[ChunkEntry] = []
-        pieces: list[memoryview] = []
+        pieces = Slices(view)
         pending: dict[ChunkId, ChunkEntry] = {}
         start = 0
         for end in self.chunker.cut(view):
-            piece = view[start:end]
-            start = end
-            cid = chunk_id(piece)
+            cid = chunk_id(view[start:end])
             entry = chunks.get(cid) or pending.get(cid)
             if entry.__class__ is MessageNode:  # a message's own chunk, held twice now
                 entry = conversations.detach(self, entry)
             if entry is None:
-                n = len(piece)
+                n = end - start
                 entry = ChunkEntry(cid, sizes.setdefault(n, n))
                 pending[cid] = entry
                 missing.append(entry)
-                pieces.append(piece)
+                pieces.add(start, end)
             entries.append(entry)
+            start = end
         if not self._claimable:
             demoted = [e for e in entries if e.loc is not None and e.loc.tier is not _HOT]
             if demoted:
@@ -914,7 +953,7 @@ class Store:
         if missing and self._claimable:
             keep = [i for i, e in enumerate(missing) if not self._claim(e.id, e)]
             missing = [missing[i] for i in keep]
-            pieces = [pieces[i] for i in keep]
+            pieces = pieces.only(keep)
         if missing:
             nbytes = sum(e.size for e in missing)
             self._check_domain_quota(nbytes)
