@@ -121,3 +121,40 @@ def test_tick_gives_the_heap_back_once_frames_drop() -> None:
     assert service.heap_trims == 1  # once per drop, not every tick
     client.close()
     service.close_all()
+
+
+def test_an_idle_codec_gives_its_contexts_and_digests_back() -> None:
+    from agentmem.codec import CODECS, ZSTD_CODEC_ID, ZstdCodec
+    from tests.conftest import message
+
+    codec = CODECS[ZSTD_CODEC_ID]
+    assert isinstance(codec, ZstdCodec)
+    from agentmem.config import Config
+
+    service = Service(Config(dict_train_bytes=256 << 10, dict_size=4096))
+    client = Client(InProcessTransport(service), name="idle-codec")
+    messages = [message(i) for i in range(400)]  # enough to train the conversation dictionary
+    chats = [client.alloc_smu("conversation", messages[i::4]) for i in range(4)]
+    for h in chats:
+        client._op("demote", handle=h)
+    (domain,) = service.domains.values()
+    dicts = domain.store.dictionaries
+    assert codec._contexts.compressors and len(dicts)
+    digested = [dicts[i] for i in dicts if dicts[i]._zstd]
+    assert digested  # the conversation dictionary, digested for its compressor
+    releases = service.codec_releases
+    maintenance.tick(service)  # sees the demotions' use of the codec
+    for _ in range(maintenance.CODEC_IDLE_TICKS - 1):
+        maintenance.tick(service)
+    assert codec._contexts.compressors and service.codec_releases == releases  # not yet
+    maintenance.tick(service)
+    assert service.codec_releases == releases + 1
+    assert not codec._contexts.compressors and not codec._contexts.decompressors
+    assert not any(dicts[i]._zstd for i in dicts)
+    maintenance.tick(service)
+    assert service.codec_releases == releases + 1  # once per idle spell
+    # Used again: everything still reads, the contexts are built again.
+    assert client.messages(chats[1]) == messages[1::4]
+    assert codec._contexts.decompressors
+    client.close()
+    service.close_all()

@@ -15,7 +15,9 @@ from agentmem.codec.backends import (
     Codec,
     NullCodec,
     ZstdCodec,
+    codec_uses,
     register_codec,
+    release_contexts,
 )
 from agentmem.codec.dictionaries import (
     Buffer,
@@ -48,10 +50,12 @@ __all__ = [
     "FrameHeader",
     "NullCodec",
     "ZstdCodec",
+    "codec_uses",
     "decode_frame",
     "dictionary_id",
     "encode_frame",
     "read_header",
     "register_codec",
+    "release_contexts",
     "train_dictionary",
 ]

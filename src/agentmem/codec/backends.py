@@ -127,10 +127,28 @@ class ZstdCodec:
 
     def __init__(self) -> None:
         self._contexts = _Contexts()
+        #: Frames compressed or decoded so far, by any thread (a caller compares two readings
+        #: to see whether the codec was used in between).
+        self.uses = 0
 
     def compress(self, data: Buffer, level: int, dictionary: Dictionary | None) -> bytes:
         """``data`` as one zstd frame at ``level`` (-131072..22; 0 means 3)."""
+        self.uses += 1
         return self._compressor(level, dictionary).compress(data)
+
+    def release_contexts(self) -> int:
+        """Free the calling thread's cached contexts; returns their bytes (zstd's own count).
+
+        A level-6 compressor that compressed 1 MiB groups holds ~4.3 MiB and a decompressor
+        with a digested dictionary ~2.5 MiB, for as long as it is cached: a daemon whose
+        content sits idle frees them and builds them again (~0.6 ms each) on the next use.
+        """
+        ctx = self._contexts
+        freed = sum(c.memory_size() for c in ctx.compressors.values())
+        freed += sum(d.memory_size() for d in ctx.decompressors.values())
+        ctx.compressors.clear()
+        ctx.decompressors.clear()
+        return freed
 
     def decompress(self, payload: Buffer, raw_size: int, dictionary: Dictionary | None) -> bytes:
         """Decode one zstd frame to exactly ``raw_size`` bytes, else ``CorruptFrame``.
@@ -140,6 +158,7 @@ class ZstdCodec:
         frame may declare its content size (other encoders write it); it must equal
         ``raw_size``.
         """
+        self.uses += 1
         size = memoryview(payload).nbytes
         if raw_size > size // _ZSTD_MIN_BLOCK_BYTES * _ZSTD_MAX_BLOCK_BYTES:
             raise CorruptFrame(f"zstd payload of {size} bytes cannot decode to {raw_size}")
@@ -221,3 +240,19 @@ def register_codec(codec: Codec, *, replace: bool = False) -> None:
     if codec_id in CODECS and not replace:
         raise InvalidArgument(f"codec id {codec_id} is already {CODECS[codec_id].name!r}")
     CODECS[codec_id] = codec
+
+
+def codec_uses() -> int:
+    """Frames compressed or decoded so far by the registered codecs that count them."""
+    return sum(getattr(codec, "uses", 0) for codec in CODECS.values())
+
+
+def release_contexts() -> int:
+    """Free the calling thread's cached contexts of every registered codec that caches them;
+    returns their bytes."""
+    freed = 0
+    for codec in CODECS.values():
+        release = getattr(codec, "release_contexts", None)
+        if release is not None:
+            freed += int(release())
+    return freed

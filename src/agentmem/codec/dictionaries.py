@@ -113,6 +113,11 @@ class Dictionary:
             self._zstd[None] = parsed
         return parsed
 
+    def release_digests(self) -> None:
+        """Drop the parsed and digested forms (built again on next use): a dictionary digested
+        for compression holds far more than its 112 KiB while the codec keeps it."""
+        self._zstd.clear()
+
     def zstd_for_level(self, level: int) -> zstandard.ZstdCompressionDict:
         """The zstd dictionary digested once for compression at ``level`` (not 0).
 
@@ -212,6 +217,11 @@ class DictionarySet(Mapping[int, Dictionary]):
 
     def __len__(self) -> int:
         return len(self._all)
+
+    def release_digests(self) -> None:
+        """:meth:`Dictionary.release_digests` for every dictionary of the set."""
+        for dictionary in self._all.values():
+            dictionary.release_digests()
 
     @overload
     def get(self, dict_id: int, /) -> Dictionary: ...

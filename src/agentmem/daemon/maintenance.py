@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from agentmem.codec import codec_uses, release_contexts
 from agentmem.daemon import heap
 
 if TYPE_CHECKING:
@@ -28,12 +29,18 @@ MIN_FREED_RATIO: Final = 0.25
 #: after which a tick gives the heap's free pages back to the system (``daemon/heap.py``):
 #: every move decodes and encodes through transient buffers, every dropped frame leaves a hole.
 TRIM_AFTER_BYTES: Final = 16 << 20
+#: Ticks (seconds) in a row without a frame compressed or decoded after which the codec's cached
+#: contexts and every dictionary's digested forms are freed and the heap given back. Held,
+#: they are ~11 MiB in a daemon that demoted seed-profile conversations (two level-6
+#: compressors of 1 MiB groups, two decompressors, one with a digested dictionary); built
+#: again on the next use for ~1 ms.
+CODEC_IDLE_TICKS: Final = 3
 
 
 def tick(service: Service) -> int:
     """One maintenance pass over every domain: the store's own (tiering, disk), then segment
-    compaction, then the heap given back after enough churn; returns bytes of segment space
-    reclaimed."""
+    compaction, then the heap given back after enough churn, and the codec's caches freed once
+    it has been idle for CODEC_IDLE_TICKS; returns bytes of segment space reclaimed."""
     reclaimed = 0
     churn = 0  # bytes moved between tiers and frame bytes dropped, ever, in every domain
     for domain in service.domains.values():
@@ -50,4 +57,16 @@ def tick(service: Service) -> int:
         if heap.give_back():
             service.heap_trims += 1
         service.churn_at_trim = churn
+    uses = codec_uses()
+    if uses != service.codec_uses_seen:
+        service.codec_uses_seen, service.codec_idle_ticks = uses, 0
+    else:
+        service.codec_idle_ticks += 1
+        if service.codec_idle_ticks == CODEC_IDLE_TICKS:
+            release_contexts()
+            for domain in service.domains.values():
+                domain.store.dictionaries.release_digests()
+            service.codec_releases += 1
+            if heap.give_back():
+                service.heap_trims += 1
     return reclaimed

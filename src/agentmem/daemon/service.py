@@ -199,6 +199,11 @@ class Service:
         self.moved_bytes = 0
         self.churn_at_trim = 0
         self.heap_trims = 0
+        #: ``codec.codec_uses()`` at the last maintenance tick, and ticks since it changed.
+        self.codec_uses_seen = 0
+        self.codec_idle_ticks = 0
+        #: Times the codec's contexts and digested dictionaries were freed while idle.
+        self.codec_releases = 0
         #: The once-a-second statistics (set by the daemon; None in-process).
         self.observer: observe.Observer | None = None
         if state_dir is not None:

@@ -53,7 +53,7 @@ SETTLE_MAX_S = 180.0
 #: Seconds the agent processes get, all together, to exit once told to before they are killed.
 CLOSE_WAIT_S = 60.0
 #: Snapshots in a row, after the idle rule's delay, in which the daemon's tiers did not move.
-SETTLE_STABLE = 3
+SETTLE_STABLE = 5
 
 
 @dataclasses.dataclass(frozen=True)
