@@ -199,3 +199,25 @@ def test_warm_pressure_goes_an_eighth_below_the_budget(tmp_path: pathlib.Path) -
     assert demote_cold(store) > 0
     assert store.warm.frame_bytes <= budget - budget // 8
     store.close()
+
+
+def test_a_pass_with_a_deadline_takes_the_oldest_due_first_and_leaves_the_rest() -> None:
+    now = [0.0]
+    store = Store(Config(idle_agent_warm_seconds=60), clock=lambda: now[0], far_memory=None)
+    agents = [store.register_agent(f"idle-{i}", state="idle") for i in range(3)]
+    handles = []
+    for i, agent in enumerate(reversed(agents)):  # the last agent's handle is used first
+        now[0] = float(i)
+        handles.append(store.alloc_smu(SMUType.CONVERSATION, [message(100 * i)] * 3, agent))
+    calls = _listed(store)
+    now[0] = 100.0
+    passed = -1.0  # a deadline already passed: one handle a pass
+    moved = []
+    while True:
+        moved.append(demote_idle(store, deadline=passed))
+        if not store.idle_backlog:
+            break
+    assert len(moved) == 3 and all(moved)
+    assert calls == [[h] for h in handles]  # oldest first, each listed alone, once
+    assert all(_tiers(store, h) == {Tier.WARM} for h in handles)
+    assert demote_idle(store, deadline=passed) == 0 and not store.idle_backlog

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 #: Seconds between maintenance passes.
 INTERVAL: Final = 1.0
+#: Seconds to the next pass when the last one left idle handles due (``tiering.maintain``):
+#: time for the loop to answer what queued while it demoted.
+BACKLOG_INTERVAL: Final = 0.01
 #: Holes below this many bytes are not worth a pass over the chunk index.
 MIN_FREED_BYTES: Final = 8 << 20
 #: ... nor holes below this share of the bytes appended to segments.
@@ -43,8 +46,10 @@ def tick(service: Service) -> int:
     it has been idle for CODEC_IDLE_TICKS; returns bytes of segment space reclaimed."""
     reclaimed = 0
     churn = 0  # bytes moved between tiers and frame bytes dropped, ever, in every domain
+    backlog = False
     for domain in service.domains.values():
         done = domain.store.maintain()
+        backlog = backlog or bool(done.get("backlog"))
         service.moved_bytes += done["warm"] + done["pressure"] + done.get("cold", 0)
         hot = domain.store.hot
         used = sum(seg.used for seg in hot)
@@ -52,6 +57,7 @@ def tick(service: Service) -> int:
         if freed >= MIN_FREED_BYTES and freed >= MIN_FREED_RATIO * used:
             reclaimed += domain.store.compact()
         churn += domain.store.warm.freed_frame_bytes
+    service.maintenance_backlog = backlog
     churn += service.moved_bytes
     if churn - service.churn_at_trim >= TRIM_AFTER_BYTES:
         if heap.give_back():

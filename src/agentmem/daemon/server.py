@@ -173,13 +173,21 @@ class Server:
         data_of = self.selector.data
         monotonic = time.monotonic
         read, flush, wake = self._read, self._flush, _WAKE
-        next_tick = monotonic() + maintenance.INTERVAL
+        next_tick = next_observe = monotonic() + maintenance.INTERVAL
         while self._running:
             now = monotonic()
             if now >= next_tick:
-                self._tick()
+                # A backlog pass comes back within BACKLOG_INTERVAL, between the requests
+                # queued meanwhile; the statistics stay once a second.
+                observe = now >= next_observe
+                self._tick(observe=observe)
                 now = monotonic()
-                next_tick = now + maintenance.INTERVAL
+                if observe:
+                    next_observe = now + maintenance.INTERVAL
+                backlog = self.service.maintenance_backlog
+                next_tick = now + (
+                    maintenance.BACKLOG_INTERVAL if backlog else maintenance.INTERVAL
+                )
             timeout = next_tick - now
             if self._accept_paused_until is not None:
                 if self._accept_paused_until <= now:
@@ -226,9 +234,10 @@ class Server:
             for seg in reply.transient:
                 seg.close()
 
-    def _tick(self) -> None:
-        """Maintenance, then each ``on_tick`` callback; a failure is logged, never fatal."""
-        for fn in (lambda: maintenance.tick(self.service), *self.on_tick):
+    def _tick(self, observe: bool = True) -> None:
+        """Maintenance, then (``observe``) each ``on_tick`` callback; a failure is logged,
+        never fatal."""
+        for fn in (lambda: maintenance.tick(self.service), *(self.on_tick if observe else ())):
             try:
                 fn()
             except Exception:

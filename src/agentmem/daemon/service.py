@@ -204,6 +204,8 @@ class Service:
         self.codec_idle_ticks = 0
         #: Times the codec's contexts and digested dictionaries were freed while idle.
         self.codec_releases = 0
+        #: Whether the last maintenance pass left work due (the loop runs the next one soon).
+        self.maintenance_backlog = False
         #: The once-a-second statistics (set by the daemon; None in-process).
         self.observer: observe.Observer | None = None
         if state_dir is not None:

@@ -202,6 +202,8 @@ class Store:
         #: Handles the age rules have already taken down, with ``touched`` as it was then
         #: (``tiering.demote_idle``): unused since, they have nothing left to move.
         self.aged: dict[int, float] = {}
+        #: Whether the last age pass stopped at its deadline with handles still due.
+        self.idle_backlog = False
         #: For each conversation in ``aged``: the claims of its own messages on hot chunks other
         #: conversations hold too, as they were then (what ``demote_idle`` weighs once every
         #: holder is due).

@@ -79,5 +79,12 @@ class DaemonProcess:
     def __enter__(self) -> DaemonProcess:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.kill()
+            return
+        # The block failed: its error is the one to report, not a slow exit after it.
+        try:
+            self.kill()
+        except TimeoutError:
+            self.kill(signal.SIGKILL)
