@@ -242,6 +242,11 @@ def register_codec(codec: Codec, *, replace: bool = False) -> None:
     CODECS[codec_id] = codec
 
 
+# Counting and caching are not part of the ``Codec`` protocol: a backend registered for an
+# accelerator may keep no contexts (it has nothing to free and nothing to count), so these ask
+# each codec for what it has rather than requiring every backend to carry both.
+
+
 def codec_uses() -> int:
     """Frames compressed or decoded so far by the registered codecs that count them."""
     return sum(getattr(codec, "uses", 0) for codec in CODECS.values())
