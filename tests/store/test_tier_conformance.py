@@ -100,11 +100,11 @@ def test_warm_tier_keeps_decoded_groups_within_its_byte_budget() -> None:
     for e, p in zip(entries, payloads, strict=True):
         assert bytes(warm.load(e)) == p
         cached = sum(view.nbytes for _, view in warm._cache.values())
-        assert cached == warm._cached <= constants.DECODED_CACHE_BYTES
+        assert cached == warm._cache.nbytes <= constants.DECODED_CACHE_BYTES
     assert len(warm._cache) == constants.DECODED_CACHE_BYTES // group
     for e in entries:  # groups freed leave the cache with their bytes
         warm.release(e)
-    assert warm._cached == 0 and not warm._cache
+    assert warm._cache.nbytes == 0 and not warm._cache
 
 
 def test_warm_tier_caches_one_group_larger_than_its_budget() -> None:
@@ -117,4 +117,4 @@ def test_warm_tier_caches_one_group_larger_than_its_budget() -> None:
     warm.put(entries, payloads, SMUType.CONVERSATION)
     first = warm.load(entries[0])
     assert warm.load(entries[1]).obj is first.obj  # the same decoded group, not decoded again
-    assert len(warm._cache) == 1 and warm._cached > constants.DECODED_CACHE_BYTES
+    assert len(warm._cache) == 1 and warm._cache.nbytes > constants.DECODED_CACHE_BYTES

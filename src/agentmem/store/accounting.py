@@ -127,12 +127,7 @@ def _owners(store: Store) -> dict[ChunkEntry, int]:
     for ref in store.refs.values():
         aid = ref.agent.agent_id
         if isinstance(ref, Ref):
-            for e in ref.smu.chunks:
-                prev = get(e)
-                if prev is None:
-                    owner[e] = aid
-                elif prev != aid:
-                    owner[e] = shared
+            _mark(owner, ref.smu.chunks, aid)
             continue
         for node in newest_first(ref):
             prev = get(node)
@@ -141,13 +136,18 @@ def _owners(store: Store) -> dict[ChunkEntry, int]:
             owner[node] = aid if prev is None else shared
             loc: object = node.loc
             if loc.__class__ is tuple or loc.__class__ is ChunkEntry:  # chunks of their own
-                for e in node.chunks:
-                    prev = get(e)
-                    if prev is None:
-                        owner[e] = aid
-                    elif prev != aid:
-                        owner[e] = shared
+                _mark(owner, node.chunks, aid)
     return owner
+
+
+def _mark(owner: dict[ChunkEntry, int], entries: Iterable[ChunkEntry], aid: int) -> None:
+    """Record that agent ``aid`` holds ``entries``: theirs alone if nobody held them yet."""
+    for e in entries:
+        prev = owner.get(e)
+        if prev is None:
+            owner[e] = aid
+        elif prev != aid:
+            owner[e] = _SHARED
 
 
 def _refs_by_agent(store: Store) -> dict[int, list[Ref | ConversationRef]]:

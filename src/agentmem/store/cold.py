@@ -36,7 +36,6 @@ import struct
 import time
 import zlib
 from array import array
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Final
 
@@ -47,6 +46,7 @@ from agentmem.hashing import chunk_id
 from agentmem.ids import ChunkId, short
 from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
+from agentmem.store.decoded import DecodedGroups
 from agentmem.store.records import ChunkEntry, place
 from agentmem.store.warm import group_spans
 
@@ -132,9 +132,7 @@ class ColdTier:
         self._current: Pack | None = None
         self._chunks = 0
         self._raw = 0
-        #: Decoded groups by ``id(group)``, least recently read first, and their plain bytes.
-        self._cache: OrderedDict[int, tuple[ColdGroup, memoryview]] = OrderedDict()
-        self._cached = 0
+        self._cache = DecodedGroups()
         #: What earlier packs hold, by chunk id (filled by :meth:`scan`, emptied by
         #: :meth:`end_scan`): (group, offset in its plain bytes).
         self.index: dict[ChunkId, tuple[ColdGroup, int]] = {}
@@ -324,20 +322,10 @@ class ColdTier:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def _uncache(self, group: ColdGroup) -> None:
-        hit = self._cache.pop(id(group), None)
-        if hit is not None:
-            self._cached -= hit[1].nbytes
-
     def _plain(self, group: ColdGroup) -> memoryview:
-        cache = self._cache
-        key = id(group)
-        hit = cache.get(key)
-        if hit is not None:
-            if hit[0] is group:
-                cache.move_to_end(key)
-                return hit[1]
-            self._uncache(hit[0])  # a freed group's, its id reused
+        kept = self._cache.get(group)
+        if kept is not None:
+            return kept
         pack = group.pack
         where = f"{os.path.basename(pack.path)} at {group.offset}"
         try:
@@ -360,12 +348,7 @@ class ColdTier:
             raise PackUnreadable(f"cold tier: {where}: {exc}") from exc
         if chunk_id(plain) != group.digest:
             raise PackUnreadable(f"cold tier: {where}: frame does not match its digest")
-        view = memoryview(plain)
-        cache[key] = (group, view)
-        self._cached += len(plain)
-        while self._cached > constants.DECODED_CACHE_BYTES and len(cache) > 1:
-            self._cached -= cache.popitem(last=False)[1][1].nbytes
-        return view
+        return self._cache.put(group, plain)
 
     def view(self, group: ColdGroup, offset: int, length: int) -> memoryview:
         """``length`` plain bytes at ``offset`` of ``group``, read, decoded and verified."""
@@ -386,7 +369,7 @@ class ColdTier:
         self._raw -= size
         if group.live:
             return
-        self._uncache(group)
+        self._cache.drop(group)
         pack = group.pack
         pack.live_bytes -= group.length
         if pack.live_bytes == 0 and pack is not self._current and pack.seq in self.packs:
@@ -414,7 +397,7 @@ class ColdTier:
                 target = self._pack_for_append()
                 offset = target.size
                 self._write(target, (record,))
-                self._uncache(group)
+                self._cache.drop(group)
                 group.pack, group.offset = target, offset
                 target.live_bytes += group.length
                 target.groups.append(group)
@@ -441,7 +424,6 @@ class ColdTier:
 
     def close(self) -> None:
         self._cache.clear()
-        self._cached = 0
         for pack in self.packs.values():
             os.close(pack.fd)
         self.packs.clear()

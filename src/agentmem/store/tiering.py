@@ -132,12 +132,17 @@ def demote_idle(store: Store, deadline: float | None = None) -> int:
         due.append(ref)
     moved = 0
     done: set[int] = set()
-    if deadline is None:
-        finished = due
-        for c in store.candidates(refs=due):
+
+    def take(refs: list[AnyRef]) -> None:
+        nonlocal moved
+        for c in store.candidates(refs=refs):
             if c.holders == 1 and c.handle not in done:
                 done.add(c.handle)
                 moved += store.demote(c.handle, to=_idle_target(store), own_only=True)
+
+    if deadline is None:
+        finished = due
+        take(due)
     else:
         # Oldest first, one handle at a time, until the deadline: the rest next pass (listing
         # a handle's candidates walks its messages, so only the handles taken are listed).
@@ -147,10 +152,7 @@ def demote_idle(store: Store, deadline: float | None = None) -> int:
             if finished and time.monotonic() >= deadline:
                 break
             finished.append(ref)
-            for c in store.candidates(refs=[ref]):
-                if c.holders == 1 and c.handle not in done:
-                    done.add(c.handle)
-                    moved += store.demote(c.handle, to=_idle_target(store), own_only=True)
+            take([ref])
     store.idle_backlog = len(finished) < len(due)
     for ref in finished:  # every such handle's own content is down now (or it had none)
         kept[ref.handle] = ref.touched

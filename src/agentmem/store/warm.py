@@ -15,7 +15,6 @@ keeps the result in a small LRU, so reading a conversation decodes each group on
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
 from agentmem import constants
@@ -25,6 +24,7 @@ from agentmem.hashing import chunk_id
 from agentmem.ids import short
 from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
+from agentmem.store.decoded import DecodedGroups
 from agentmem.store.records import ChunkEntry, WarmGroup, place
 
 Buffer = bytes | bytearray | memoryview
@@ -72,9 +72,7 @@ class WarmTier:
         #: Bytes of every frame dropped so far (a counter: the daemon gives the heap back
         #: after enough of them, ``daemon/heap.py``).
         self.freed_frame_bytes = 0
-        #: Decoded groups by ``id(group)``, least recently read first, and their plain bytes.
-        self._cache: OrderedDict[int, tuple[WarmGroup, memoryview]] = OrderedDict()
-        self._cached = 0
+        self._cache = DecodedGroups()
         # Training material per type until its dictionary is trained: (group, member sizes).
         self._pending: dict[SMUType, list[tuple[WarmGroup, list[int]]]] = {}
         self._pending_raw: dict[SMUType, int] = {}
@@ -145,29 +143,14 @@ class WarmTier:
         if trained is not None:
             self.dictionaries.add(trained)
 
-    def _uncache(self, group: WarmGroup) -> None:
-        hit = self._cache.pop(id(group), None)
-        if hit is not None:
-            self._cached -= hit[1].nbytes
-
     def _plain(self, group: WarmGroup) -> memoryview:
-        cache = self._cache
-        key = id(group)
-        hit = cache.get(key)
-        if hit is not None:
-            if hit[0] is group:
-                cache.move_to_end(key)
-                return hit[1]
-            self._uncache(hit[0])  # a freed group's, its id reused
+        kept = self._cache.get(group)
+        if kept is not None:
+            return kept
         plain = decode_frame(group.frame, self.dictionaries)
         if chunk_id(plain) != group.digest:
             raise CorruptFrame("a warm frame does not match its digest")
-        view = memoryview(plain)
-        cache[key] = (group, view)
-        self._cached += len(plain)
-        while self._cached > constants.DECODED_CACHE_BYTES and len(cache) > 1:
-            self._cached -= cache.popitem(last=False)[1][1].nbytes
-        return view
+        return self._cache.put(group, plain)
 
     def view(self, group: WarmGroup, offset: int, length: int) -> memoryview:
         """``length`` plain bytes at ``offset`` of ``group``, decoded and verified.
@@ -199,7 +182,7 @@ class WarmTier:
             self._frames -= 1
             self._frame_bytes -= len(group.frame)
             self.freed_frame_bytes += len(group.frame)
-            self._uncache(group)
+            self._cache.drop(group)
 
     @property
     def frame_bytes(self) -> int:
@@ -218,4 +201,3 @@ class WarmTier:
 
     def close(self) -> None:
         self._cache.clear()
-        self._cached = 0
