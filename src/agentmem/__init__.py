@@ -16,8 +16,6 @@ See docs/design.md for the architecture and docs/formats.md for what is on disk 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from agentmem.client import Client
 from agentmem.client import connect as _connect
 from agentmem.errors import (
@@ -41,6 +39,8 @@ from agentmem.errors import (
 )
 from agentmem.ids import ChunkId, Handle, MessageId
 from agentmem.states import AgentState, SMUType, Tier
+
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -6,7 +6,10 @@ decide formats (changing them moves chunk cut points or frame layouts) or bound 
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
+
+if TYPE_CHECKING:
+    from typing import Final
 
 #: Length of a chunk id: BLAKE3-256 of the plain bytes.
 ID_BYTES = 32

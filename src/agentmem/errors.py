@@ -8,7 +8,10 @@ renumber one.
 
 from __future__ import annotations
 
-from typing import ClassVar
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
+
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 
 class AgentmemError(Exception):

@@ -54,3 +54,34 @@ def test_the_sync_client_loads_no_heavy_module() -> None:
     loaded = set(out.stdout.split())
     heavy = {"asyncio", "psutil", "zstandard", "blake3", "pyfastcdc", "agentmem.store", "json"}
     assert not loaded & heavy
+    # typing is ~0.7 MiB of heap (with what the modules would build with it) in a process
+    # that may otherwise never import it.
+    assert "typing" not in loaded
+
+
+CONVERSING = (
+    CLIENT
+    + """
+from agentmem.client.conversation import Conversation
+chat = Conversation(client, client.alloc_smu("conversation", []))
+chat.extend([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+assert chat[1] == {"role": "assistant", "content": "hello"} and chat[:1] == chat[0:1]
+prompt = client.alloc_smu("system_prompt", b"You are a helpful agent." * 100)
+assert bytes(client.read(prompt)).startswith(b"You are")
+views = client.iter_message_views(chat.handle, 0, 2)
+assert [bytes(v) for v in views] == [chat.raw(0), chat.raw(1)]
+client.set_state("idle")
+print(" ".join(sorted(sys.modules)))
+"""
+)
+
+
+def test_an_agent_using_every_common_call_never_imports_typing() -> None:
+    with DaemonProcess() as daemon:
+        out = subprocess.run(
+            [sys.executable, "-c", CONVERSING, daemon.socket],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    assert "typing" not in set(out.stdout.split())

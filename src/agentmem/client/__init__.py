@@ -5,10 +5,10 @@ Never imports the store, asyncio or psutil (checked by import-linter and a PSS t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from agentmem.client.client import Client, connect
 from agentmem.client.transport import Transport, UnixSocketTransport
+
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
 
 if TYPE_CHECKING:
     from agentmem.client.conversation import Conversation

@@ -19,7 +19,6 @@ import mmap
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
 
 from agentmem.client.transport import Attachment, Transport, UnixSocketTransport
 from agentmem.config import default_socket_path
@@ -28,7 +27,11 @@ from agentmem.ids import Handle
 from agentmem.protocol import messages as m
 from agentmem.states import AgentState, SMUType
 
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from agentmem.client.conversation import Conversation
     from agentmem.client.profile import Sampler
     from agentmem.stats import AgentStats, StoreStats

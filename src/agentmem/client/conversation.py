@@ -39,19 +39,25 @@ import json
 import operator
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, overload
 
 from agentmem.errors import AgentmemError, InvalidArgument, UnknownHandle, WrongType
 from agentmem.ids import Handle
 
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
+
 if TYPE_CHECKING:
+    from typing import Any, NoReturn, overload
+
     from agentmem.client.client import Client
 
 #: Bytes of raw messages one :class:`Conversation` keeps locally (see the module docstring).
 CACHE_BYTES = 1 << 20
 
-Message = dict[str, Any]
-"""One decoded message, e.g. ``{"role": "user", "content": "..."}``."""
+if TYPE_CHECKING:
+    #: One decoded message, e.g. ``{"role": "user", "content": "..."}``.
+    Message = dict[str, Any]
+else:
+    Message = dict
 
 _REPR_PREVIEW = 60  # characters of the last message shown by repr()
 
@@ -195,11 +201,13 @@ class Conversation(Sequence[Message]):
     def __bool__(self) -> bool:
         return bool(self._cache) or len(self) > 0
 
-    @overload
-    def __getitem__(self, index: int) -> Message: ...
+    if TYPE_CHECKING:
 
-    @overload
-    def __getitem__(self, index: slice) -> list[Message]: ...
+        @overload
+        def __getitem__(self, index: int) -> Message: ...
+
+        @overload
+        def __getitem__(self, index: slice) -> list[Message]: ...
 
     def __getitem__(self, index: int | slice) -> Message | list[Message]:
         if isinstance(index, slice):

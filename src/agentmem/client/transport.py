@@ -11,11 +11,17 @@ import contextlib
 import os
 import socket
 from collections.abc import Sequence
-from typing import Protocol
 
 from agentmem.errors import DaemonUnavailable, ProtocolError
 from agentmem.protocol import fdpass, framing
 from agentmem.protocol.fdpass import recv_some
+
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
+
+if TYPE_CHECKING:
+    from typing import Protocol
+else:  # structural typing is for type checkers: at run time a plain base
+    Protocol = object
 
 Attachment = int | memoryview
 """An fd to map (socket transport) or a ready read-only view (in-process transport)."""

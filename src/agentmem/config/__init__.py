@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
 
 if TYPE_CHECKING:
     from agentmem.config.settings import Config

@@ -28,11 +28,16 @@ import contextlib
 import os
 import socket
 import struct
+from collections import namedtuple
 from collections.abc import Callable, Sequence
-from typing import Final, NamedTuple
 
 from agentmem.errors import ProtocolError
 from agentmem.protocol.framing import FLAG_FDS, HEADER, Frame, FrameDecoder
+
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
+
+if TYPE_CHECKING:
+    from typing import Final, NamedTuple
 
 __all__ = [
     "MAX_FDS_PER_FRAME",
@@ -116,16 +121,21 @@ def send_parts(sock: socket.socket, parts: Sequence[bytes]) -> None:
             i += 1
 
 
-class Received(NamedTuple):
-    """A frame and the fds that came with it.
+if TYPE_CHECKING:
 
-    ``fds`` is empty unless ``frame.has_fds``; when not, it holds at least one fd. The caller
-    owns every fd in it (opened close-on-exec) and must close each one, also when it rejects the
-    request they came with.
-    """
+    class Received(NamedTuple):
+        """A frame and the fds that came with it.
 
-    frame: Frame
-    fds: tuple[int, ...]
+        ``fds`` is empty unless ``frame.has_fds``; when not, it holds at least one fd. The
+        caller owns every fd in it (opened close-on-exec) and must close each one, also when
+        it rejects the request they came with.
+        """
+
+        frame: Frame
+        fds: tuple[int, ...]
+
+else:  # the same class, made without importing typing
+    Received = namedtuple("Received", ("frame", "fds"))
 
 
 # As ``framing._new_frame``: the tuple without the namedtuple's Python-level ``__new__``.

@@ -38,12 +38,17 @@ kernel, ~3 % msgpack; each Python-level step costs tens of ns, and they add up.
 from __future__ import annotations
 
 import struct
+from collections import namedtuple
 from collections.abc import Callable, Mapping
-from typing import Final, NamedTuple
 
 import msgpack
 
 from agentmem.errors import ProtocolError, TooLarge
+
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
+
+if TYPE_CHECKING:
+    from typing import Final, NamedTuple
 
 __all__ = [
     "FLAG_FDS",
@@ -108,18 +113,24 @@ _COPY_MAX: Final = 16 << 10
 _KEEP_BUFFER: Final = 64 << 10
 
 
-class Frame(NamedTuple):
-    """One decoded frame.
+if TYPE_CHECKING:
 
-    ``body`` is a fresh dict owned by the caller (nothing else refers to it). ``has_fds`` is the
-    header's FLAG_FDS: the sender attached file descriptors to this frame's first byte.
-    ``offset`` is the stream offset of the frame's first header byte (0 for the first frame a
-    decoder sees); the fd-passing shell uses it to match ancillary data to frames.
-    """
+    class Frame(NamedTuple):
+        """One decoded frame.
 
-    body: dict[str, object]
-    has_fds: bool
-    offset: int
+        ``body`` is a fresh dict owned by the caller (nothing else refers to it). ``has_fds``
+        is the header's FLAG_FDS: the sender attached file descriptors to this frame's first
+        byte. ``offset`` is the stream offset of the frame's first header byte (0 for the
+        first frame a decoder sees); the fd-passing shell uses it to match ancillary data to
+        frames.
+        """
+
+        body: dict[str, object]
+        has_fds: bool
+        offset: int
+
+else:  # the same class, made without importing typing
+    Frame = namedtuple("Frame", ("body", "has_fds", "offset"))
 
 
 def encode(msg: Mapping[str, object], *, fds: bool = False) -> bytes:

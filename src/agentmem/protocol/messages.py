@@ -12,7 +12,6 @@ thread-safe. Builders return fresh dicts and never mutate their arguments.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, TypeVar
 
 from agentmem import constants
 from agentmem.errors import (
@@ -22,6 +21,13 @@ from agentmem.errors import (
     ProtocolError,
     TooLarge,
 )
+
+TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
+
+if TYPE_CHECKING:
+    from typing import Final, TypeVar
+
+    _T = TypeVar("_T")
 
 __all__ = [
     "OPS",
@@ -97,8 +103,6 @@ MAX_OP_NAME: Final = 64
 #: 15,000-message history is ~6,000 pieces, ~900 KiB of objects in every reply when unpacked.
 PACKED_COPY: Final = 0xFFFFFFFF
 PACKED_INLINE: Final = 0xFFFFFFFE
-
-_T = TypeVar("_T")
 
 
 def _is(value: object, kind: type[object]) -> bool:
