@@ -135,6 +135,12 @@ class TieringStats:
     """Plain bytes demoted since start, by target tier (``warm``, ``cold``)."""
     compress_cpu_seconds: float
     """CPU seconds spent compressing warm and cold frames since start."""
+    reinstated_bytes: int
+    """Of ``demoted_bytes["warm"]``, plain bytes put back uncompressed into the frames they
+    had been promoted from (clean copies: the content had not changed)."""
+    clean_copy_bytes: int
+    """Bytes of warm frames kept only as clean copies of content promoted from them (RAM;
+    counted in the warm tier's ``physical_bytes``, not in its ``stored_bytes``)."""
     durability: str
     """``strict`` (appends acknowledged once fdatasync'ed), ``relaxed`` (synced every second)
     or ``off`` (no journal: no state directory)."""

@@ -115,7 +115,8 @@ def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
             (
                 "Demoted",
                 format_bytes(sum(t.demoted_bytes.values())),
-                f"since start; {t.compress_cpu_seconds:.2f} s CPU compressing",
+                f"since start; {t.compress_cpu_seconds:.2f} s CPU compressing; "
+                f"{format_bytes(t.reinstated_bytes)} back into their frames uncompressed",
             ),
             (
                 "Durability",

@@ -14,6 +14,8 @@ from agentmem.config import Config
 from agentmem.ids import Handle
 from agentmem.states import SMUType
 from agentmem.store import Store, StoreStats
+from agentmem.store.records import WarmGroup
+from agentmem.store.segments import Segment
 from tests.conftest import text
 
 # A small alphabet of contents so that dedup hits are frequent.
@@ -29,7 +31,13 @@ class StoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.store = Store(
-            Config(segment_bytes=256 << 10, dict_train_bytes=32 << 10, dict_size=4096)
+            Config(
+                segment_bytes=256 << 10,
+                dict_train_bytes=32 << 10,
+                dict_size=4096,
+                # Small groups, so that clean copies of groups over half of it are put back.
+                warm_group_bytes=8192,
+            )
         )
         self.agents = [self.store.register_agent(n) for n in ("a", "b", "c")]
         self.model: dict[int, bytes | list[bytes]] = {}
@@ -118,6 +126,37 @@ class StoreMachine(RuleBasedStateMachine):
         )
         if not self.model:
             assert s.chunks == 0 and s.unique_bytes == 0
+        warm_accounting_holds(self.store)
+
+
+def warm_accounting_holds(store: Store) -> None:
+    """The warm tier's counts and clean copies agree with a recount from the entries."""
+    entries = {id(e): e for e in store.chunks.values()}
+    for node in store.nodes.values():
+        for e in node.chunks:
+            entries[id(e)] = e
+    live: dict[int, int] = {}
+    groups: dict[int, WarmGroup] = {}
+    for e in entries.values():
+        if isinstance(e.loc, WarmGroup):
+            live[id(e.loc)] = live.get(id(e.loc), 0) + 1
+            groups[id(e.loc)] = e.loc
+    warm = store.warm
+    clean: dict[int, int] = {}
+    for e, group in warm.clean.items():
+        assert id(e) in entries and e.refs > 0, "a clean copy of a freed chunk"
+        assert isinstance(e.loc, Segment), "a clean copy of a chunk that is not hot"
+        assert group.members is not None and e in group.members
+        clean[id(group)] = clean.get(id(group), 0) + 1
+        groups[id(group)] = group
+    for gid, group in groups.items():
+        assert group.live == live.get(gid, 0)
+        assert group.clean == clean.get(gid, 0)
+    stats = warm.stats()
+    assert stats.chunks == sum(live.values())
+    assert stats.containers == len(live)
+    assert warm.frame_bytes == sum(len(groups[g].frame) for g in live)
+    assert warm.shadow_bytes == sum(len(g.frame) for k, g in groups.items() if k not in live)
 
 
 StoreMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)

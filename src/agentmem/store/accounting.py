@@ -262,6 +262,8 @@ def tiering_stats(store: Store) -> TieringStats:
         promoted_bytes={s.label: store.promoted_bytes[s] for s in states},
         demoted_bytes={t.label: store.demoted_bytes[t] for t in (Tier.WARM, Tier.COLD)},
         compress_cpu_seconds=round(cpu, 6),
+        reinstated_bytes=store.warm.reinstated_bytes,
+        clean_copy_bytes=store.warm.shadow_bytes,
         durability="off" if journal is None else ("strict" if journal.durable_sync else "relaxed"),
         journal_bytes=journal.size if journal is not None else 0,
         journal_syncs=journal.syncs if journal is not None else 0,

@@ -135,6 +135,8 @@ def detach(store: Store, node: MessageNode) -> ChunkEntry:
     store.chunks[node.id] = entry
     node.loc = entry  # type: ignore[assignment]
     store.nodes[(node.parent, node.id)] = node
+    if store.warm.clean:
+        store.warm.hand_over_clean(node, entry)
     return entry
 
 
@@ -207,6 +209,8 @@ def unref_node(store: Store, node: MessageNode | None) -> None:
             del store.chunks[node.id]
             if node.loc is not None:
                 store._forget(node.loc, node.size)
+            if store.warm.clean:
+                store.warm.drop_clean(node)
         else:
             del store.nodes[(node.parent, node.id)]
             store.unref_chunks(node.chunks)

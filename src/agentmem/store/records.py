@@ -30,7 +30,7 @@ class WarmGroup:
 
     tier = Tier.WARM
 
-    __slots__ = ("digest", "frame", "live", "raw_size", "smu_type", "starts")
+    __slots__ = ("clean", "digest", "frame", "live", "members", "raw_size", "smu_type", "starts")
 
     def __init__(
         self, frame: bytes, raw_size: int, digest: bytes, members: int, smu_type: SMUType
@@ -45,6 +45,12 @@ class WarmGroup:
         self.smu_type = smu_type
         #: Offsets of the members placed here, in placement order (see :func:`place`).
         self.starts = array("I")
+        #: Members promoted to the hot tier whose bytes this frame still holds (clean
+        #: copies, ``WarmTier.keep_clean``); the frame stays while ``live`` or this is > 0.
+        self.clean = 0
+        #: Member index -> the entry promoted from it (set on the first clean copy; an entry
+        #: counts only while ``WarmTier.clean`` names this group for it).
+        self.members: list[ChunkEntry | None] | None = None
 
 
 #: Member indexes as shared int objects. An entry names its place in its container by index
@@ -67,6 +73,13 @@ def place(entry: ChunkEntry, loc: Segment | WarmGroup | ColdGroup, offset: int) 
     i = len(starts)
     entry.at = _INDEXES[i] if i < SHARED_INDEXES else i
     starts.append(offset)
+    entry.loc = loc
+
+
+def put_back(entry: ChunkEntry, loc: WarmGroup, index: int) -> None:
+    """Record that ``entry``'s bytes are member ``index`` of ``loc`` again (a clean copy
+    taken back, ``WarmTier.reinstate``): the offset is the one :func:`place` recorded."""
+    entry.at = _INDEXES[index] if index < SHARED_INDEXES else index
     entry.loc = loc
 
 

@@ -429,6 +429,9 @@ class Store:
             for e in entries:
                 pins[e.id] = pins.get(e.id, 0) + 1
             self._promote(entries, ref.smu_type, ref, force=True)
+            if self.warm.clean:  # pinned content is not demoted: no clean copy to keep
+                for e in entries:
+                    self.warm.drop_clean(e)
         else:
             self._unpin(entries)
 
@@ -663,23 +666,28 @@ class Store:
         """Move ``entries`` (distinct, unpinned, above ``to``) down to ``to`` as content of
         ``smu_type``; plain bytes moved. For :meth:`demote`, and for the age pass's chunks that
         several conversations hold, all of them due (``tiering.demote_idle``)."""
-        payloads = [self._load(e) for e in entries]
         olds = [e.loc for e in entries]
+        warm = self.warm
         try:
             if to is Tier.WARM and self.hot.far is not None:
                 # Far memory first: still uncompressed and mapped, out of near RAM.
-                self.hot.put(entries, payloads, smu_type, far=True)
+                self.hot.put(entries, [self._load(e) for e in entries], smu_type, far=True)
             elif to is Tier.WARM:
-                self.warm.put(entries, payloads, smu_type)
+                # What is unchanged since its promotion goes back into its frame uncompressed.
+                rest = warm.reinstate(entries)
+                if rest:
+                    warm.put(rest, [self._load(e) for e in rest], smu_type)
             else:
                 assert self.cold is not None
-                self.cold.put(entries, payloads, smu_type)
+                self.cold.put(entries, [self._load(e) for e in entries], smu_type)
         finally:  # on DiskFull, the groups written before it count as moved
             moved = 0
             for e, old in zip(entries, olds, strict=True):
                 if e.loc is not old:
                     self._forget(old, e.size)
                     moved += e.size
+                    if warm.clean:  # in a new frame, far or cold now: its clean copy goes
+                        warm.drop_clean(e)
             self.epoch += 1
             self.demoted_bytes[to] += moved
         return moved
@@ -1011,6 +1019,8 @@ class Store:
             if e.refs == 0:
                 del chunks[e.id]
                 self._forget(e.loc, e.size)
+                if self.warm.clean:
+                    self.warm.drop_clean(e)
 
     def _unpin(self, entries: list[ChunkEntry]) -> None:
         pins = self.pins
@@ -1055,6 +1065,7 @@ class Store:
                 return False
         payloads = [self._load(e) for e in movers]
         olds = [e.loc for e in movers]
+        ats = [e.at for e in movers]
         if reader is not None and reader.__class__ is ConversationRef:
             # Messages its reader reads: into the reader's own segment, so that its next
             # reads are extents again (``message_extents``); it may read all of them.
@@ -1062,8 +1073,12 @@ class Store:
         else:
             exclusive = nbytes > self.config.exclusive_min_bytes
             self.hot.put(movers, payloads, smu_type, exclusive=exclusive)
-        for e, old in zip(movers, olds, strict=True):
-            self._forget(old, e.size)
+        warm = self.warm
+        for e, old, at in zip(movers, olds, ats, strict=True):
+            if old.__class__ is WarmGroup and not force:  # a pin stays hot: no copy to keep
+                warm.keep_clean(e, old, at)
+            else:
+                self._forget(old, e.size)
         self.epoch += 1
         if reader is not None:
             state = reader.agent.state

@@ -224,6 +224,9 @@ def demote_cold(store: Store) -> int:
             if c.holders == 1:
                 moved += store.demote(c.handle, to=Tier.COLD, own_only=True)
     budget = store.config.warm_budget_bytes
+    if budget and store.warm.frame_bytes + store.warm.shadow_bytes > budget:
+        # Frames kept for clean copies of hot content are the first RAM to give back.
+        store.warm.drop_all_clean()
     # Down to an eighth below the budget, as for the hot tier: the next demotions to warm do
     # not each bring a listing of every warm candidate.
     low = budget - int(budget * LOW_WATER_FRACTION)

@@ -10,6 +10,14 @@ so a codec bug can never silently replace stored bytes. A group records the BLAK
 bytes; a read decodes the group, checks that one digest (one hash call per 64 KiB instead of one
 per chunk: measured 1 GB/s for per-chunk hashing of 2.5 KiB chunks against 2+ GB/s whole) and
 keeps the result in a small LRU, so reading a conversation decodes each group once.
+
+Clean copies: a member promoted back to the hot tier leaves its bytes in the frame (as a page
+cache keeps a clean page), and the frame stays while any member is warm or such a copy. When
+the same chunks are demoted again unchanged (an idle agent that woke, read its history and went
+idle again), they are put back into their frame at no compression cost (:meth:`reinstate`).
+A group under half the group size is compressed again with what came after it instead, so a
+history demoted turn after turn does not end as many small frames. A frame kept only for clean
+copies counts in ``physical_bytes`` (it is RAM) but not in ``frame_bytes`` (warm content).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from agentmem.ids import short
 from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
 from agentmem.store.decoded import DecodedGroups
-from agentmem.store.records import ChunkEntry, WarmGroup, place
+from agentmem.store.records import ChunkEntry, WarmGroup, place, put_back
 
 Buffer = bytes | bytearray | memoryview
 
@@ -79,6 +87,13 @@ class WarmTier:
         self._trained: set[SMUType] = set()
         #: CPU seconds spent compressing frames (verification and training not included).
         self.encode_seconds = 0.0
+        #: Hot entries whose bytes a frame still holds (clean copies) -> that frame's group.
+        self.clean: dict[ChunkEntry, WarmGroup] = {}
+        self._clean_peak = 0  # most entries ``clean`` held since its table was last rebuilt
+        self._shadows = 0  # groups kept only for clean copies (no warm member)
+        self._shadow_bytes = 0
+        #: Plain bytes put back into their frames instead of compressed again (a counter).
+        self.reinstated_bytes = 0
 
     def put(
         self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType
@@ -181,13 +196,125 @@ class WarmTier:
         if group.live == 0:
             self._frames -= 1
             self._frame_bytes -= len(group.frame)
-            self.freed_frame_bytes += len(group.frame)
-            self._cache.drop(group)
+            if group.clean:  # kept for its clean copies
+                self._shadows += 1
+                self._shadow_bytes += len(group.frame)
+            else:
+                self._drop(group)
+
+    def _drop(self, group: WarmGroup) -> None:
+        self.freed_frame_bytes += len(group.frame)
+        self._cache.drop(group)
+
+    # --- clean copies ----------------------------------------------------------------------
+
+    def keep_clean(self, entry: ChunkEntry, group: WarmGroup, index: int) -> None:
+        """``entry``, member ``index`` of ``group``, was promoted to the hot tier (called
+        instead of :meth:`forget`): the frame keeps its bytes as a clean copy."""
+        members = group.members
+        if members is None:
+            members = group.members = [None] * len(group.starts)
+        members[index] = entry
+        group.clean += 1
+        clean = self.clean
+        clean[entry] = group
+        self._clean_peak = max(self._clean_peak, len(clean))
+        self.forget(group, entry.size)
+
+    def _shrink(self) -> None:
+        """A dict keeps the table of its largest size: ``clean`` held every message of the
+        histories read at once (~50 bytes each: 1.5 million after 100 seed-profile agents'
+        turns), so it is rebuilt once it is down to a quarter of that."""
+        n = len(self.clean)
+        if n < self._clean_peak // 4:
+            self.clean = dict(self.clean) if n else {}
+            self._clean_peak = n
+
+    def drop_clean(self, entry: ChunkEntry) -> None:
+        """``entry`` was freed, or moved otherwise than back into its frame (or is pinned):
+        its clean copy no longer counts; a frame left with nothing is dropped."""
+        group = self.clean.pop(entry, None)
+        if group is None:
+            return
+        self._shrink()
+        group.clean -= 1
+        if group.clean:
+            return
+        group.members = None
+        if not group.live:
+            self._shadows -= 1
+            self._shadow_bytes -= len(group.frame)
+            self._drop(group)
+
+    def hand_over_clean(self, old: ChunkEntry, new: ChunkEntry) -> None:
+        """The chunk of ``old`` is ``new``'s now (a message node that was its own chunk's
+        entry got an entry of its own, ``conversations.detach``): so is its clean copy.
+        O(group members), for a rare event."""
+        group = self.clean.pop(old, None)
+        if group is None:
+            return
+        assert group.members is not None
+        group.members[group.members.index(old)] = new
+        self.clean[new] = group
+
+    def drop_all_clean(self) -> int:
+        """Drop every clean copy (their frames' RAM is wanted); returns frame bytes freed."""
+        before = self._shadow_bytes
+        for entry in list(self.clean):
+            self.drop_clean(entry)
+        return before - self._shadow_bytes
+
+    def reinstate(self, entries: Sequence[ChunkEntry]) -> list[ChunkEntry]:
+        """Put back into their frames the ``entries`` (hot, being demoted to warm) that have a
+        clean copy in a group of at least half the group size; returns the others, in order.
+        Their offsets are the ones first placed: frames never change."""
+        clean = self.clean
+        if not clean:
+            return list(entries)
+        half = self.group_bytes // 2
+        wanted: set[ChunkEntry] = set()  # entries hash by identity
+        groups: dict[WarmGroup, None] = {}
+        for e in entries:
+            group = clean.get(e)
+            if group is not None and group.raw_size >= half:
+                wanted.add(e)
+                groups[group] = None
+        if not wanted:
+            return list(entries)
+        back: set[ChunkEntry] = set()
+        for group in groups:
+            assert group.members is not None
+            frame = len(group.frame)
+            for i, m in enumerate(group.members):
+                if m is None or m not in wanted or clean.get(m) is not group:
+                    continue
+                del clean[m]
+                group.clean -= 1
+                if not group.live:  # a frame kept for clean copies holds warm content again
+                    self._shadows -= 1
+                    self._shadow_bytes -= frame
+                    self._frames += 1
+                    self._frame_bytes += frame
+                group.live += 1
+                self._chunks += 1
+                self._raw += m.size
+                self.reinstated_bytes += m.size
+                put_back(m, group, i)
+                back.add(m)
+            if not group.clean:
+                group.members = None
+        self._shrink()
+        return [e for e in entries if e not in back]
 
     @property
     def frame_bytes(self) -> int:
-        """Bytes of the frames held."""
+        """Bytes of the frames holding warm content (not those kept only for clean copies)."""
         return self._frame_bytes
+
+    @property
+    def shadow_bytes(self) -> int:
+        """Bytes of the frames kept only for clean copies of hot chunks."""
+        return self._shadow_bytes
 
     def stats(self) -> TierStats:
         return TierStats(
@@ -195,9 +322,11 @@ class WarmTier:
             chunks=self._chunks,
             raw_bytes=self._raw,
             stored_bytes=self._frame_bytes,
-            physical_bytes=self._frame_bytes,
+            physical_bytes=self._frame_bytes + self._shadow_bytes,
             containers=self._frames,
         )
 
     def close(self) -> None:
         self._cache.clear()
+        self.clean = {}
+        self._clean_peak = 0
