@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +237,31 @@ def test_proc_readers_on_this_process() -> None:
     assert pss.fd_count(me) >= 3
     assert pss.cpu_seconds(me) > 0
     assert pss.shmem_bytes() >= 0
+
+
+def test_the_precise_cpu_reader_counts_every_live_thread_to_well_under_a_tick() -> None:
+    me = os.getpid()
+    spun, done = threading.Event(), threading.Event()
+
+    def spin() -> None:
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.05:
+            pass
+        spun.set()
+        done.wait()  # alive until read: a thread that has exited is not counted
+
+    before = pss.cpu_seconds_ns(me)
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        assert spun.wait(timeout=30)
+        spent = pss.cpu_seconds_ns(me) - before
+    finally:
+        done.set()
+        worker.join()
+    # The worker's 50 ms at least, to the nanosecond rather than in 10 ms ticks.
+    assert spent >= 0.05
+    assert spent * 1000 % 10 != 0
 
 
 def test_pinned_restores_affinity() -> None:

@@ -166,9 +166,9 @@ def _ops_through(
             calls = _op_calls(holder, reader, text, prompt, run)
             for op in OPS:
                 n, warm = _op_counts(op, sizes)
-                s0, c0 = pss.cpu_seconds(pid) if pid else 0.0, time.process_time()
+                s0, c0 = pss.cpu_seconds_ns(pid) if pid else 0.0, time.process_time()
                 runs[op].append(rp.latency_us(rp.timed(calls[op], n, warm)))
-                s1, c1 = pss.cpu_seconds(pid) if pid else 0.0, time.process_time()
+                s1, c1 = pss.cpu_seconds_ns(pid) if pid else 0.0, time.process_time()
                 server_cpu[op] += (s1 - s0) * 1e6 / ((n + warm) * repeats)
                 client_cpu[op] += (c1 - c0) * 1e6 / ((n + warm) * repeats)
     finally:
@@ -203,7 +203,8 @@ def bench_ops(
         "calls: each walks the domain's store, which grows over the runs). inprocess_p50_us: "
         "the same calls through the in-process transport (service and client, no socket, no "
         "framing; one run). daemon_cpu_us / client_cpu_us: CPU per call of each side (from "
-        "/proc and process_time over all runs, warm-up included).",
+        "the scheduler's run time of the daemon's threads and process_time over all runs, "
+        "warm-up included).",
         "placements": places,
     }
     zero_copy = True

@@ -170,8 +170,8 @@ def bench_echo(
         "uvloop with a Protocol. Each kind is measured with client and server pinned to one "
         "CPU (same_cpu) and to two (cross_cpu); within each run kinds and placements take "
         "turns. p50/p99/mean in us; median over runs. server_cpu_us / client_cpu_us: CPU per "
-        "round trip of each side (/proc utime+stime of the server, process_time of the "
-        "client; warm-up included).",
+        "round trip of each side (the scheduler's run time of the server's threads, "
+        "process_time of the client; warm-up included).",
         "bytes": ECHO_BYTES,
         "placements": places,
     }
@@ -184,9 +184,9 @@ def bench_echo(
             for place, (client_cpu, server_cpu) in places.items():
                 for kind, (call, pid) in servers.items():
                     with pinned(client_cpu, server_cpu, [pid]):
-                        s0, c0 = pss.cpu_seconds(pid), time.process_time()
+                        s0, c0 = pss.cpu_seconds_ns(pid), time.process_time()
                         fig = rp.latency_us(rp.timed(call, calls, warmup))
-                        s1, c1 = pss.cpu_seconds(pid), time.process_time()
+                        s1, c1 = pss.cpu_seconds_ns(pid), time.process_time()
                     runs.setdefault((kind, place), []).append(fig)
                     used = cpu.setdefault((kind, place), [0.0, 0.0])
                     used[0] += s1 - s0

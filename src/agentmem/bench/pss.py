@@ -69,6 +69,22 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds_ns(pid: int) -> float:
+    """CPU time the process's live threads have run, in seconds, to the nanosecond (the
+    scheduler's ``sum_exec_runtime``: first field of each ``/proc/PID/task/TID/schedstat``);
+    :func:`cpu_seconds` where the kernel does not keep it. For short intervals: a run of
+    15,000 requests is ~0.3 s of daemon CPU, where a 10 ms tick is a 3 % error. Threads that
+    have exited are not counted (``cpu_seconds`` counts them)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+        return cpu_seconds(pid)
+    return total / 1e9 if total else cpu_seconds(pid)
+
+
 def shmem_bytes() -> int:
     """Machine-wide shared memory (``Shmem`` of ``/proc/meminfo``: memfd, tmpfs, SysV), bytes.
 
