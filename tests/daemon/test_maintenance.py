@@ -158,3 +158,47 @@ def test_an_idle_codec_gives_its_contexts_and_digests_back() -> None:
     assert codec._contexts.decompressors
     client.close()
     service.close_all()
+
+
+def test_an_agent_that_woke_and_read_its_history_is_demoted_again_without_compressing() -> None:
+    import agentmem
+    from agentmem.stats import StoreStats
+    from agentmem.testing import DaemonProcess
+    from tests.conftest import message
+    from tests.daemon.conftest import wait_until
+
+    history = [message(i) for i in range(200)]
+    env = {
+        **os.environ,
+        "AGENTMEM_IDLE_AGENT_WARM_SECONDS": "1",
+        "AGENTMEM_WARM_GROUP_BYTES": str(64 << 10),
+    }
+    with DaemonProcess(env=env) as d, agentmem.connect(d.socket, name="a", state="idle") as a:
+        h = a.alloc_smu("conversation", history)
+
+        def stats() -> StoreStats:
+            s = a.get_stats()
+            assert isinstance(s, StoreStats) and s.tiering is not None
+            return s
+
+        def all_warm() -> bool:
+            return stats().warm.raw_bytes == sum(map(len, history))
+
+        wait_until(all_warm, "the age pass demotes the idle agent's history")
+        first = stats().tiering
+        assert first is not None and first.reinstated_bytes == 0
+        a.set_state("active")
+        assert [bytes(m) for m in a.messages(h)] == history  # promoted, frames kept
+        woke = stats()
+        assert woke.warm.raw_bytes == 0 and woke.tiering is not None
+        # Every frame is kept only as clean copies now, and counted as RAM.
+        assert woke.tiering.clean_copy_bytes == woke.warm.physical_bytes > 0
+        a.set_state("idle")
+        wait_until(all_warm, "the age pass demotes the history again")
+        again = stats().tiering
+        assert again is not None
+        # Back into the same frames: all but a last group under half the group size, which
+        # went into a new frame (the only compression this time).
+        assert again.reinstated_bytes >= sum(map(len, history)) - (64 << 10) // 2
+        assert again.clean_copy_bytes == 0
+        assert [bytes(m) for m in a.messages(h)] == history
