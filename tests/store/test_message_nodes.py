@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from agentmem import constants
 from agentmem.hashing import chunk_id, message_id
 from agentmem.ids import Handle, MessageId
 from agentmem.states import SMUType, Tier
@@ -102,6 +103,31 @@ def test_long_messages_are_several_chunks(store: Store) -> None:
     assert not node.owns_chunk and len(node.chunks) > 1 and node.id == chunk_id(big)
     assert texts(store, h) == [message(0), big, message(1)] and store.check().ok
     store.release(h)
+    assert store.get_stats().chunks == 0 and store.nodes == {}  # type: ignore[union-attr]
+
+
+def test_messages_up_to_16_kib_are_one_chunk_found_whole(store: Store) -> None:
+    # Above the 4 KiB where other content is cut: a message's own chunk up to
+    # MESSAGE_WHOLE_MAX (an index entry a message, not one a cut piece), repeats found whole.
+    a = store.register_agent("a")
+    mid = text(8, 10_000)
+    edge = text(9, constants.MESSAGE_WHOLE_MAX)
+    over = text(10, constants.MESSAGE_WHOLE_MAX + 1)
+    h = store.alloc_smu(SMUType.CONVERSATION, [mid, edge, over], a)
+    first, second, third = conv_ref(store, h).path
+    assert first.owns_chunk and second.owns_chunk and first.id == chunk_id(mid)
+    assert not third.owns_chunk and len(third.chunks) > 1
+    again = store.alloc_smu(SMUType.CONVERSATION, [message(0), mid], a)
+    repeat = conv_ref(store, again).path[1]
+    assert not repeat.owns_chunk and repeat.chunks[0].id == chunk_id(mid)
+    assert repeat.chunks[0].refs == 2 and not first.owns_chunk  # one chunk, held twice now
+    # The same bytes as an SMU are cut as SMUs are: they share no chunk with the message.
+    smu = store.alloc_smu(SMUType.TOOL_RESULT, mid, a)
+    assert repeat.chunks[0].refs == 2
+    assert texts(store, h) == [mid, edge, over] and texts(store, again) == [message(0), mid]
+    assert store.check().ok
+    for handle in (h, again, smu):
+        store.release(handle)
     assert store.get_stats().chunks == 0 and store.nodes == {}  # type: ignore[union-attr]
 
 

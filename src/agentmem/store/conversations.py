@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from agentmem.store.store import Buffer, Store
 
 _CONVERSATION = SMUType.CONVERSATION
+#: Messages up to this size are one chunk (``constants.MESSAGE_WHOLE_MAX``).
+_WHOLE_MAX = constants.MESSAGE_WHOLE_MAX
 
 
 def append(
@@ -109,11 +111,13 @@ def _new_node(
 ) -> MessageNode:
     size = len(buf)
     node = MessageNode(cid, store.intern_size(size), parent)
-    if size <= store._threshold and cid not in store.chunks:
+    if size <= _WHOLE_MAX and cid not in store.chunks:
         # Content seen nowhere else: its own entry.
         store.place_new(node, buf, _CONVERSATION, owner)
     else:
-        entries = store.ingest_chunks(buf, _CONVERSATION, cid, agent=agent, owner=owner)
+        entries = store.ingest_chunks(
+            buf, _CONVERSATION, cid, agent=agent, owner=owner, whole_max=_WHOLE_MAX
+        )
         if len(entries) == 1:
             node.loc = entries[0]  # type: ignore[assignment]
             node.id = entries[0].id  # one id object for the entry and the node

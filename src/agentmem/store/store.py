@@ -914,17 +914,19 @@ class Store:
         exclusive: bool = False,
         agent: Agent | None = None,
         owner: int = 0,
+        whole_max: int | None = None,
     ) -> tuple[ChunkEntry, ...]:
         """Chunk, hash and place new chunks of ``buf`` (hot); return its entries, each ref'd
         once per occurrence. New chunks of one call are placed contiguously, in order (in
         conversation handle ``owner``'s segment, with one); chunks found already stay put.
 
         ``whole_id`` is the BLAKE3 of all of ``buf``, which callers already have: content up to
-        the chunker's threshold is one chunk with that id, so it is hashed once, not twice.
+        the chunker's threshold (``whole_max``, if given) is one chunk with that id, so it is
+        hashed once, not twice.
         """
         size = len(buf)
         chunks = self.chunks
-        if size <= self._threshold:
+        if size <= (self._threshold if whole_max is None else whole_max):
             entry = chunks.get(whole_id)
             if entry is not None:
                 if entry.__class__ is MessageNode:  # a message's own chunk, held twice now
