@@ -3,8 +3,11 @@ fixed cost is part of the honest total)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from agentmem.testing import DaemonProcess
 
@@ -85,3 +88,59 @@ def test_an_agent_using_every_common_call_never_imports_typing() -> None:
             check=True,
         )
     assert "typing" not in set(out.stdout.split())
+
+
+RESTING = """
+import sys, agentmem
+client = agentmem.connect(sys.argv[1], name="rests")
+assert "ctypes" not in sys.modules  # loaded on the first rest only
+
+
+def anonymous_kib() -> int:
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("Anonymous:"))
+
+
+# What an agent's turn leaves: ~40 MB of buffers freed under one that lives on, so glibc
+# keeps their pages (only the top of its heap goes back by itself).
+held = [bytearray(2000) for _ in range(20_000)]
+pin = bytearray(2000)
+del held
+before = anonymous_kib()
+client.set_state("idle")
+after = anonymous_kib()
+client.set_state("active")
+client.set_state("idle")  # within a second of the last: not again
+print(before - after, client.trims)
+"""
+
+
+def _rest(socket: str, trim: str) -> tuple[int, int]:
+    env = {**os.environ, "AGENTMEM_TRIM_ON_IDLE": trim}
+    out = subprocess.run(
+        [sys.executable, "-c", RESTING, socket],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    freed, trims = out.stdout.split()
+    return int(freed), int(trims)
+
+
+def test_an_agent_that_reports_idle_gives_its_free_heap_back() -> None:
+    with DaemonProcess() as daemon:
+        freed, trims = _rest(daemon.socket, "on")
+        assert freed > 20 * 1024 and trims == 1, (freed, trims)
+        freed, trims = _rest(daemon.socket, "off")
+        assert freed < 4 * 1024 and trims == 0, (freed, trims)
+
+
+def test_trim_on_idle_is_on_unless_turned_off_and_a_bad_value_says_so() -> None:
+    from agentmem.config import trim_on_idle
+
+    assert trim_on_idle({}) and trim_on_idle({"AGENTMEM_TRIM_ON_IDLE": "yes"})
+    assert not trim_on_idle({"AGENTMEM_TRIM_ON_IDLE": "off"})
+    with pytest.raises(ValueError, match="AGENTMEM_TRIM_ON_IDLE"):
+        trim_on_idle({"AGENTMEM_TRIM_ON_IDLE": "sometimes"})

@@ -74,12 +74,12 @@ def test_give_back_returns_the_pages_of_freed_frames() -> None:
     import subprocess
     import sys
 
-    from agentmem.daemon import heap
+    from agentmem import heap
 
     # In a child of its own: what the test process's heap holds is not this test's to judge.
     code = """
 import os
-from agentmem.daemon import heap
+from agentmem import heap
 from tests.daemon.test_maintenance import _anonymous_kib
 held, pins = [], []
 for i in range(3000):  # ~120 MB of 40 KB objects, each followed by a small one kept

@@ -17,18 +17,20 @@ from typing import Any, Protocol
 
 from agentmem import stats as wire_stats
 from agentmem.client.client import (
+    RESTING,
     _default_name,
     _message_list,
     _profile_every,
     alloc_request,
     iter_message_views,
     read_views,
+    rest,
     unpack_reply,
     views_request,
     views_stop,
 )
 from agentmem.client.profile import Sampler
-from agentmem.config import default_socket_path
+from agentmem.config import default_socket_path, trim_on_idle
 from agentmem.errors import DaemonUnavailable, ProtocolError
 from agentmem.ids import Handle
 from agentmem.protocol import fdpass, framing
@@ -165,6 +167,10 @@ class AsyncClient:
     def __init__(self, transport: AsyncTransport, *, profile_allocs: int = 0) -> None:
         self._transport: AsyncTransport | None = transport
         self._sampler = Sampler(profile_allocs) if profile_allocs else None
+        #: As ``Client.trim_on_idle`` and ``Client.trims``.
+        self.trim_on_idle = trim_on_idle()
+        self.trims = 0
+        self._trimmed_at = float("-inf")
         self._ids = itertools.count(1)
         self._maps: dict[int, memoryview] = {}
         self.name = ""
@@ -246,6 +252,8 @@ class AsyncClient:
     ) -> None:
         label = None if state is None else AgentState.parse(state).label
         await self._op(m.OP_SET_STATE, state=label, importance=importance)
+        if label in RESTING and self.trim_on_idle:
+            rest(self)
 
     async def append(self, handle: Handle, message: bytes | str) -> int:
         return int(await self._op(m.OP_APPEND, handle=handle, message=message))

@@ -18,10 +18,12 @@ import itertools
 import mmap
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from agentmem.client.transport import Attachment, Transport, UnixSocketTransport
 from agentmem.config import default_socket_path
+from agentmem.config import trim_on_idle as _trim_on_idle
 from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
 from agentmem.ids import Handle
 from agentmem.protocol import messages as m
@@ -30,11 +32,16 @@ from agentmem.states import AgentState, SMUType
 TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
 
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Protocol
 
     from agentmem.client.conversation import Conversation
     from agentmem.client.profile import Sampler
     from agentmem.stats import AgentStats, StoreStats
+
+#: States in which a client gives its process's free heap back (``Client.set_state``).
+RESTING = frozenset({AgentState.IDLE.label, AgentState.PAUSED.label})
+#: Seconds between two such give-backs at least.
+TRIM_INTERVAL = 1.0
 
 #: Content above this many bytes is handed to the daemon in a sealed memfd instead of inline:
 #: the frame limit is 16 MiB, and a memfd avoids copying large content through the socket.
@@ -83,8 +90,14 @@ class Client:
         observer: bool = False,
         profile_allocs: int = 0,
         open: Sequence[str] = (),
+        trim_on_idle: bool = True,
     ) -> None:
         self._transport: Transport | None = transport
+        #: Give the process's free heap back when the agent reports itself idle or paused
+        #: (``agentmem/heap.py``), at most once a TRIM_INTERVAL; ``trims`` counts them.
+        self.trim_on_idle = trim_on_idle
+        self.trims = 0
+        self._trimmed_at = float("-inf")
         self._open_names = list(open)
         #: Handles of the published names asked for with ``open``, opened in the handshake.
         self.opened: dict[str, Handle] = {}
@@ -269,6 +282,8 @@ class Client:
         """Report this agent's state (``active``/``paused``/``idle``) and/or importance."""
         label = None if state is None else AgentState.parse(state).label
         self._op(m.OP_SET_STATE, state=label, importance=importance)
+        if label in RESTING and self.trim_on_idle:
+            rest(self)
 
     # --- conversations ---------------------------------------------------------------------
 
@@ -369,6 +384,27 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+if TYPE_CHECKING:
+
+    class _Resting(Protocol):
+        trims: int
+        _trimmed_at: float
+
+
+def rest(client: _Resting) -> None:
+    """The client's agent rests: return the process's free heap pages (``agentmem/heap.py``),
+    at most once a TRIM_INTERVAL (an agent that rests between every turn pays once a second,
+    not once a turn). For the sync and the asyncio client alike."""
+    now = time.monotonic()
+    if now - client._trimmed_at < TRIM_INTERVAL:
+        return
+    client._trimmed_at = now
+    from agentmem import heap  # ctypes, on the first call only
+
+    if heap.give_back():
+        client.trims += 1
 
 
 def alloc_request(
@@ -609,6 +645,7 @@ def connect(
     observer: bool = False,
     profile_allocs: bool | int | None = None,
     open: Sequence[str] = (),
+    trim_on_idle: bool | None = None,
 ) -> Client:
     """Connect to the daemon (starting one on first use when no socket path was given).
 
@@ -617,7 +654,9 @@ def connect(
     an agent gets its shared system prompt with no further round trip.
     ``observer``: read statistics only, registering no agent. ``profile_allocs``: sample the
     caller's stack at ``alloc_smu`` (True: every call; N: one in N; None: as
-    ``AGENTMEM_PROFILE_ALLOCS`` says).
+    ``AGENTMEM_PROFILE_ALLOCS`` says). ``trim_on_idle``: give the process's free heap back
+    when the agent reports itself idle or paused (None: as ``AGENTMEM_TRIM_ON_IDLE`` says,
+    on by default).
     Raises ``DaemonUnavailable`` when no daemon answers (and none could be started).
     """
     every = _profile_every(profile_allocs)
@@ -655,6 +694,7 @@ def connect(
             observer=observer,
             profile_allocs=every,
             open=open,
+            trim_on_idle=_trim_on_idle() if trim_on_idle is None else trim_on_idle,
         )
     except BaseException:
         transport.close()

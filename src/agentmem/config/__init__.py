@@ -84,6 +84,19 @@ def default_socket_path(environ: Mapping[str, str] | None = None) -> str:
     return env.get("AGENTMEM_SOCKET") or os.path.join(runtime_dir(env), "agentmem.sock")
 
 
+def trim_on_idle(environ: Mapping[str, str] | None = None) -> bool:
+    """``AGENTMEM_TRIM_ON_IDLE``: whether a client gives its process's free heap back to the
+    system when its agent reports itself idle or paused (default on; ``0``/``false``/``no``/
+    ``off`` turn it off). ``ValueError`` for anything else."""
+    env = os.environ if environ is None else environ
+    raw = env.get("AGENTMEM_TRIM_ON_IDLE", "").strip().lower()
+    if raw in ("", "1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"AGENTMEM_TRIM_ON_IDLE={raw!r} is not one of on, off, 1, 0")
+
+
 def profile_allocs(environ: Mapping[str, str] | None = None) -> int:
     """``AGENTMEM_PROFILE_ALLOCS``: sample the Python stack of one ``alloc_smu`` in N (0: off).
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from agentmem import heap
 from agentmem.codec import codec_uses, release_contexts
-from agentmem.daemon import heap
 
 if TYPE_CHECKING:
     from agentmem.daemon.service import Service
@@ -29,7 +29,7 @@ MIN_FREED_BYTES: Final = 8 << 20
 #: ... nor holes below this share of the bytes appended to segments.
 MIN_FREED_RATIO: Final = 0.25
 #: Bytes moved between tiers or of warm frames dropped since the heap was last given back
-#: after which a tick gives the heap's free pages back to the system (``daemon/heap.py``):
+#: after which a tick gives the heap's free pages back to the system (``agentmem/heap.py``):
 #: every move decodes and encodes through transient buffers, every dropped frame leaves a hole.
 TRIM_AFTER_BYTES: Final = 16 << 20
 #: Ticks (seconds) in a row without a frame compressed or decoded after which the codec's cached

@@ -78,7 +78,7 @@ class WarmTier:
         self._frames = 0
         self._frame_bytes = 0
         #: Bytes of every frame dropped so far (a counter: the daemon gives the heap back
-        #: after enough of them, ``daemon/heap.py``).
+        #: after enough of them, ``agentmem/heap.py``).
         self.freed_frame_bytes = 0
         self._cache = DecodedGroups()
         # Training material per type until its dictionary is trained: (group, member sizes).
