@@ -144,3 +144,16 @@ def test_trim_on_idle_is_on_unless_turned_off_and_a_bad_value_says_so() -> None:
     assert not trim_on_idle({"AGENTMEM_TRIM_ON_IDLE": "off"})
     with pytest.raises(ValueError, match="AGENTMEM_TRIM_ON_IDLE"):
         trim_on_idle({"AGENTMEM_TRIM_ON_IDLE": "sometimes"})
+
+
+def test_a_small_agent_resting_loads_nothing_to_give_back() -> None:
+    # Below TRIM_MIN_GROWTH since it connected, ctypes would cost more than it could return.
+    script = CLIENT + "\nclient.set_state('idle')\nprint(client.trims, 'ctypes' in sys.modules)"
+    with DaemonProcess() as daemon:
+        out = subprocess.run(
+            [sys.executable, "-c", script, daemon.socket],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    assert out.stdout.split() == ["0", "False"]

@@ -24,6 +24,7 @@ from agentmem.client.client import (
     alloc_request,
     iter_message_views,
     read_views,
+    resident_bytes,
     rest,
     unpack_reply,
     views_request,
@@ -171,6 +172,7 @@ class AsyncClient:
         self.trim_on_idle = trim_on_idle()
         self.trims = 0
         self._trimmed_at = float("-inf")
+        self._resident_at_start = resident_bytes() if self.trim_on_idle else 0
         self._ids = itertools.count(1)
         self._maps: dict[int, memoryview] = {}
         self.name = ""
