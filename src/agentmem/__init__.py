@@ -90,6 +90,7 @@ def connect(
     autostart: bool | None = None,
     profile_allocs: bool | int | None = None,
     open: Sequence[str] = (),
+    trim_on_idle: bool | None = None,
 ) -> Client:
     """Connect an agent to agentmem and return its :class:`Client`.
 
@@ -98,10 +99,13 @@ def connect(
     shared by every in-process client (no daemon, no socket). ``profile_allocs`` samples the
     caller's stack at ``alloc_smu`` for ``agentmem flamegraph`` (True: every call; N: one in
     N; None: as ``AGENTMEM_PROFILE_ALLOCS`` says). ``open`` names published content to open
-    in the handshake (``client.opened[name]``).
+    in the handshake (``client.opened[name]``). ``trim_on_idle``: give the process's free heap
+    back when the agent reports itself idle or paused (None: as ``AGENTMEM_TRIM_ON_IDLE``
+    says, on by default).
     """
     if inprocess:
         from agentmem.client.client import _profile_every
+        from agentmem.config import trim_on_idle as trim_default
         from agentmem.daemon.inprocess import InProcessTransport
 
         return Client(
@@ -111,6 +115,7 @@ def connect(
             state=state,
             profile_allocs=_profile_every(profile_allocs),
             open=open,
+            trim_on_idle=trim_default() if trim_on_idle is None else trim_on_idle,
         )
     return _connect(
         socket_path,
@@ -120,6 +125,7 @@ def connect(
         autostart=autostart,
         profile_allocs=profile_allocs,
         open=open,
+        trim_on_idle=trim_on_idle,
     )
 
 

@@ -157,3 +157,17 @@ def test_a_small_agent_resting_loads_nothing_to_give_back() -> None:
             check=True,
         )
     assert out.stdout.split() == ["0", "False"]
+
+
+def test_connect_takes_trim_on_idle_from_its_argument_else_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import agentmem
+
+    monkeypatch.setenv("AGENTMEM_TRIM_ON_IDLE", "off")
+    with agentmem.connect(inprocess=True, name="env-off") as quiet:
+        assert not quiet.trim_on_idle
+    with agentmem.connect(inprocess=True, name="arg-on", trim_on_idle=True) as keen:
+        assert keen.trim_on_idle
+    with DaemonProcess() as daemon, agentmem.connect(daemon.socket, name="sock") as remote:
+        assert not remote.trim_on_idle
