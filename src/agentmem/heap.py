@@ -5,11 +5,10 @@ heap. When many go at once (idle conversations moved to the cold tier, agents re
 ``free`` keeps the pages: only the top of the heap is ever returned, and one live object above
 the holes pins them. Measured, ten seed-profile agents whose 270 MB of conversations went to
 the cold tier left the daemon 46 MiB larger than after a ``malloc_trim``. The maintenance
-tick calls
-:func:`give_back` after ``maintenance.TRIM_AFTER_BYTES`` of tier moves or dropped frames:
-``malloc_trim(0)`` returns every free page in the heap (madvise), costing a walk of the
-heap's free lists (about a millisecond for ~100 MB). On a C library without it (musl) this
-is a no-op.
+tick calls :func:`give_back` after ``maintenance.TRIM_AFTER_BYTES`` of tier moves or dropped
+frames: ``malloc_trim(0)`` returns every free page in the heap (madvise), costing a walk of
+the heap's free lists (about a millisecond for ~100 MB). On a C library without it (musl)
+this is a no-op.
 
 And the client, when its agent reports itself idle (``Client.set_state``): an agent process
 frees large buffers all the time (request bodies, replies, parsed tool output) and glibc keeps

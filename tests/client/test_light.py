@@ -79,15 +79,20 @@ print(" ".join(sorted(sys.modules)))
 )
 
 
-def test_an_agent_using_every_common_call_never_imports_typing() -> None:
+def _printed(script: str) -> list[str]:
+    """What ``script`` printed, run by a fresh interpreter against a fresh daemon."""
     with DaemonProcess() as daemon:
         out = subprocess.run(
-            [sys.executable, "-c", CONVERSING, daemon.socket],
+            [sys.executable, "-c", script, daemon.socket],
             capture_output=True,
             text=True,
             check=True,
         )
-    assert "typing" not in set(out.stdout.split())
+    return out.stdout.split()
+
+
+def test_an_agent_using_every_common_call_never_imports_typing() -> None:
+    assert "typing" not in _printed(CONVERSING)
 
 
 RESTING = """
@@ -149,14 +154,7 @@ def test_trim_on_idle_is_on_unless_turned_off_and_a_bad_value_says_so() -> None:
 def test_a_small_agent_resting_loads_nothing_to_give_back() -> None:
     # Below TRIM_MIN_GROWTH since it connected, ctypes would cost more than it could return.
     script = CLIENT + "\nclient.set_state('idle')\nprint(client.trims, 'ctypes' in sys.modules)"
-    with DaemonProcess() as daemon:
-        out = subprocess.run(
-            [sys.executable, "-c", script, daemon.socket],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    assert out.stdout.split() == ["0", "False"]
+    assert _printed(script) == ["0", "False"]
 
 
 def test_connect_takes_trim_on_idle_from_its_argument_else_the_environment(

@@ -36,12 +36,16 @@ def _read(store: Store, h: Handle) -> list[bytes]:
     return [bytes(m) for m in store.messages(h)]
 
 
-def test_a_history_read_and_demoted_again_goes_back_into_its_frames() -> None:
+def _demoted_history() -> tuple[Store, Handle, list[WarmGroup]]:
+    """A store holding HISTORY demoted to warm: the store, the handle, its groups."""
     store = _store()
-    me = store.register_agent("a")
-    h = store.alloc_smu(SMUType.CONVERSATION, HISTORY, me)
+    h = store.alloc_smu(SMUType.CONVERSATION, HISTORY, store.register_agent("a"))
     store.demote(h)
-    first = _groups(store, h)
+    return store, h, _groups(store, h)
+
+
+def test_a_history_read_and_demoted_again_goes_back_into_its_frames() -> None:
+    store, h, first = _demoted_history()
     assert len(first) >= 4
     frames = store.warm.stats().containers
     assert _read(store, h) == HISTORY  # promoted: hot again, the frames kept as clean copies
@@ -66,11 +70,7 @@ def test_a_history_read_and_demoted_again_goes_back_into_its_frames() -> None:
 
 
 def test_messages_appended_while_hot_go_into_new_frames_the_old_ones_back() -> None:
-    store = _store()
-    me = store.register_agent("a")
-    h = store.alloc_smu(SMUType.CONVERSATION, HISTORY, me)
-    store.demote(h)
-    first = _groups(store, h)
+    store, h, first = _demoted_history()
     _read(store, h)
     more = [message(10_000 + i) for i in range(5)]
     store.extend(h, more)
@@ -82,10 +82,7 @@ def test_messages_appended_while_hot_go_into_new_frames_the_old_ones_back() -> N
 
 
 def test_releasing_a_promoted_history_gives_its_kept_frames_back() -> None:
-    store = _store()
-    me = store.register_agent("a")
-    h = store.alloc_smu(SMUType.CONVERSATION, HISTORY, me)
-    store.demote(h)
+    store, h, _ = _demoted_history()
     _read(store, h)
     assert store.warm.shadow_bytes > 0
     freed = store.warm.freed_frame_bytes

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from agentmem import stats as wire_stats
 from agentmem.client.client import (
-    RESTING,
     _default_name,
     _message_list,
     _profile_every,
@@ -254,8 +253,7 @@ class AsyncClient:
     ) -> None:
         label = None if state is None else AgentState.parse(state).label
         await self._op(m.OP_SET_STATE, state=label, importance=importance)
-        if label in RESTING and self.trim_on_idle:
-            rest(self)
+        rest(self, label)
 
     async def append(self, handle: Handle, message: bytes | str) -> int:
         return int(await self._op(m.OP_APPEND, handle=handle, message=message))

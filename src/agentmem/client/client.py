@@ -288,8 +288,7 @@ class Client:
         """Report this agent's state (``active``/``paused``/``idle``) and/or importance."""
         label = None if state is None else AgentState.parse(state).label
         self._op(m.OP_SET_STATE, state=label, importance=importance)
-        if label in RESTING and self.trim_on_idle:
-            rest(self)
+        rest(self, label)
 
     # --- conversations ---------------------------------------------------------------------
 
@@ -404,15 +403,18 @@ def resident_bytes() -> int:
 if TYPE_CHECKING:
 
     class _Resting(Protocol):
+        trim_on_idle: bool
         trims: int
         _trimmed_at: float
         _resident_at_start: int
 
 
-def rest(client: _Resting) -> None:
-    """The client's agent rests: return the process's free heap pages (``agentmem/heap.py``),
-    at most once a TRIM_INTERVAL (an agent that rests between every turn pays once a second,
-    not once a turn). For the sync and the asyncio client alike."""
+def rest(client: _Resting, state: str | None) -> None:
+    """The client's agent reported ``state``: if it rests, return the process's free heap
+    pages (``agentmem/heap.py``), at most once a TRIM_INTERVAL (an agent that rests between
+    every turn pays once a second, not once a turn). For the sync and the asyncio client."""
+    if state not in RESTING or not client.trim_on_idle:
+        return
     now = time.monotonic()
     if now - client._trimmed_at < TRIM_INTERVAL:
         return

@@ -211,10 +211,7 @@ def unref_node(store: Store, node: MessageNode | None) -> None:
             return
         if node.owns_chunk:
             del store.chunks[node.id]
-            if node.loc is not None:
-                store._forget(node.loc, node.size)
-            if store.warm.clean:
-                store.warm.drop_clean(node)
+            store.freed(node)
         else:
             del store.nodes[(node.parent, node.id)]
             store.unref_chunks(node.chunks)

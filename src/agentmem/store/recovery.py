@@ -209,8 +209,7 @@ def repair(store: Store) -> tuple[CheckReport, list[str], list[str]]:
     for cid, entry in list(store.chunks.items()):
         if id(entry) not in counts.chunks:
             del store.chunks[cid]
-            store._forget(entry.loc, entry.size)
-            store.warm.drop_clean(entry)
+            store.freed(entry)
             fixed.append(f"chunk {short(cid)}: unreachable, freed")
     for line in before.corrupt:
         unfixable.append(

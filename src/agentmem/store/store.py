@@ -1020,9 +1020,7 @@ class Store:
             e.refs -= 1
             if e.refs == 0:
                 del chunks[e.id]
-                self._forget(e.loc, e.size)
-                if self.warm.clean:
-                    self.warm.drop_clean(e)
+                self.freed(e)
 
     def _unpin(self, entries: list[ChunkEntry]) -> None:
         pins = self.pins
@@ -1104,6 +1102,14 @@ class Store:
             return self.warm.load(entry)
         assert self.cold is not None
         return self.cold.load(entry)
+
+    def freed(self, entry: ChunkEntry) -> None:
+        """``entry`` is gone from the index (no claim left): its tier forgets its bytes, and
+        a clean copy of them in a warm frame goes too."""
+        if entry.loc is not None:
+            self._forget(entry.loc, entry.size)
+        if self.warm.clean:
+            self.warm.drop_clean(entry)
 
     def _forget(self, loc: Segment | WarmGroup | ColdGroup, size: int) -> None:
         """A chunk of ``size`` bytes left ``loc`` (freed or moved): tell its tier."""

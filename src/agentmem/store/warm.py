@@ -90,8 +90,7 @@ class WarmTier:
         #: Hot entries whose bytes a frame still holds (clean copies) -> that frame's group.
         self.clean: dict[ChunkEntry, WarmGroup] = {}
         self._clean_peak = 0  # most entries ``clean`` held since its table was last rebuilt
-        self._shadows = 0  # groups kept only for clean copies (no warm member)
-        self._shadow_bytes = 0
+        self._shadow_bytes = 0  # frames kept only for clean copies (no warm member)
         #: Plain bytes put back into their frames instead of compressed again (a counter).
         self.reinstated_bytes = 0
 
@@ -197,7 +196,6 @@ class WarmTier:
             self._frames -= 1
             self._frame_bytes -= len(group.frame)
             if group.clean:  # kept for its clean copies
-                self._shadows += 1
                 self._shadow_bytes += len(group.frame)
             else:
                 self._drop(group)
@@ -242,7 +240,6 @@ class WarmTier:
             return
         group.members = None
         if not group.live:
-            self._shadows -= 1
             self._shadow_bytes -= len(group.frame)
             self._drop(group)
 
@@ -257,12 +254,10 @@ class WarmTier:
         group.members[group.members.index(old)] = new
         self.clean[new] = group
 
-    def drop_all_clean(self) -> int:
-        """Drop every clean copy (their frames' RAM is wanted); returns frame bytes freed."""
-        before = self._shadow_bytes
+    def drop_all_clean(self) -> None:
+        """Drop every clean copy (their frames' RAM is wanted)."""
         for entry in list(self.clean):
             self.drop_clean(entry)
-        return before - self._shadow_bytes
 
     def reinstate(self, entries: Sequence[ChunkEntry]) -> list[ChunkEntry]:
         """Put back into their frames the ``entries`` (hot, being demoted to warm) that have a
@@ -291,7 +286,6 @@ class WarmTier:
                 del clean[m]
                 group.clean -= 1
                 if not group.live:  # a frame kept for clean copies holds warm content again
-                    self._shadows -= 1
                     self._shadow_bytes -= frame
                     self._frames += 1
                     self._frame_bytes += frame
