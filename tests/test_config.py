@@ -25,6 +25,26 @@ def test_a_config_file_sets_fields_and_the_environment_overrides_it(tmp_path: pa
     assert over.hot_budget_bytes == 4096 and over.warm_budget_bytes == 1 << 20
 
 
+def test_environment_values_are_parsed_like_the_file_and_bad_ones_named() -> None:
+    cfg = Config.from_env(
+        {
+            "AGENTMEM_HOT_BUDGET_BYTES": "2G",
+            "AGENTMEM_DURABLE_SYNC": "Off",
+            "AGENTMEM_ZSTD_LEVEL": "4",
+        }
+    )
+    assert (cfg.hot_budget_bytes, cfg.durable_sync, cfg.zstd_level) == (2 << 30, False, 4)
+    assert Config.from_env({"AGENTMEM_DURABLE_SYNC": " yes "}).durable_sync is True
+    # A word that is neither true nor false is an error, never a quiet False (relaxed syncs).
+    for name, raw in [
+        ("AGENTMEM_DURABLE_SYNC", "strict"),
+        ("AGENTMEM_ZSTD_LEVEL", "high"),
+        ("AGENTMEM_HOT_BUDGET_BYTES", "lots"),
+    ]:
+        with pytest.raises(ValueError, match=f"{name}='{raw}'"):
+            Config.from_env({name: raw})
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [

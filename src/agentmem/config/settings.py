@@ -135,24 +135,33 @@ class Config:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, base: Config | None = None
     ) -> Config:
-        """Build a config from ``AGENTMEM_<FIELD>`` variables (e.g. ``AGENTMEM_ZSTD_LEVEL=6``)."""
+        """Build a config from ``AGENTMEM_<FIELD>`` variables (e.g. ``AGENTMEM_ZSTD_LEVEL=6``,
+        ``AGENTMEM_HOT_BUDGET_BYTES=2G``, ``AGENTMEM_DURABLE_SYNC=off``). ``ValueError`` names
+        the variable and its bad value."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for field in dataclasses.fields(cls):
             raw = env.get("AGENTMEM_" + field.name.upper())
             if raw is None:
                 continue
-            default = field.default
+            name = "AGENTMEM_" + field.name.upper()
+            if isinstance(field.default, bool):
+                word = raw.strip().lower()
+                if word not in _TRUE and word not in _FALSE:
+                    # Never a silent False: "strict" for durable_sync must not mean relaxed.
+                    raise ValueError(f"{name}={raw!r}: give one of 1, 0, true, false, on, off")
+                values[field.name] = word in _TRUE
+                continue
             try:
-                if isinstance(default, bool):
-                    values[field.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-                else:
-                    values[field.name] = int(raw)
+                # Sizes as in a config file ("2G"); other settings are plain integers.
+                values[field.name] = parse_size(raw) if field.name.endswith("_bytes") else int(raw)
             except ValueError as exc:
-                raise ValueError(f"AGENTMEM_{field.name.upper()}={raw!r} is not valid") from exc
+                raise ValueError(f"{name}={raw!r} is not valid: {exc}") from exc
         return dataclasses.replace(base if base is not None else cls(), **values)  # type: ignore[arg-type]
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
