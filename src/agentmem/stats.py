@@ -156,6 +156,13 @@ class TieringStats:
     """The far-memory tier: the NUMA node it uses, or why it is off."""
     errors: tuple[str, ...]
     """The latest failed moves between tiers (disk full, unreadable pack), newest last."""
+    decode_cpu_seconds: float = 0.0
+    """CPU seconds spent decoding warm and cold frames since start: verifying new frames,
+    reads and promotions, dictionary training. With ``compress_cpu_seconds``, the codec's
+    share of the daemon's CPU (what a hardware compressor would take over)."""
+    journal_sync_cpu_seconds: float = 0.0
+    """CPU seconds the daemon spent in the journal's fdatasync calls since start (the kernel
+    writing the appends out: the price of strict durability)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -190,6 +197,14 @@ class DaemonStats:
     alone (private content it copies out, segments not read through a mapping yet)."""
     agents_by_state: dict[str, int]
     """This domain's agents per state (``active``, ``paused``, ``idle``; each present)."""
+    cpu_seconds: float = 0.0
+    """CPU seconds (user + system) the daemon process used since it started, all threads."""
+    maintenance_cpu_seconds: float = 0.0
+    """Of ``cpu_seconds``, the maintenance ticks': demotions by the idle, age and budget rules
+    (their compression included: ``TieringStats`` says how much of it was the codec)."""
+    statistics_cpu_seconds: float = 0.0
+    """Of ``cpu_seconds``, the statistics published each second (snapshot, ``agent_stats``
+    file). What is left after the two is serving requests."""
 
 
 def to_wire(stats: StoreStats | AgentStats | DaemonStats) -> dict[str, object]:

@@ -102,6 +102,7 @@ def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
             ("ColdDisk", format_bytes(cold.physical_bytes), f"in {cold.containers} packs on disk"),
         ]
     t = stats.tiering
+    codec = t.compress_cpu_seconds + t.decode_cpu_seconds if t is not None else 0.0
     if t is not None:
         budget = format_bytes(t.hot_budget_bytes) if t.hot_budget_bytes else "none"
         warm_budget = format_bytes(t.warm_budget_bytes) if t.warm_budget_bytes else "none"
@@ -121,7 +122,8 @@ def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
             (
                 "Durability",
                 t.durability,
-                f"journal {format_bytes(t.journal_bytes)}, {t.journal_syncs} syncs",
+                f"journal {format_bytes(t.journal_bytes)}, {t.journal_syncs} syncs "
+                f"({t.journal_sync_cpu_seconds:.2f} s CPU)",
             ),
             ("FarMemory", t.far_memory.removeprefix("far memory: "), ""),
         ]
@@ -139,6 +141,13 @@ def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
             ("DaemonPid", str(d.pid), ""),
             ("DaemonPSS", format_bytes(d.pss_bytes), "the daemon's proportional set size"),
             ("DaemonUptime", format_duration(d.uptime_seconds), ""),
+            (
+                "DaemonCPU",
+                f"{d.cpu_seconds:.1f} s",
+                f"maintenance {d.maintenance_cpu_seconds:.1f} s, statistics "
+                f"{d.statistics_cpu_seconds:.1f} s, the rest serving requests"
+                + (f"; codec {codec:.1f} s in all" if t is not None else ""),
+            ),
             ("SegmentBytes", format_bytes(d.segment_bytes), f"{d.segments} segments, all uids"),
             ("SegmentDaemonOnly", format_bytes(d.daemon_only_segment_bytes), "mapped by no agent"),
             ("Requests", str(d.requests), f"{d.errors} answered with an error"),

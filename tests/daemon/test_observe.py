@@ -4,6 +4,7 @@ the ``agent_stats`` file and Prometheus metrics."""
 from __future__ import annotations
 
 import os
+import pathlib
 import socket
 import stat
 import subprocess
@@ -134,6 +135,8 @@ def test_metrics_render_the_stats_with_bounded_agent_labels(
         assert hot == want.hot.physical_bytes
         assert got["agentmem_daemon_pss_bytes"][()] > 0
         assert got["agentmem_daemon_requests_total"][()] > 53
+        assert got["agentmem_daemon_cpu_seconds_total"][()] > 0
+        assert got["agentmem_compress_cpu_seconds_total"][(("domain", uid),)] >= 0
         unique = got["agentmem_agent_unique_bytes"]
         assert unique[(("agent", "swarm-52"), ("domain", uid))] == 53_000
     finally:
@@ -196,3 +199,35 @@ def test_a_busy_metrics_port_fails_the_daemon_command_itself() -> None:
         with pytest.raises(subprocess.CalledProcessError):
             d.start()  # before detaching: the command fails, no daemon is left behind
     assert not os.path.exists(d.socket + ".lock")
+
+
+def test_the_daemon_says_where_its_cpu_went(tmp_path: pathlib.Path) -> None:
+    """Compressing, decoding, journal syncs, maintenance and statistics each have a figure,
+    and together they stay within the process's own CPU."""
+    words = [f"word{i}" for i in range(4000)]
+    history = [" ".join(words[(i * 37) % 3000 : (i * 37) % 3000 + 60]) for i in range(3000)]
+    with (
+        DaemonProcess(extra_args=["--state-dir", str(tmp_path)]) as d,
+        connect(d.socket, name="writer", autostart=False) as c,
+    ):
+        h = c.alloc_smu("conversation", [])
+        c.extend(h, history)  # one acknowledged batch: one journal sync at least
+        assert c.demote(h) > 0  # compressed, and each frame decoded once to verify it
+        before = stats_of(c).tiering
+        assert before is not None
+        assert c.messages(h, 0, 5) == [m.encode() for m in history[:5]]  # decoded to read
+
+        def ticked() -> bool:
+            s = stats_of(c, daemon=True)
+            return s.daemon is not None and s.daemon.statistics_cpu_seconds > 0
+
+        wait_until(ticked, "a statistics tick")
+        s = stats_of(c, daemon=True)
+    t, daemon = s.tiering, s.daemon
+    assert t is not None and daemon is not None
+    assert t.compress_cpu_seconds > 0 and t.journal_syncs >= 1
+    assert t.decode_cpu_seconds > before.decode_cpu_seconds > 0
+    assert t.journal_sync_cpu_seconds >= 0
+    accounted = daemon.maintenance_cpu_seconds + daemon.statistics_cpu_seconds
+    assert 0 < accounted <= daemon.cpu_seconds
+    assert t.compress_cpu_seconds + t.decode_cpu_seconds <= daemon.cpu_seconds

@@ -52,11 +52,18 @@ def test_agentmem_costs_less_than_plain(results: dict[str, Any]) -> None:
     assert mem["agent_data_bytes"] < plain["agent_data_bytes"]
     assert results["vs_plain"]["agentmem"]["total_vs_plain"] < 1
     assert mem["store"]["warm_raw_bytes"] > 0  # idle conversations were demoted
+    cpu = mem["daemon_cpu"]  # the daemon's own counts: compressing was part of its work
+    assert 0 < cpu["compress_s"] <= cpu["total_s"] and cpu["journal_sync_s"] >= 0
+    assert cpu["maintenance_s"] + cpu["statistics_s"] + cpu["requests_s"] == pytest.approx(
+        cpu["total_s"], abs=0.02
+    )
+    assert 0 <= cpu["overhead_without_codec_pct"] < mem["cpu_overhead_pct"]
 
 
 def test_table_and_plot(results: dict[str, Any], tmp_path: Path) -> None:
     md = report.render_markdown(results)
     assert "| total PSS, steady" in md and "## Targets" in md
+    assert "where the daemon's CPU went" in md
     report.plot(results, tmp_path / "swarm.png")
     assert (tmp_path / "swarm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -469,7 +469,7 @@ def _summary(run: _Replay, recorder: _Recorder, config: Config) -> dict[str, Any
         phase: {t.label: run.promoted[f"{phase}.{t.label}"] for t in _READ_TYPES}
         for phase in ("session_start", "mid_session")
     }
-    cold_cpu = store.cold.encode_seconds if store.cold is not None else 0.0
+    cold_cpu = store.cold.codec.encode_seconds if store.cold is not None else 0.0
     return {
         "promotions_active": store.promotions[active],
         "promoted_bytes_active": store.promoted_bytes[active],
@@ -488,7 +488,7 @@ def _summary(run: _Replay, recorder: _Recorder, config: Config) -> dict[str, Any
         "hot_max_bytes": run.hot_max,
         "max_over_budget_bytes": over,
         "over_budget_segments": round(over / config.segment_bytes, 3),
-        "compress_cpu_s": round(store.warm.encode_seconds + cold_cpu, 3),
+        "compress_cpu_s": round(store.warm.codec.encode_seconds + cold_cpu, 3),
         "demoted_bytes": {
             "warm": store.demoted_bytes[Tier.WARM],
             "cold": store.demoted_bytes[Tier.COLD],

@@ -102,6 +102,23 @@ _DAEMON_GAUGES: Final = (
 _DAEMON_COUNTERS: Final = (
     ("daemon_requests", "Requests served", "requests"),
     ("daemon_errors", "Requests answered with an error", "errors"),
+    ("daemon_cpu_seconds", "CPU seconds of the daemon process, all threads", "cpu_seconds"),
+    (
+        "daemon_maintenance_cpu_seconds",
+        "CPU seconds of the maintenance ticks (demotions)",
+        "maintenance_cpu_seconds",
+    ),
+    (
+        "daemon_statistics_cpu_seconds",
+        "CPU seconds of the statistics published each second",
+        "statistics_cpu_seconds",
+    ),
+)
+#: Counters of a domain's tiering (``TieringStats``): name (``_total`` added), help, field.
+_TIERING_COUNTERS: Final = (
+    ("compress_cpu_seconds", "CPU seconds compressing frames", "compress_cpu_seconds"),
+    ("decode_cpu_seconds", "CPU seconds decoding frames", "decode_cpu_seconds"),
+    ("journal_sync_cpu_seconds", "CPU seconds in journal fdatasync", "journal_sync_cpu_seconds"),
 )
 
 
@@ -139,6 +156,12 @@ class StatsCollector(Collector):
                     total = sum(getattr(a, key + "_bytes") or 0 for a in rest)
                     g.add(f"agent_{key}_bytes", doc, dom, total, agent=OTHER)
         yield from g.families()
+        for name, doc, field in _TIERING_COUNTERS:
+            family = CounterMetricFamily("agentmem_" + name, doc, labels=["domain"])
+            for uid, st in sorted(snap.domains.items()):
+                if st.tiering is not None:
+                    family.add_metric([str(uid)], getattr(st.tiering, field))
+            yield family
         d = next((st.daemon for st in snap.domains.values() if st.daemon is not None), None)
         if d is not None:
             for name, doc, field in _DAEMON_GAUGES:

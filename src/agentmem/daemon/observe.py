@@ -99,6 +99,9 @@ def daemon_stats(
         segment_bytes=segment_bytes,
         daemon_only_segment_bytes=daemon_only,
         agents_by_state=by_state,
+        cpu_seconds=round(time.process_time(), 6),
+        maintenance_cpu_seconds=round(service.maintenance_cpu_seconds, 6),
+        statistics_cpu_seconds=round(service.statistics_cpu_seconds, 6),
     )
 
 

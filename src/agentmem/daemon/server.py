@@ -237,11 +237,22 @@ class Server:
     def _tick(self, observe: bool = True) -> None:
         """Maintenance, then (``observe``) each ``on_tick`` callback; a failure is logged,
         never fatal."""
-        for fn in (lambda: maintenance.tick(self.service), *(self.on_tick if observe else ())):
-            try:
-                fn()
-            except Exception:
-                log.error("maintenance tick failed:\n%s", traceback.format_exc())
+        service = self.service
+        t0 = time.process_time()
+        self._run(lambda: maintenance.tick(service))
+        t1 = time.process_time()
+        service.maintenance_cpu_seconds += t1 - t0
+        if observe:
+            for fn in self.on_tick:
+                self._run(fn)
+            service.statistics_cpu_seconds += time.process_time() - t1
+
+    @staticmethod
+    def _run(fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.error("maintenance tick failed:\n%s", traceback.format_exc())
 
     def close(self) -> None:
         for conn in list(self.connections.values()):

@@ -189,6 +189,10 @@ class Service:
         self.domains: dict[int, Domain] = {}
         self.requests = 0
         self.errors = 0
+        #: CPU seconds of the maintenance ticks (tiering passes) and of the statistics the
+        #: daemon publishes each second (the server's loop measures both).
+        self.maintenance_cpu_seconds = 0.0
+        self.statistics_cpu_seconds = 0.0
         #: Open sessions (connections), observers included.
         self.connections = 0
         #: ``time.monotonic()`` at start, for the uptime in statistics.

@@ -254,14 +254,17 @@ def tiering_stats(store: Store) -> TieringStats:
     cfg = store.config
     journal = store.journal
     states = [s for s in AgentState]
-    cpu = store.warm.encode_seconds + (store.cold.encode_seconds if store.cold else 0.0)
+    clocks = [store.warm.codec] + ([store.cold.codec] if store.cold is not None else [])
+    sync = store.journal.sync_seconds if store.journal is not None else 0.0
     return TieringStats(
         hot_budget_bytes=cfg.hot_budget_bytes,
         warm_budget_bytes=cfg.warm_budget_bytes,
         promotions={s.label: store.promotions[s] for s in states},
         promoted_bytes={s.label: store.promoted_bytes[s] for s in states},
         demoted_bytes={t.label: store.demoted_bytes[t] for t in (Tier.WARM, Tier.COLD)},
-        compress_cpu_seconds=round(cpu, 6),
+        compress_cpu_seconds=round(sum(c.encode_seconds for c in clocks), 6),
+        decode_cpu_seconds=round(sum(c.decode_seconds for c in clocks), 6),
+        journal_sync_cpu_seconds=round(sync, 6),
         reinstated_bytes=store.warm.reinstated_bytes,
         clean_copy_bytes=store.warm.shadow_bytes,
         durability="off" if journal is None else ("strict" if journal.durable_sync else "relaxed"),

@@ -33,14 +33,13 @@ import errno
 import logging
 import os
 import struct
-import time
 import zlib
 from array import array
 from collections.abc import Sequence
 from typing import Final
 
 from agentmem import constants
-from agentmem.codec import DictionarySet, decode_frame, encode_frame
+from agentmem.codec import DictionarySet
 from agentmem.errors import CorruptFrame, DiskFull, PackUnreadable
 from agentmem.hashing import chunk_id
 from agentmem.ids import ChunkId, short
@@ -48,7 +47,7 @@ from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
 from agentmem.store.decoded import DecodedGroups
 from agentmem.store.records import ChunkEntry, place
-from agentmem.store.warm import group_spans
+from agentmem.store.warm import CodecClock, group_spans
 
 log = logging.getLogger("agentmem.store")
 
@@ -139,8 +138,8 @@ class ColdTier:
         #: Bytes cut from torn pack tails at start, and records found unreadable then.
         self.truncated_bytes = 0
         self.bad_records = 0
-        #: CPU seconds spent compressing frames (verification not included).
-        self.encode_seconds = 0.0
+        #: CPU seconds in the codec (compressing, verifying, reading back).
+        self.codec = CodecClock()
 
     # --- start -----------------------------------------------------------------------------
 
@@ -260,10 +259,8 @@ class ColdTier:
     ) -> None:
         plain = b"".join(payloads)
         digest = chunk_id(plain)
-        t0 = time.process_time()
-        frame = encode_frame(plain, level=self.level)
-        self.encode_seconds += time.process_time() - t0
-        if self.verify and chunk_id(decode_frame(frame, self.dictionaries)) != digest:
+        frame = self.codec.encode(plain, level=self.level)
+        if self.verify and chunk_id(self.codec.decode(frame, self.dictionaries)) != digest:
             raise CorruptFrame(
                 f"a new cold frame failed verification (first chunk {short(entries[0].id)})"
             )
@@ -343,7 +340,7 @@ class ColdTier:
         ):
             raise PackUnreadable(f"cold tier: {where}: bad record header")
         try:
-            plain = decode_frame(record[table_end : table_end + frame_len], self.dictionaries)
+            plain = self.codec.decode(record[table_end : table_end + frame_len], self.dictionaries)
         except CorruptFrame as exc:
             raise PackUnreadable(f"cold tier: {where}: {exc}") from exc
         if chunk_id(plain) != group.digest:

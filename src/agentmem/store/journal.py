@@ -37,6 +37,7 @@ import errno
 import logging
 import os
 import struct
+import time
 from collections.abc import Iterable, Iterator
 from typing import Final
 
@@ -96,6 +97,8 @@ class Journal:
         #: Records skipped at replay because their bytes no longer match their checksum.
         self.bad_records = 0
         self.syncs = 0
+        #: CPU seconds spent in those syncs (the kernel writing the records out).
+        self.sync_seconds = 0.0
         #: Records queued by :meth:`add` (header, data, header, data, ...).
         self._pending: list[bytes | bytearray | memoryview] = []
         if self.size == 0:
@@ -222,7 +225,9 @@ class Journal:
         sync (in relaxed mode only when ``force``). Returns True if it synced."""
         if not self.dirty or not (self.durable_sync or force):
             return False
+        t0 = time.process_time()
         os.fdatasync(self.fd)
+        self.sync_seconds += time.process_time() - t0
         self.dirty = False
         self.syncs += 1
         return True

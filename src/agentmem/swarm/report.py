@@ -301,6 +301,26 @@ def render_markdown(res: dict[str, Any]) -> str:
     if store:
         lines += ["## agentmem: what the daemon holds", ""]
         lines += rp.table(["field", "value"], [[k, v] for k, v in store.items()])
+    cpu = modes.get("agentmem", {}).get("daemon_cpu")
+    if cpu:
+        lines += ["## agentmem: where the daemon's CPU went (its own counts, since it started)", ""]
+        lines += rp.table(
+            ["part", "CPU s"],
+            [
+                ["maintenance ticks (demotions)", cpu["maintenance_s"]],
+                ["statistics (once a second)", cpu["statistics_s"]],
+                ["serving requests", cpu["requests_s"]],
+                ["all", cpu["total_s"]],
+                ["of all: compressing frames", cpu["compress_s"]],
+                ["of all: decoding frames (verification, reads)", cpu["decode_s"]],
+                ["of all: journal fdatasync", cpu["journal_sync_s"]],
+            ],
+        )
+        lines.append(
+            f"Daemon share of the run's CPU without the codec's part (VISION.md's 5 % assumes a "
+            f"hardware compressor doing it): {cpu['overhead_without_codec_pct']:.1f} %."
+        )
+        lines.append("")
     if "sweep" in res:
         counts = [row["agents"] for row in next(iter(res["sweep"].values()))]
         lines += ["## Total PSS by agent count, MiB", ""]
