@@ -49,6 +49,31 @@ def test_the_split_is_carried_between_costly_walks_and_new_agents_show_none(
     service.close_all()
 
 
+def test_the_daemon_reads_its_own_pss_again_only_within_the_same_budget() -> None:
+    service = Service()
+    observer = observe.Observer(service)
+    agent = Client(InProcessTransport(service), name="a")
+    agent.alloc_smu("blob", b"b" * 100)
+    (uid,) = service.domains
+
+    def pss() -> int:
+        snap = observer.take()
+        daemon = snap.domains[uid].daemon
+        assert daemon is not None
+        return daemon.pss_bytes
+
+    measured = pss()
+    assert measured > 1 << 20  # this interpreter, read from /proc
+    at, _cost, _ = observer._pss
+    # Pretend the reading took 100 s: the next may not come for 100 / DETAIL_BUDGET seconds.
+    observer._pss = (at, 100.0, 12345)
+    assert pss() == 12345
+    observer._pss = (at, 0.0, 12345)  # free: read at the next tick
+    assert pss() > 1 << 20
+    agent.close()
+    service.close_all()
+
+
 def test_recent_stats_are_the_snapshot_and_cost_no_walk() -> None:
     service = Service()
     observer = service.observer = observe.Observer(service)
