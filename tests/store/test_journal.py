@@ -13,6 +13,7 @@ from agentmem.config import Config
 from agentmem.errors import DiskFull
 from agentmem.ids import Handle
 from agentmem.states import AgentState, SMUType
+from agentmem.stats import StoreStats
 from agentmem.store import Store
 from agentmem.store.journal import FILE_HEADER, RECORD
 from tests.conftest import message
@@ -52,6 +53,11 @@ def test_a_crashed_store_comes_back_with_its_conversations(tmp_path: pathlib.Pat
     assert all(a.orphaned is not None and a.state is AgentState.IDLE for a in again.agents.values())
     assert gone not in again.refs and prompt not in again.refs
     assert again.check().ok
+    stats = again.get_stats()
+    assert isinstance(stats, StoreStats)
+    conversations = stats.by_type["conversation"]
+    assert conversations.handles == 2  # counted as the journal restored them
+    assert conversations.logical_bytes == sum(again.refs[h].size for h in (conv, fork))
     # restored handles keep working, and are journaled again
     again.append(conv, message(7))
     new = again.new_handle()

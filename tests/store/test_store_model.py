@@ -126,6 +126,11 @@ class StoreMachine(RuleBasedStateMachine):
         )
         if not self.model:
             assert s.chunks == 0 and s.unique_bytes == 0
+        # Per-type figures come from counters kept as handles come and go: recount them.
+        for t in SMUType:
+            refs = [r for r in self.store.refs.values() if r.smu_type is t]
+            assert s.by_type[t.label].handles == len(refs), t
+            assert s.by_type[t.label].logical_bytes == sum(r.size for r in refs), t
         warm_accounting_holds(self.store)
 
 

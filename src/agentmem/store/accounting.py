@@ -215,11 +215,10 @@ def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
     logical = sum(a.logical_bytes for a in store.agents.values())
     cold = store.cold.stats() if store.cold is not None else None
     unique = hot.raw_bytes + warm.raw_bytes + (cold.raw_bytes if cold is not None else 0)
-    counts = dict.fromkeys(SMUType, 0)
-    sizes = dict.fromkeys(SMUType, 0)
-    for ref in store.refs.values():
-        counts[ref.smu_type] += 1
-        sizes[ref.smu_type] += ref.size
+    # From the counters the store keeps: O(agents), not O(handles) (24 ms a second for a
+    # daemon holding 100,000 handles, in the statistics it publishes every second).
+    counts = store.handles_by_type
+    sizes = [sum(a.by_type[t] for a in store.agents.values()) for t in range(len(counts))]
     dict_bytes = store.dictionaries.memory_bytes
     return StoreStats(
         agents=len(store.agents),

@@ -198,6 +198,7 @@ def fork(store: Store, ref: ConversationRef, agent: Agent, handle: Handle | None
     new.size = ref.size
     new.touched = store.clock()
     agent.handles += 1
+    store.handles_by_type[_CONVERSATION] += 1
     agent.logical_bytes += ref.size
     agent.by_type[_CONVERSATION] += ref.size
     return h

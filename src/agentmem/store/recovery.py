@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from agentmem.errors import AgentmemError
 from agentmem.hashing import chunk_id
 from agentmem.ids import Handle, short
-from agentmem.states import AgentState
+from agentmem.states import AgentState, SMUType
 from agentmem.store import conversations, journal, layout
 from agentmem.store.check import CheckReport, recount, run_check
 from agentmem.store.records import Agent, ConversationRef, MessageNode
@@ -74,6 +74,7 @@ def _apply(store: Store, rec: Record, out: Restored) -> None:
         new.touched = store.clock()
         store.refs[h] = new
         agent.handles += 1
+        store.handles_by_type[SMUType.CONVERSATION] += 1
     elif rec.kind == journal.APPEND:
         ref = _conversation(store, h)
         if ref is None:

@@ -218,6 +218,9 @@ class Store:
         #: Live message nodes of either form.
         self.message_count = 0
         self.refs: dict[int, AnyRef] = {}
+        #: Live handles per SMU type, indexed by ``SMUType`` value (kept as handles come and
+        #: go, so statistics need not walk every handle).
+        self.handles_by_type = [0] * (max(SMUType) + 1)
         self.agents: dict[str, Agent] = {}
         #: Published names -> SMU; each holds one ref on its SMU.
         self.names: dict[str, SMU] = {}
@@ -516,6 +519,7 @@ class Store:
         self.aged_shared.clear()
         a = ref.agent
         a.handles -= 1
+        self.handles_by_type[ref.smu_type] -= 1
         a.logical_bytes -= ref.size
         a.by_type[ref.smu_type] -= ref.size
         if ref.pinned:
@@ -833,6 +837,7 @@ class Store:
         if self.journal is not None:
             self.journal.close()
         self.refs.clear()
+        self.handles_by_type = [0] * len(self.handles_by_type)
         self.chunks.clear()
         self.smus.clear()
         self.nodes.clear()
@@ -901,6 +906,7 @@ class Store:
         smu.refs += 1
         size = smu.size
         agent.handles += 1
+        self.handles_by_type[smu.smu_type] += 1
         agent.logical_bytes += size
         agent.by_type[smu.smu_type] += size
         return h
@@ -1145,6 +1151,7 @@ class Store:
         ref.touched = self.clock()
         self.refs[h] = ref
         agent.handles += 1
+        self.handles_by_type[_CONVERSATION] += 1
         journal = self.journal
         try:
             for m in messages:
