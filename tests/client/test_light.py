@@ -41,20 +41,20 @@ def test_importing_and_connecting_adds_at_most_5_mib_of_pss() -> None:
     assert client - bare <= 5 * 1024, f"client costs {client - bare} KiB over {bare} KiB"
 
 
-def test_the_sync_client_loads_no_heavy_module() -> None:
+def _printed(script: str) -> list[str]:
+    """What ``script`` printed, run by a fresh interpreter against a fresh daemon."""
     with DaemonProcess() as daemon:
         out = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                CLIENT + "\nprint(' '.join(sorted(sys.modules)))",
-                daemon.socket,
-            ],
+            [sys.executable, "-c", script, daemon.socket],
             capture_output=True,
             text=True,
             check=True,
         )
-    loaded = set(out.stdout.split())
+    return out.stdout.split()
+
+
+def test_the_sync_client_loads_no_heavy_module() -> None:
+    loaded = set(_printed(CLIENT + "\nprint(' '.join(sorted(sys.modules)))"))
     heavy = {"asyncio", "psutil", "zstandard", "blake3", "pyfastcdc", "agentmem.store", "json"}
     assert not loaded & heavy
     # typing is ~0.7 MiB of heap (with what the modules would build with it) in a process
@@ -77,18 +77,6 @@ client.set_state("idle")
 print(" ".join(sorted(sys.modules)))
 """
 )
-
-
-def _printed(script: str) -> list[str]:
-    """What ``script`` printed, run by a fresh interpreter against a fresh daemon."""
-    with DaemonProcess() as daemon:
-        out = subprocess.run(
-            [sys.executable, "-c", script, daemon.socket],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    return out.stdout.split()
 
 
 def test_an_agent_using_every_common_call_never_imports_typing() -> None:
