@@ -330,6 +330,7 @@ def render_markdown(res: dict[str, Any]) -> str:
                 [n, *(_sweep_cell(res["sweep"][m][i]) for m in res["sweep"])]
                 for i, n in enumerate(counts)
             ],
+            right=len(res["sweep"]),
         )
     lines += ["## How it was measured", ""]
     lines += [f"- {n}" for n in [*meta["notes"], *prof["notes"]]]
