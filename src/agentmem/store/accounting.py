@@ -254,7 +254,7 @@ def tiering_stats(store: Store) -> TieringStats:
     journal = store.journal
     states = [s for s in AgentState]
     clocks = [store.warm.codec] + ([store.cold.codec] if store.cold is not None else [])
-    sync = store.journal.sync_seconds if store.journal is not None else 0.0
+    sync = journal.sync_seconds if journal is not None else 0.0
     return TieringStats(
         hot_budget_bytes=cfg.hot_budget_bytes,
         warm_budget_bytes=cfg.warm_budget_bytes,
