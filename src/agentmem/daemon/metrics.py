@@ -86,40 +86,34 @@ _AGENT_GAUGES: Final = (
     ("shared", "Plain bytes of this agent's chunks that other agents reference too"),
     ("compressed", "Plain bytes of this agent's chunks that live compressed"),
 )
-#: Gauges of the daemon process: name, help, ``DaemonStats`` field.
+#: Gauges of the daemon process: ``DaemonStats`` field and help; the metric is
+#: ``agentmem_daemon_<field>`` (a field that already starts with ``daemon_`` keeps its name).
 _DAEMON_GAUGES: Final = (
-    ("daemon_pss_bytes", "The daemon's proportional set size", "pss_bytes"),
-    ("daemon_uptime_seconds", "Seconds since the daemon started", "uptime_seconds"),
-    ("daemon_connections", "Open connections, observers included", "connections"),
-    ("daemon_segment_bytes", "Touched pages of live segments, all domains", "segment_bytes"),
-    (
-        "daemon_only_segment_bytes",
-        "Touched pages of segments no agent maps",
-        "daemon_only_segment_bytes",
-    ),
+    ("pss_bytes", "The daemon's proportional set size"),
+    ("uptime_seconds", "Seconds since the daemon started"),
+    ("connections", "Open connections, observers included"),
+    ("segment_bytes", "Touched pages of live segments, all domains"),
+    ("daemon_only_segment_bytes", "Touched pages of segments no agent maps"),
 )
-#: Counters of the daemon process: name (``_total`` is added), help, ``DaemonStats`` field.
+#: Counters of the daemon process, named as the gauges (``_total`` is added).
 _DAEMON_COUNTERS: Final = (
-    ("daemon_requests", "Requests served", "requests"),
-    ("daemon_errors", "Requests answered with an error", "errors"),
-    ("daemon_cpu_seconds", "CPU seconds of the daemon process, all threads", "cpu_seconds"),
-    (
-        "daemon_maintenance_cpu_seconds",
-        "CPU seconds of the maintenance ticks (demotions)",
-        "maintenance_cpu_seconds",
-    ),
-    (
-        "daemon_statistics_cpu_seconds",
-        "CPU seconds of the statistics published each second",
-        "statistics_cpu_seconds",
-    ),
+    ("requests", "Requests served"),
+    ("errors", "Requests answered with an error"),
+    ("cpu_seconds", "CPU seconds of the daemon process, all threads"),
+    ("maintenance_cpu_seconds", "CPU seconds of the maintenance ticks (demotions)"),
+    ("statistics_cpu_seconds", "CPU seconds of the statistics published each second"),
 )
-#: Counters of a domain's tiering (``TieringStats``): name (``_total`` added), help, field.
+#: Counters of a domain's tiering: ``TieringStats`` field (the metric ``agentmem_<field>``,
+#: ``_total`` added) and help.
 _TIERING_COUNTERS: Final = (
-    ("compress_cpu_seconds", "CPU seconds compressing frames", "compress_cpu_seconds"),
-    ("decode_cpu_seconds", "CPU seconds decoding frames", "decode_cpu_seconds"),
-    ("journal_sync_cpu_seconds", "CPU seconds in journal fdatasync", "journal_sync_cpu_seconds"),
+    ("compress_cpu_seconds", "CPU seconds compressing frames"),
+    ("decode_cpu_seconds", "CPU seconds decoding frames"),
+    ("journal_sync_cpu_seconds", "CPU seconds in journal fdatasync"),
 )
+
+
+def _daemon_metric(field: str) -> str:
+    return "agentmem_daemon_" + field.removeprefix("daemon_")
 
 
 class StatsCollector(Collector):
@@ -156,18 +150,18 @@ class StatsCollector(Collector):
                     total = sum(getattr(a, key + "_bytes") or 0 for a in rest)
                     g.add(f"agent_{key}_bytes", doc, dom, total, agent=OTHER)
         yield from g.families()
-        for name, doc, field in _TIERING_COUNTERS:
-            family = CounterMetricFamily("agentmem_" + name, doc, labels=["domain"])
+        for field, doc in _TIERING_COUNTERS:
+            family = CounterMetricFamily("agentmem_" + field, doc, labels=["domain"])
             for uid, st in sorted(snap.domains.items()):
                 if st.tiering is not None:
                     family.add_metric([str(uid)], getattr(st.tiering, field))
             yield family
         d = next((st.daemon for st in snap.domains.values() if st.daemon is not None), None)
         if d is not None:
-            for name, doc, field in _DAEMON_GAUGES:
-                yield GaugeMetricFamily("agentmem_" + name, doc, value=getattr(d, field))
-            for name, doc, field in _DAEMON_COUNTERS:
-                yield CounterMetricFamily("agentmem_" + name, doc, value=getattr(d, field))
+            for field, doc in _DAEMON_GAUGES:
+                yield GaugeMetricFamily(_daemon_metric(field), doc, value=getattr(d, field))
+            for field, doc in _DAEMON_COUNTERS:
+                yield CounterMetricFamily(_daemon_metric(field), doc, value=getattr(d, field))
         yield GaugeMetricFamily(
             "agentmem_snapshot_timestamp_seconds",
             "When these statistics were taken (Unix time)",
