@@ -146,7 +146,8 @@ def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
                 f"{d.cpu_seconds:.1f} s",
                 f"maintenance {d.maintenance_cpu_seconds:.1f} s, statistics "
                 f"{d.statistics_cpu_seconds:.1f} s, the rest serving requests"
-                + (f"; codec {codec:.1f} s in all" if t is not None else ""),
+                + (f"; codec {codec:.1f} s in all" if t is not None else "")
+                + f"; garbage collection {d.gc_cpu_seconds:.1f} s",
             ),
             ("SegmentBytes", format_bytes(d.segment_bytes), f"{d.segments} segments, all uids"),
             ("SegmentDaemonOnly", format_bytes(d.daemon_only_segment_bytes), "mapped by no agent"),

@@ -231,3 +231,4 @@ def test_the_daemon_says_where_its_cpu_went(tmp_path: pathlib.Path) -> None:
     accounted = daemon.maintenance_cpu_seconds + daemon.statistics_cpu_seconds
     assert 0 < accounted <= daemon.cpu_seconds
     assert t.compress_cpu_seconds + t.decode_cpu_seconds <= daemon.cpu_seconds
+    assert 0 < daemon.gc_cpu_seconds <= daemon.cpu_seconds  # thousands of messages: young passes

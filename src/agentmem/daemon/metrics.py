@@ -102,6 +102,8 @@ _DAEMON_COUNTERS: Final = (
     ("cpu_seconds", "CPU seconds of the daemon process, all threads"),
     ("maintenance_cpu_seconds", "CPU seconds of the maintenance ticks (demotions)"),
     ("statistics_cpu_seconds", "CPU seconds of the statistics published each second"),
+    ("gc_cpu_seconds", "CPU seconds of garbage collection (across the parts)"),
+    ("gc_full_collections", "Full garbage collections run by the maintenance ticks"),
 )
 #: Counters of a domain's tiering: ``TieringStats`` field (the metric ``agentmem_<field>``,
 #: ``_total`` added) and help.

@@ -314,6 +314,7 @@ def render_markdown(res: dict[str, Any]) -> str:
                 ["of all: compressing frames", cpu["compress_s"]],
                 ["of all: decoding frames (verification, reads)", cpu["decode_s"]],
                 ["of all: journal fdatasync", cpu["journal_sync_s"]],
+                ["of all: garbage collection", cpu.get("gc_s", "-")],
             ],
         )
         lines.append(

@@ -496,6 +496,7 @@ def _daemon_cpu(st: Any, agents_cpu: float, daemon_cpu: float) -> dict[str, floa
         "journal_sync_s": round(t.journal_sync_cpu_seconds, 2),
         "maintenance_s": round(d.maintenance_cpu_seconds, 2),
         "statistics_s": round(d.statistics_cpu_seconds, 2),
+        "gc_s": round(d.gc_cpu_seconds, 2),
         "requests_s": round(
             d.cpu_seconds - d.maintenance_cpu_seconds - d.statistics_cpu_seconds, 2
         ),
