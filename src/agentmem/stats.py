@@ -206,11 +206,10 @@ class DaemonStats:
     """Of ``cpu_seconds``, the statistics published each second (snapshot, ``agent_stats``
     file). What is left after the two is serving requests."""
     gc_cpu_seconds: float = 0.0
-    """Of ``cpu_seconds``, across the parts above, Python's garbage collection: the young
-    generations' automatic passes and the full ones the maintenance ticks run within their
-    budget (``daemon/collector.py``)."""
+    """Of ``cpu_seconds``, across the parts above, Python's garbage collection, young and full
+    (``daemon/gcclock.py``)."""
     gc_full_collections: int = 0
-    """Full garbage collections the maintenance ticks ran."""
+    """Full garbage collections (of the oldest generation) since the daemon started."""
 
 
 def to_wire(stats: StoreStats | AgentStats | DaemonStats) -> dict[str, object]:

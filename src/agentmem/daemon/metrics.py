@@ -103,7 +103,7 @@ _DAEMON_COUNTERS: Final = (
     ("maintenance_cpu_seconds", "CPU seconds of the maintenance ticks (demotions)"),
     ("statistics_cpu_seconds", "CPU seconds of the statistics published each second"),
     ("gc_cpu_seconds", "CPU seconds of garbage collection (across the parts)"),
-    ("gc_full_collections", "Full garbage collections run by the maintenance ticks"),
+    ("gc_full_collections", "Full garbage collections"),
 )
 #: Counters of a domain's tiering: ``TieringStats`` field (the metric ``agentmem_<field>``,
 #: ``_total`` added) and help.
