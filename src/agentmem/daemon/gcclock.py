@@ -12,8 +12,10 @@ runs each way: 90.6 and 80.2 s against 79.9 and 74.3) and lengthened the turns (
 368 ms against 316 and 275): the collector keeps CPython's schedule and is only counted.
 
 :class:`GcClock` counts every collection's CPU (``gc_cpu_seconds`` of the daemon's statistics)
-and the full ones. Only the daemon process installs it (``run_daemon``): collections run on
-the thread that allocates, the loop thread.
+and the full ones. Only the daemon process installs it (``run_daemon``). A collection runs on
+whichever thread allocated last (the loop's, now and then the metrics thread's) and holds the
+GIL from its start callback to its stop callback, so each is clocked on one thread's
+``thread_time`` and no two overlap.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import time
 
 
 class GcClock:
-    """Counts the process's garbage collections while installed. Not thread-safe."""
+    """Counts the process's garbage collections while installed. Install and uninstall from
+    one thread; the callback itself runs under the GIL of whichever thread collects."""
 
     def __init__(self) -> None:
         #: CPU seconds of every collection since :meth:`install`, young and full.
