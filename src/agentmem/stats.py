@@ -207,7 +207,7 @@ class DaemonStats:
     file). What is left after the two is serving requests."""
     gc_cpu_seconds: float = 0.0
     """Of ``cpu_seconds``, across the parts above, Python's garbage collection, young and full
-    (``daemon/gcclock.py``)."""
+    (the full ones from the maintenance ticks, on the heap's growth: ``daemon/collector.py``)."""
     gc_full_collections: int = 0
     """Full garbage collections (of the oldest generation) since the daemon started."""
 

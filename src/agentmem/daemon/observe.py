@@ -87,7 +87,7 @@ def daemon_stats(
     by_state = {"active": 0, "paused": 0, "idle": 0}
     for agent in domain.store.agents.values():
         by_state[agent.state.label] = by_state.get(agent.state.label, 0) + 1
-    gc = service.gc_clock
+    gc = service.collector
     return DaemonStats(
         pid=os.getpid(),
         pss_bytes=read_pss() if pss is None else pss,
