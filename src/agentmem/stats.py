@@ -207,7 +207,7 @@ class DaemonStats:
     file). What is left after the two is serving requests."""
     gc_cpu_seconds: float = 0.0
     """Of ``cpu_seconds``, across the parts above, Python's garbage collection, young and full
-    (the full ones from the maintenance ticks, on the heap's growth: ``daemon/collector.py``)."""
+    (``daemon/gcclock.py``)."""
     gc_full_collections: int = 0
     """Full garbage collections (of the oldest generation) since the daemon started."""
 

@@ -54,6 +54,7 @@ def test_agentmem_costs_less_than_plain(results: dict[str, Any]) -> None:
     assert mem["store"]["warm_raw_bytes"] > 0  # idle conversations were demoted
     cpu = mem["daemon_cpu"]  # the daemon's own counts: compressing was part of its work
     assert 0 < cpu["compress_s"] <= cpu["total_s"] and cpu["journal_sync_s"] >= 0
+    assert 0 < cpu["gc_s"] <= cpu["total_s"]  # a real daemon process: its collections counted
     assert cpu["maintenance_s"] + cpu["statistics_s"] + cpu["requests_s"] == pytest.approx(
         cpu["total_s"], abs=0.02
     )

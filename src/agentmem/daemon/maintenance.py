@@ -42,9 +42,8 @@ CODEC_IDLE_TICKS: Final = 3
 
 def tick(service: Service) -> int:
     """One maintenance pass over every domain: the store's own (tiering, disk), then segment
-    compaction, then the heap given back after enough churn, the codec's caches freed once it
-    has been idle for CODEC_IDLE_TICKS, and a full garbage collection when one is due
-    (``daemon/collector.py``); returns bytes of segment space reclaimed."""
+    compaction, then the heap given back after enough churn, and the codec's caches freed once
+    it has been idle for CODEC_IDLE_TICKS; returns bytes of segment space reclaimed."""
     reclaimed = 0
     churn = 0  # bytes moved between tiers and frame bytes dropped, ever, in every domain
     backlog = False
@@ -76,6 +75,4 @@ def tick(service: Service) -> int:
             service.codec_releases += 1
             if heap.give_back():
                 service.heap_trims += 1
-    if service.collector is not None:
-        service.collector.tick()
     return reclaimed

@@ -87,7 +87,8 @@ def daemon_stats(
     by_state = {"active": 0, "paused": 0, "idle": 0}
     for agent in domain.store.agents.values():
         by_state[agent.state.label] = by_state.get(agent.state.label, 0) + 1
-    gc = service.collector
+    gc = service.gc_clock
+    gc_cpu, gc_full = (gc.cpu_seconds, gc.full_collections) if gc is not None else (0.0, 0)
     return DaemonStats(
         pid=os.getpid(),
         pss_bytes=read_pss() if pss is None else pss,
@@ -104,8 +105,8 @@ def daemon_stats(
         cpu_seconds=round(time.process_time(), 6),
         maintenance_cpu_seconds=round(service.maintenance_cpu_seconds, 6),
         statistics_cpu_seconds=round(service.statistics_cpu_seconds, 6),
-        gc_cpu_seconds=round(gc.cpu_seconds, 6) if gc is not None else 0.0,
-        gc_full_collections=gc.full_collections if gc is not None else 0,
+        gc_cpu_seconds=round(gc_cpu, 6),
+        gc_full_collections=gc_full,
     )
 
 

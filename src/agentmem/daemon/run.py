@@ -13,7 +13,7 @@ from blake3 import blake3
 
 from agentmem.config import Config, runtime_dir, state_dir
 from agentmem.daemon import lifecycle
-from agentmem.daemon.collector import Collector
+from agentmem.daemon.gcclock import GcClock
 from agentmem.daemon.observe import STATS_FILE, Observer
 from agentmem.daemon.server import Server
 from agentmem.daemon.service import Service
@@ -125,8 +125,8 @@ def run_daemon(
     limit = lifecycle.raise_fd_limit()
     server = Server(service, listener)
     service.observer = observer
-    service.collector = Collector()
-    service.collector.install()  # last: what starting made is frozen
+    service.gc_clock = GcClock()
+    service.gc_clock.install()
     server.on_tick.append(observer.tick)
     server.install_signal_handlers()
     if ready is not None:

@@ -27,7 +27,7 @@ from typing import Final
 from agentmem import stats as wire_stats
 from agentmem.config import Config
 from agentmem.daemon import observe, profile
-from agentmem.daemon.collector import Collector
+from agentmem.daemon.gcclock import GcClock
 from agentmem.errors import (
     AgentmemError,
     InvalidArgument,
@@ -213,9 +213,8 @@ class Service:
         self.maintenance_backlog = False
         #: The once-a-second statistics (set by the daemon; None in-process).
         self.observer: observe.Observer | None = None
-        #: The daemon process's garbage-collection policy and clock (set by the daemon; None
-        #: in-process: a program running the store keeps its own collector settings).
-        self.collector: Collector | None = None
+        #: The daemon process's garbage-collection clock (set by the daemon; None in-process).
+        self.gc_clock: GcClock | None = None
         if state_dir is not None:
             # Restore every domain an earlier run left a journal for, before anyone connects:
             # their orphaned conversations must be there when their agents come back.
