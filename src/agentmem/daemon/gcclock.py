@@ -2,9 +2,10 @@
 
 The store keeps millions of long-lived objects (a conversation's message nodes, chunk entries,
 refs), freed by reference counting; CPython's cyclic collector walks all of them in each full
-collection, which runs whenever the oldest generation has grown by a quarter. In a 100-agent
-seed swarm the daemon's collections took 8.1 s of its ~100 s (18 full ones, 6.3 s), in a store
-taking 200,000 distinct 1 KiB SMUs 20 % of ``alloc_smu``'s CPU.
+collection, which runs whenever the oldest generation has grown by a quarter. In 100-agent seed
+swarms the daemon's collections took 8.1 and 8.9 s of its 102 and 105 s (18 full ones, 6.3 s,
+in the run that timed them apart); in a store taking 200,000 distinct 1 KiB SMUs, 20 % of
+``alloc_smu``'s CPU.
 
 Two schedules that take the full collections off the request path were measured in the
 100-agent seed swarm and not kept: (1) none automatic, one from the maintenance tick whenever
