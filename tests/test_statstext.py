@@ -71,3 +71,19 @@ def test_table_and_summary_layout() -> None:
     # Values are right-aligned in one column: "Agents: ... 1" ends where "DedupRatio: 1.00x" does.
     dedup = next(line for line in lines if line.startswith("DedupRatio"))
     assert lines[0].index(" 1 ") + 2 == dedup.index("1.00x") + 5
+
+
+def test_far_memory_gives_its_state_as_the_value_and_its_reason_as_the_note() -> None:
+    from agentmem.store import Store
+
+    with Store(far_memory=None) as store:
+        stats = store.get_stats()
+    assert stats.tiering is not None and stats.tiering.far_memory.endswith("(turned off)")
+    lines = render(stats).split("\n\n")[0].splitlines()
+    far = next(line for line in lines if line.startswith("FarMemory:"))
+    assert re.fullmatch(r"FarMemory:\s+off  turned off", far)
+    # The reason no longer widens the value column: the budgets are its widest value again,
+    # starting right after the key column.
+    key_width = max(len(line.split(":")[0]) for line in lines) + 1
+    budgets = next(line for line in lines if line.startswith("Budgets:"))
+    assert budgets.index("hot none") == key_width + 1

@@ -70,6 +70,12 @@ def format_duration(seconds: float) -> str:
     return f"{s}s"
 
 
+def _value_and_note(key: str, text: str) -> tuple[str, str, str]:
+    """``(key, value, note)`` of ``"value (note)"``; ``text`` whole as the value otherwise."""
+    value, sep, rest = text.partition(" (")
+    return (key, value, rest.removesuffix(")")) if sep and rest.endswith(")") else (key, text, "")
+
+
 def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
     """``(key, value, note)`` for each summary line, in display order."""
     hot, warm = stats.hot, stats.warm
@@ -125,7 +131,9 @@ def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
                 f"journal {format_bytes(t.journal_bytes)}, {t.journal_syncs} syncs "
                 f"({t.journal_sync_cpu_seconds:.2f} s CPU)",
             ),
-            ("FarMemory", t.far_memory.removeprefix("far memory: "), ""),
+            # "off (no CPU-less NUMA node; 1 node)": the state as the value, the why as the note,
+            # so that a long reason does not widen every line's value column.
+            _value_and_note("FarMemory", t.far_memory.removeprefix("far memory: ")),
         ]
         if t.orphan_agents:
             items.append(("Restored", str(t.orphan_agents), "agents not reconnected yet"))
