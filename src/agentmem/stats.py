@@ -164,6 +164,11 @@ class TieringStats:
     """CPU seconds the daemon spent in the journal's fdatasync calls since start (the kernel
     writing the appends out: the price of strict durability)."""
 
+    @property
+    def codec_cpu_seconds(self) -> float:
+        """Compressing and decoding together: what a hardware compressor would take over."""
+        return self.compress_cpu_seconds + self.decode_cpu_seconds
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DaemonStats:

@@ -108,7 +108,6 @@ def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
             ("ColdDisk", format_bytes(cold.physical_bytes), f"in {cold.containers} packs on disk"),
         ]
     t = stats.tiering
-    codec = t.compress_cpu_seconds + t.decode_cpu_seconds if t is not None else 0.0
     if t is not None:
         budget = format_bytes(t.hot_budget_bytes) if t.hot_budget_bytes else "none"
         warm_budget = format_bytes(t.warm_budget_bytes) if t.warm_budget_bytes else "none"
@@ -154,7 +153,7 @@ def summary_items(stats: StoreStats) -> list[tuple[str, str, str]]:
                 f"{d.cpu_seconds:.1f} s",
                 f"maintenance {d.maintenance_cpu_seconds:.1f} s, statistics "
                 f"{d.statistics_cpu_seconds:.1f} s, the rest serving requests"
-                + (f"; codec {codec:.1f} s in all" if t is not None else "")
+                + (f"; codec {t.codec_cpu_seconds:.1f} s in all" if t is not None else "")
                 + f"; garbage collection {d.gc_cpu_seconds:.1f} s",
             ),
             ("SegmentBytes", format_bytes(d.segment_bytes), f"{d.segments} segments, all uids"),

@@ -141,10 +141,10 @@ class Config:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for field in dataclasses.fields(cls):
-            raw = env.get("AGENTMEM_" + field.name.upper())
+            name = "AGENTMEM_" + field.name.upper()
+            raw = env.get(name)
             if raw is None:
                 continue
-            name = "AGENTMEM_" + field.name.upper()
             if isinstance(field.default, bool):
                 word = raw.strip().lower()
                 if word not in _TRUE and word not in _FALSE:

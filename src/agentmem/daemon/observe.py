@@ -42,6 +42,12 @@ DETAIL_BUDGET: Final = 0.01
 STATS_FILE: Final = "agent_stats"
 
 
+def _due(now: float, at: float, cost: float) -> bool:
+    """Whether a reading that took ``cost`` seconds at ``at`` may be taken again at ``now``
+    (it then costs at most :data:`DETAIL_BUDGET` of the time since)."""
+    return now - at >= cost / DETAIL_BUDGET
+
+
 def read_pss(path: str = "/proc/self/smaps_rollup") -> int:
     """``Pss`` of ``path`` in bytes (0 if unreadable). The kernel sums it over every mapping
     as it reads: ~1 us per mapping (two per live segment)."""
@@ -170,7 +176,7 @@ class Observer:
         :data:`DETAIL_BUDGET` of the time since: the kernel walks every page the daemon maps
         to sum it (~20 ms for a daemon holding 100 seed-profile agents' histories)."""
         at, cost, pss = self._pss
-        if pss and now - at < cost / DETAIL_BUDGET:
+        if pss and not _due(now, at, cost):
             return pss
         t0 = time.perf_counter()
         pss = read_pss()
@@ -179,7 +185,7 @@ class Observer:
 
     def _domain_stats(self, uid: int, domain: Domain, now: float) -> StoreStats:
         last = self._detail.get(uid)
-        if last is None or now - last.at >= last.cost / DETAIL_BUDGET:
+        if last is None or _due(now, last.at, last.cost):
             t0 = time.perf_counter()
             stats = domain.store.get_stats()
             cost = time.perf_counter() - t0

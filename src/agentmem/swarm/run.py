@@ -487,8 +487,7 @@ def _daemon_cpu(st: Any, agents_cpu: float, daemon_cpu: float) -> dict[str, floa
     share of the run's CPU without the codec's part: VISION.md's CPU goal assumes a hardware
     compressor doing that part."""
     d, t = st.daemon, st.tiering
-    codec = t.compress_cpu_seconds + t.decode_cpu_seconds
-    rest = daemon_cpu - codec
+    rest = daemon_cpu - t.codec_cpu_seconds
     return {
         "total_s": round(d.cpu_seconds, 2),
         "compress_s": round(t.compress_cpu_seconds, 2),
