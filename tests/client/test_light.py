@@ -157,3 +157,18 @@ def test_connect_takes_trim_on_idle_from_its_argument_else_the_environment(
         assert keen.trim_on_idle
     with DaemonProcess() as daemon, agentmem.connect(daemon.socket, name="sock") as remote:
         assert not remote.trim_on_idle
+
+
+def test_a_serving_daemon_maps_no_library_it_does_not_use() -> None:
+    # ``secrets`` would map OpenSSL's libcrypto (~4 MiB of PSS that only the daemon holds),
+    # fractions the decimal module, ctypes libffi: none serves a request. The daemon pays
+    # its fixed cost once per machine, but in a small swarm that cost is the difference.
+    with DaemonProcess() as daemon:
+        client = subprocess.run(
+            [sys.executable, "-c", CONVERSING, daemon.socket], capture_output=True, check=False
+        )
+        assert client.returncode == 0, client.stderr
+        with open(f"/proc/{daemon.pid}/maps") as f:
+            mapped = {os.path.basename(line.split()[-1]) for line in f if ".so" in line}
+    unused = ("libcrypto", "_hashlib", "_decimal", "_ctypes", "_json")
+    assert not [name for name in mapped if name.startswith(unused)], sorted(mapped)

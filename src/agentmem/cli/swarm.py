@@ -7,11 +7,9 @@ command runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import sys
-from fractions import Fraction
 
 MODES = ("plain", "ksm", "agentmem")
 PROFILES = ("corpus", "seed")
@@ -36,6 +34,10 @@ def _counts(text: str) -> tuple[int, ...]:
 
 
 def _scale(text: str) -> float:
+    # Imported here, as json below: every process that parses a command line (the daemon
+    # too) builds this parser, and fractions pulls in decimal (~0.5 MiB of PSS with json).
+    from fractions import Fraction
+
     try:
         value = float(Fraction(text))
     except (ValueError, ZeroDivisionError):
@@ -150,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     markdown = report.render_markdown(res)
     print(markdown)
     if args.json is not None:
+        import json
+
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2) + "\n")
     if args.md is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import secrets
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -228,7 +227,9 @@ class Store:
         self.pins: dict[ChunkId, int] = {}
         # Handles start at a random 40-bit offset: a handle kept across a daemon restart must
         # not silently name whatever the new daemon numbered the same (it gets UnknownHandle).
-        self._handles = itertools.count(secrets.randbits(40) + 1)  # shared with conversations
+        # os.urandom, not ``secrets``: that module loads OpenSSL's libcrypto (~4 MiB of PSS).
+        start = int.from_bytes(os.urandom(5), "little")
+        self._handles = itertools.count(start + 1)  # shared with conversations
         self._agent_ids = itertools.count(1)
         #: One int object per distinct chunk size, shared by every entry of that size: an int
         #: above 256 is a 28-byte object, ~10 % of a chunk's metadata budget of 256 bytes.
