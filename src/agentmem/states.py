@@ -1,11 +1,13 @@
 """Enumerations and lifecycles, each with one checked transition function.
 
-A leaf module: it imports nothing from agentmem.
+Imports nothing from agentmem but its exceptions.
 """
 
 from __future__ import annotations
 
 import enum
+
+from agentmem.errors import InvalidArgument
 
 
 class SMUType(enum.IntEnum):
@@ -19,7 +21,8 @@ class SMUType(enum.IntEnum):
 
     @classmethod
     def parse(cls, value: object) -> SMUType:
-        """Accept an ``SMUType``, its name (``"tool_def"``) or value; else ``ValueError``."""
+        """Accept an ``SMUType``, its name (``"tool_def"``) or value; else ``InvalidArgument``
+        (a ``ValueError``), as the store and the daemon answer it."""
         if isinstance(value, SMUType):
             return value
         if isinstance(value, str):
@@ -33,7 +36,7 @@ class SMUType(enum.IntEnum):
             except ValueError:
                 pass
         names = ", ".join(m.name.lower() for m in cls)
-        raise ValueError(f"unknown SMU type {value!r}; expected one of: {names}")
+        raise InvalidArgument(f"unknown SMU type {value!r}; expected one of: {names}")
 
     @property
     def label(self) -> str:
@@ -50,7 +53,7 @@ class AgentState(enum.IntEnum):
 
     @classmethod
     def parse(cls, value: object) -> AgentState:
-        """Accept an ``AgentState``, its name or its value; else ``ValueError``."""
+        """Accept an ``AgentState``, its name or its value; else ``InvalidArgument``."""
         if isinstance(value, AgentState):
             return value
         if isinstance(value, str):
@@ -63,7 +66,7 @@ class AgentState(enum.IntEnum):
                 return cls(value)
             except ValueError:
                 pass
-        raise ValueError(f"unknown agent state {value!r}; expected active, paused or idle")
+        raise InvalidArgument(f"unknown agent state {value!r}; expected active, paused or idle")
 
     @property
     def label(self) -> str:

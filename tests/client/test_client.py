@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from agentmem.errors import (
@@ -11,6 +14,7 @@ from agentmem.errors import (
     WrongType,
 )
 from agentmem.stats import AgentStats, StoreStats
+from agentmem.testing import DaemonProcess
 from tests.client.conftest import ClientFactory
 from tests.conftest import message, text
 
@@ -105,8 +109,12 @@ def test_bad_input_gets_typed_errors(connect_agent: ClientFactory) -> None:
     c = connect_agent()
     with pytest.raises(InvalidArgument):
         c.alloc_smu("blob", 42)
-    with pytest.raises(ValueError, match="unknown SMU type"):
+    # Refused before anything is sent, with the class the daemon would answer (one tree to
+    # catch: AgentmemError).
+    with pytest.raises(InvalidArgument, match="unknown SMU type"):
         c.alloc_smu("nonsense", b"x")
+    with pytest.raises(InvalidArgument, match="unknown agent state"):
+        c.set_state("sleepy")
     with pytest.raises(UnknownHandle):
         c.read(123456)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
@@ -132,3 +140,26 @@ def test_published_content_opens_in_the_handshake(connect_agent: ClientFactory) 
     agent.unpublish("coder/prompt")
     with pytest.raises(UnknownHandle):
         agent.open("coder/prompt")
+
+
+NAMES = """
+import sys, agentmem
+first = agentmem.connect(sys.argv[1])
+second = agentmem.connect(sys.argv[1])
+print(first.name, second.name)
+"""
+
+
+@pytest.mark.parametrize("how", ["-c", "stdin"])
+def test_an_agent_without_a_program_name_is_named_after_python(how: str) -> None:
+    with DaemonProcess() as daemon:
+        argv = [sys.executable, "-c", NAMES] if how == "-c" else [sys.executable, "-"]
+        out = subprocess.run(
+            [*argv, daemon.socket],
+            input=None if how == "-c" else NAMES,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    first, second = out.stdout.split()
+    assert first.startswith("python-") and second == f"{first}-2", out.stdout

@@ -64,10 +64,12 @@ _CONVERSATION = SMUType.CONVERSATION.label
 def _default_name() -> str:
     """``<program>-<pid>`` for a process's first agent, ``<program>-<pid>-<n>`` after: agent
     names are unique in a domain, and one process may run many agents."""
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    prog = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if prog in ("", "-", "-c"):  # python -c / python - (stdin) / an embedded interpreter
+        prog = "python"
     n = next(_connections)
     suffix = "" if n == 1 else f"-{n}"
-    return f"{prog or 'python'}-{os.getpid()}{suffix}"
+    return f"{prog}-{os.getpid()}{suffix}"
 
 
 class Client:
@@ -433,7 +435,7 @@ def alloc_request(
     """The ``alloc_smu`` request for ``data``, and the sealed memfd carrying it (-1: inline).
 
     Content of ``MEMFD_MIN`` bytes or more travels in a memfd the caller passes and closes.
-    Raises ``InvalidArgument`` (or ``ValueError`` for an unknown type) before anything is sent.
+    Raises ``InvalidArgument`` (an unknown type included) before anything is sent.
     """
     label = _TYPE_LABELS.get(smu_type) if smu_type.__class__ is str else None
     if label is None:

@@ -447,10 +447,7 @@ def _alloc_smu(
     label = msg.get("type")
     smu_type = _SMU_TYPES.get(label) if type(label) is str else None  # a list is unhashable
     if smu_type is None:
-        try:
-            smu_type = SMUType.parse(label)
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
+        smu_type = SMUType.parse(label)
     agent = session.agent
     assert agent is not None
     sampled = profile.parse(msg) if "stack" in msg else None

@@ -266,10 +266,7 @@ class Store:
             )
         if not isinstance(importance, int) or isinstance(importance, bool):
             raise InvalidArgument("importance must be an int")
-        try:
-            st = AgentState.parse(state)
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
+        st = AgentState.parse(state)
         if name in self.agents:
             raise AgentExists(f"an agent named {name!r} is already registered")
         agent = Agent(
@@ -303,10 +300,7 @@ class Store:
         """Change an agent's state and/or importance."""
         a = self._resolve(agent)
         if state is not None:
-            try:
-                a.state = AgentState.parse(state)
-            except ValueError as exc:
-                raise InvalidArgument(str(exc)) from None
+            a.state = AgentState.parse(state)
         if importance is not None:
             if not isinstance(importance, int) or isinstance(importance, bool):
                 raise InvalidArgument("importance must be an int")
@@ -376,10 +370,7 @@ class Store:
         """
         self._check_open()
         if smu_type.__class__ is not SMUType:
-            try:
-                smu_type = SMUType.parse(smu_type)
-            except ValueError as exc:
-                raise InvalidArgument(str(exc)) from None
+            smu_type = SMUType.parse(smu_type)
         a = (
             agent
             if agent.__class__ is Agent and self.agents.get(agent.name) is agent
