@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 
 import agentmem
@@ -48,3 +50,13 @@ def test_readme_example_runs() -> None:
     store.append(chat, b'{"role":"user","content":"hi"}')
     assert store.length(chat) == 1
     store.close()
+
+
+def test_the_asyncio_client_is_reached_from_the_package_and_only_then_imports_asyncio() -> None:
+    script = (
+        "import sys, agentmem\n"
+        "assert 'asyncio' not in sys.modules\n"
+        "assert agentmem.aio.connect is sys.modules['agentmem.aio'].connect\n"
+        "assert 'asyncio' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

@@ -67,11 +67,13 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> object:
+    import importlib
+
+    if name == "aio":  # ``agentmem.aio.connect()`` after a plain ``import agentmem``
+        return importlib.import_module("agentmem.aio")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'agentmem' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
