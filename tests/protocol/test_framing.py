@@ -410,6 +410,26 @@ def test_encoder_survives_a_failed_encode_and_drops_a_large_buffer() -> None:
     assert enc.encode({"id": 3}) == encode({"id": 3})
 
 
+def test_an_encoder_keeps_no_large_buffer_between_frames() -> None:
+    # msgpack's Packer allocates 256 KiB up front; an agent process's requests never fill it,
+    # and where glibc serves it from pages a large block left, every page of it is resident.
+    import tracemalloc
+
+    from agentmem.protocol.framing import Encoder
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        enc = Encoder()
+        held_new = tracemalloc.get_traced_memory()[0] - base
+        frame = enc.encode({"id": 1, "data": b"x" * (300 << 10)})  # replaces the packer
+        del frame
+        held_after = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert held_new < 16 << 10 and held_after < 16 << 10, (held_new, held_after)
+
+
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
