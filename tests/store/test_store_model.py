@@ -13,6 +13,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 from agentmem.config import Config
 from agentmem.ids import Handle
 from agentmem.states import SMUType
+from agentmem.stats import AgentStats
 from agentmem.store import Store, StoreStats
 from agentmem.store.records import WarmGroup
 from agentmem.store.segments import Segment
@@ -72,6 +73,14 @@ class StoreMachine(RuleBasedStateMachine):
         self.model[new] = self.model[h]
         return new
 
+    @rule(target=convs, h=convs, agent=st.integers(0, 2))
+    def share_conversation(self, h: Handle, agent: int) -> Handle:
+        if h not in self.model:
+            return h
+        new = self.store.share_content(h, self.agents[agent])  # a fork held by ``agent``
+        self.model[new] = list(self.model[h])
+        return new
+
     @rule(target=convs, h=convs)
     def fork(self, h: Handle) -> Handle:
         if h not in self.model:
@@ -102,6 +111,14 @@ class StoreMachine(RuleBasedStateMachine):
         if h in self.model:
             self.store.mark_hot(h, hot)
 
+    @rule(h=smus, name=st.sampled_from(["prompt", "tools"]))
+    def publish(self, h: Handle, name: str) -> None:
+        # A name holds a claim on its SMU that is no agent's: the per-agent splits ignore it.
+        if h in self.model:
+            if name in self.store.names:
+                self.store.unpublish(name)
+            self.store.publish(h, name)
+
     @rule()
     def compact(self) -> None:
         self.store.compact()
@@ -124,7 +141,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert s.logical_bytes == sum(
             sum(map(len, v)) if isinstance(v, list) else len(v) for v in self.model.values()
         )
-        if not self.model:
+        if not self.model and not self.store.names:  # a name keeps its SMU
             assert s.chunks == 0 and s.unique_bytes == 0
         # Per-type figures come from counters kept as handles come and go: recount them.
         for t in SMUType:
@@ -132,6 +149,12 @@ class StoreMachine(RuleBasedStateMachine):
             assert s.by_type[t.label].handles == len(refs), t
             assert s.by_type[t.label].logical_bytes == sum(r.size for r in refs), t
         warm_accounting_holds(self.store)
+        # One agent's split, from its own records, is what the store-wide walk says.
+        for agent in self.agents:
+            one = self.store.get_stats(agent)
+            assert isinstance(one, AgentStats)
+            (walked,) = [a for a in s.per_agent if a.name == agent.name]
+            assert one == walked, (one, walked)
 
 
 def warm_accounting_holds(store: Store) -> None:

@@ -1,15 +1,17 @@
 """Statistics from the store's records: totals are running counters, splits are computed.
 
-Computing who shares what walks every distinct SMU and message once, plus each agent's own
-chunk occurrences: O(chunk references) per call. Cheap for conversations; for very large
-prompts held by many agents (100 x 40,000 chunks) it takes on the order of a second, which is
-why the totals themselves never need it. ``cheap=True`` skips that walk (and the chunk-pointer
-term of the metadata estimate): O(agents + handles + segments), for callers that ask every
-second (the daemon's ``agent_stats`` file and metrics).
+Computing who shares what for every agent walks every distinct SMU and message once, plus
+each agent's own chunk occurrences: O(chunk references) per call. Cheap for conversations; for
+very large prompts held by many agents (100 x 40,000 chunks) it takes on the order of a
+second, which is why the totals themselves never need it. One agent's split reads only that
+agent's records and the reference counts (:func:`_own_split`). ``cheap=True`` skips the walk
+(and the chunk-pointer term of the metadata estimate): O(agents + handles + segments), for
+callers that ask every second (the daemon's ``agent_stats`` file and metrics).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -200,9 +202,91 @@ def _agent_stats(
 
 
 def agent_stats(store: Store, agent: Agent) -> AgentStats:
-    """One agent's statistics."""
+    """One agent's statistics: the split from the agent's own records (:func:`_own_split`),
+    not a walk of the store. O(the store's handles + this agent's chunk references)."""
     refs = [r for r in store.refs.values() if r.agent is agent]
-    return _agent_stats(agent, _owners(store), refs)
+    stats = _agent_stats(agent, None, refs)
+    unique, shared, compressed = _own_split(store, refs)
+    return dataclasses.replace(
+        stats, unique_bytes=unique, shared_bytes=shared, compressed_bytes=compressed
+    )
+
+
+def _own_split(store: Store, refs: Sequence[Ref | ConversationRef]) -> tuple[int, int, int]:
+    """The (unique, shared, compressed) bytes of one agent's ``refs``, as :func:`_owners`
+    would split them, from the reference counts instead of from every other agent's refs.
+
+    A holder (an SMU or a message node) is the agent's alone when every claim on it comes
+    from the agent: an SMU's handles are all its own (published names hold no agent's
+    claim); a node's claims (its children and the conversation refs whose tip it is) are
+    its own tips and children that are its alone. A chunk is the agent's alone when every
+    occurrence counted in its ``refs`` lies in a holder that is the agent's alone, or in an
+    SMU that only names hold (no agent's). Measured (50 agents, each a 3,000-message
+    conversation and a shared prompt; 150,000 messages): 1.7-2.4 ms against 25-45 ms for the
+    store-wide walk, which grows with every other agent's history.
+    """
+    mine: dict[SMU, int] = {}  # the agent's SMUs -> its handles on each
+    tips: dict[MessageNode, int] = {}  # tips of the agent's conversations -> its refs there
+    for ref in refs:
+        if isinstance(ref, Ref):
+            mine[ref.smu] = mine.get(ref.smu, 0) + 1
+        elif ref.tip is not None:
+            tips[ref.tip] = tips.get(ref.tip, 0) + 1
+    named: dict[SMU, int] = {}
+    for smu in store.names.values():
+        named[smu] = named.get(smu, 0) + 1
+    # The agent's message nodes, each once, with how many of its children are among them.
+    children: dict[MessageNode, int] = {}
+    nodes: list[MessageNode] = []
+    seen_nodes: set[MessageNode] = set()
+    for tip in tips:
+        node: MessageNode | None = tip
+        while node is not None and node not in seen_nodes:
+            seen_nodes.add(node)
+            nodes.append(node)
+            parent = node.parent
+            if parent is not None:
+                children[parent] = children.get(parent, 0) + 1
+            node = parent
+    # A node with a claim from elsewhere is shared, and so is every node above it.
+    shared_nodes: set[MessageNode] = set()
+    for node in nodes:
+        if node.refs > tips.get(node, 0) + children.get(node, 0):
+            up: MessageNode | None = node
+            while up is not None and up not in shared_nodes:
+                shared_nodes.add(up)
+                up = up.parent
+    # Occurrences of chunks in holders that are the agent's alone (or no agent's).
+    alone: dict[ChunkEntry, int] = {}
+    holders: list[tuple[ChunkEntry, ...]] = [
+        smu.chunks for smu, n in mine.items() if smu.refs - named.get(smu, 0) == n
+    ]
+    holders += [smu.chunks for smu, n in named.items() if smu.refs == n]
+    holders += [
+        node.chunks for node in nodes if node not in shared_nodes and not node.owns_chunk
+    ]
+    for chunks in holders:
+        for e in chunks:
+            alone[e] = alone.get(e, 0) + 1
+    unique = shared = compressed = 0
+    seen: set[ChunkEntry] = set()
+    every = [smu.chunks for smu in mine] + [node.chunks for node in nodes]
+    for held in every:
+        for e in held:
+            if e in seen:
+                continue
+            seen.add(e)
+            if e.__class__ is MessageNode:  # a message that is its own chunk's entry
+                is_alone = e not in shared_nodes
+            else:
+                is_alone = alone.get(e, 0) == e.refs
+            if is_alone:
+                unique += e.size
+            else:
+                shared += e.size
+            if e.tier is not Tier.HOT:
+                compressed += e.size
+    return unique, shared, compressed
 
 
 def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:
