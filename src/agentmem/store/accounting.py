@@ -262,9 +262,7 @@ def _own_split(store: Store, refs: Sequence[Ref | ConversationRef]) -> tuple[int
         smu.chunks for smu, n in mine.items() if smu.refs - named.get(smu, 0) == n
     ]
     holders += [smu.chunks for smu, n in named.items() if smu.refs == n]
-    holders += [
-        node.chunks for node in nodes if node not in shared_nodes and not node.owns_chunk
-    ]
+    holders += [node.chunks for node in nodes if node not in shared_nodes and not node.owns_chunk]
     for chunks in holders:
         for e in chunks:
             alone[e] = alone.get(e, 0) + 1
