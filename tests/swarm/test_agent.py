@@ -6,6 +6,7 @@ shared views and the daemon must be the very body ``plain`` materialises with ``
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import Iterator
@@ -82,6 +83,66 @@ def test_agentmem_streams_the_plain_body(
     streamed = _play(run_dir, "agentmem", 1, daemon)
     assert [s["sha256"] for s in streamed] == [s["sha256"] for s in plain]
     assert [s["bytes"] for s in streamed] == [s["bytes"] for s in plain]
+
+
+def _play_task(run_dir: Path, mode: str, index: int, daemon: DaemonProcess) -> list[dict[str, Any]]:
+    """:func:`_play` with the agent as an asyncio task (``--tasks``)."""
+    server = llm.MockLLM(llm.load_replies(run_dir / "turns.jsonl"), check=True)
+    with llm.serving(server) as port, agentmem.connect(daemon.socket, name=f"lt-{mode}") as boss:
+        shared = agent.Shared(run_dir, daemon.socket, port)
+        a = agent.AGENTS[mode](shared, _specs(run_dir)[index])
+        a.name = f"{a.name}-task-{mode}"
+        handles: list[int] = []
+
+        async def play() -> None:
+            await a.aconnect()
+            if mode == "agentmem":
+                prompt = boss.alloc_smu("system_prompt", agent.compact(shared.prompt()))
+                tools = boss.alloc_smu("tool_def", (run_dir / "tools.json").read_bytes())
+                handles.extend(int(boss.share_content(h, a.name)) for h in (prompt, tools))
+            try:
+                await a.aload_prompt(handles)
+                await a.aload()
+                await a.arun(TURNS, 0.0)
+            finally:
+                await a.aclose()
+
+        asyncio.run(play())
+    assert a.error is None
+    assert len(a.turn_s) == TURNS and a.spawn_s > 0
+    return server.seen[index]
+
+
+def test_an_agent_as_a_task_sends_the_body_a_thread_sends(
+    run_dir: Path, daemon: DaemonProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent, "SEND_BYTES", 5000)  # many drains a body
+    plain = _play(run_dir, "plain", 2, daemon)
+    for mode in ("plain", "agentmem"):
+        as_task = _play_task(run_dir, mode, 2, daemon)
+        assert [s["sha256"] for s in as_task] == [s["sha256"] for s in plain], mode
+
+
+def test_the_async_turn_gate_holds_its_tokens(tmp_path: Path) -> None:
+    from agentmem.swarm.run import Gate
+
+    gate = Gate(tmp_path / "gate", 1)
+
+    async def exclusive() -> None:
+        first, second = agent.AsyncTurnGate(gate.path), agent.AsyncTurnGate(gate.path)
+        await first.__aenter__()
+        waiting = asyncio.create_task(second.__aenter__())
+        for _ in range(20):  # let it run until it waits on the FIFO
+            await asyncio.sleep(0)
+        assert not waiting.done()  # the one token is taken
+        await first.__aexit__(None, None, None)
+        await asyncio.wait_for(waiting, 10)  # the token passes to it
+        await second.__aexit__(None, None, None)
+
+    try:
+        asyncio.run(exclusive())
+    finally:
+        gate.close()
 
 
 def test_seed_history_is_permuted_per_agent(tmp_path: Path) -> None:

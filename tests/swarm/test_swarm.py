@@ -118,6 +118,24 @@ def test_a_warm_budget_sends_idle_conversations_to_disk() -> None:
     assert store["warm_stored_bytes"] <= budget
 
 
+def test_agents_sharing_a_process_play_as_tasks() -> None:
+    res = run(
+        Options(
+            agents=4,
+            processes=2,
+            modes=("plain", "agentmem"),
+            profile="seed",
+            scale=1 / 50,
+            turns=2,
+            think=0.05,
+        )
+    )
+    for mode in ("plain", "agentmem"):
+        out = res["modes"][mode]
+        assert out["tasks"] and out["processes"] == 2, mode
+        assert out["error_count"] == 0 and out["turns_played"] == 8, (mode, out["errors"])
+
+
 def test_agents_import_compiled_bytecode(tmp_path: Path) -> None:
     package = tmp_path / "pkg"
     (package / "sub").mkdir(parents=True)

@@ -36,10 +36,14 @@ the data of a ``corpus``-profile agent.
 
 Control: JSON lines on stdin/stdout with the orchestrator (:mod:`agentmem.swarm.run`):
 ``started`` -> (connect) -> ``registered`` -> (handles) -> ``spawned`` -> (load) -> ``ready``
--> (go) -> ``done`` -> (exit). Several agents in one
-process (``--processes``) run as threads, each with its own HTTP connection and, in
-``agentmem`` mode, its own client: the sync client is not thread-safe, and one connection per
-agent is what lets the daemon see each agent's state.
+-> (go) -> ``done`` -> (exit).
+
+Several agents in one process (``--processes`` below the agent count: ``--tasks``) run as
+asyncio tasks on one event loop, each with its own HTTP connection and, in ``agentmem`` mode,
+its own asyncio client (``agentmem.aio``) on its own connection to the daemon, which is what
+lets the daemon see each agent's state. An agent alone in its process plays in a thread and
+imports no asyncio: an event loop for one agent would cost each process asyncio's imports
+(8.7 MiB of PSS measured here, ssl and OpenSSL among them), more than a corpus agent's data.
 """
 
 from __future__ import annotations
@@ -61,9 +65,12 @@ from pathlib import Path
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import AsyncIterator
     from typing import Any
 
     from agentmem.client import Client
+    from agentmem.client.aio import AsyncClient
     from agentmem.client.conversation import Conversation
     from agentmem.ids import Handle
 
@@ -236,6 +243,65 @@ class Http:
         self.sock.close()
 
 
+class AsyncHttp:
+    """:class:`Http` on asyncio streams, for agents that share a process as tasks."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.host = host
+
+    @classmethod
+    async def open(cls, port: int, host: str = "127.0.0.1") -> AsyncHttp:
+        import asyncio
+
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer, host)
+
+    async def request(
+        self, method: str, path: str, pieces: AsyncIterator[bytes | memoryview], length: int
+    ) -> tuple[int, bytes]:
+        """As :meth:`Http.request`, the pieces coming from an async iterator; the transport
+        is drained every SEND_BYTES, so what it buffers stays bounded."""
+        writer = self.writer
+        writer.write(
+            (
+                f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+            ).encode()
+        )
+        sent = pending = 0
+        async for piece in pieces:
+            n = len(piece) if isinstance(piece, bytes) else piece.nbytes
+            sent += n
+            pending += n
+            writer.write(piece)
+            if pending >= SEND_BYTES:
+                await writer.drain()
+                pending = 0
+        await writer.drain()
+        if sent != length:
+            raise RuntimeError(f"body was {sent} bytes, Content-Length said {length}")
+        status = (await self.reader.readline()).split()
+        if len(status) < 2:
+            raise ConnectionError("the mock LLM closed the connection")
+        size = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                size = int(value)
+        return int(status[1]), await self.reader.readexactly(size)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 # --- agents ------------------------------------------------------------------------------------
 
 
@@ -283,6 +349,49 @@ class TurnGate:
         os.write(self.fd, b"t")
 
 
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class AsyncTurnGate:
+    """:class:`TurnGate` for tasks: ``async with gate:``. One task of the process at a time
+    waits on the FIFO (an event loop watches an fd for one reader), the others behind it."""
+
+    def __init__(self, path: Path) -> None:
+        import asyncio
+
+        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        self._parent = os.getppid()
+        self._waiting = asyncio.Lock()
+
+    async def __aenter__(self) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        async with self._waiting:
+            while True:
+                try:
+                    if os.read(self.fd, 1) == b"t":
+                        return
+                except BlockingIOError:
+                    pass  # no token now (another process took it): wait for the next
+                readable: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(self.fd, _set_once, readable)
+                try:
+                    await asyncio.wait_for(readable, 1.0)
+                except TimeoutError:
+                    if os.getppid() != self._parent:
+                        raise RuntimeError(
+                            "the orchestrator went away while this agent waited"
+                        ) from None
+                finally:
+                    loop.remove_reader(self.fd)
+
+    async def __aexit__(self, *exc: object) -> None:
+        os.write(self.fd, b"t")
+
+
 class Agent:
     """One agent: its loop, timings and errors. Subclasses hold the data."""
 
@@ -292,6 +401,7 @@ class Agent:
         self.name = f"swarm-{self.index:04d}"
         self.spec = spec
         self.http: Http | None = None
+        self.ahttp: AsyncHttp | None = None
         self.spawn_s = 0.0
         self.turn_s: list[float] = []
         self.body_bytes: list[int] = []
@@ -363,6 +473,74 @@ class Agent:
         except Exception as exc:  # reported to the orchestrator, which fails the mode
             self.error = f"{type(exc).__name__}: {exc}"
 
+    # The same phases for an agent that plays as an asyncio task (``--tasks``): by default
+    # the data work above, with the HTTP and the waits on the event loop.
+    async def aconnect(self) -> None:
+        self.connect()
+
+    async def aload_prompt(self, handles: Sequence[int]) -> None:
+        self.load_prompt(handles)
+
+    async def aload(self) -> None:
+        self.load()
+
+    async def abody(self) -> tuple[AsyncIterator[bytes | memoryview], int]:
+        pieces, length = self.body()
+        return _aiter(pieces), length
+
+    async def aappend(self, messages: list[Any]) -> None:
+        self.append(messages)
+
+    async def aactivity(self, active: bool) -> None:
+        self.activity(active)
+
+    async def aclose(self) -> None:
+        if self.ahttp is not None:
+            self.ahttp.close()
+
+    async def aturn(self) -> bool:
+        """:meth:`turn` as a task."""
+        t0 = time.perf_counter()
+        pieces, length = await self.abody()
+        assert self.ahttp is not None
+        status, data = await self.ahttp.request(
+            "POST", f"/v1/agents/{self.index}/messages", pieces, length
+        )
+        if status != 200:
+            raise RuntimeError(f"mock LLM answered {status}: {data[:200]!r}")
+        reply = json.loads(data)
+        if reply.get("done"):
+            return False
+        await self.aappend([reply["message"], *reply["results"]])
+        self.turn_s.append(time.perf_counter() - t0)
+        self.body_bytes.append(length)
+        return True
+
+    async def arun(self, turns: int, think: float, gate: AsyncTurnGate | None = None) -> None:
+        """:meth:`run` as a task."""
+        import asyncio
+
+        try:
+            self.ahttp = await AsyncHttp.open(self.shared.port)
+            for gap in think_times(self.index, think, turns):
+                await asyncio.sleep(gap)
+                await self.aactivity(True)
+                if gate is None:
+                    more = await self.aturn()
+                else:
+                    async with gate:
+                        more = await self.aturn()
+                await self.aactivity(False)
+                if not more:
+                    break
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+
+
+async def _aiter(pieces: Iterable[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
+    for piece in pieces:
+        yield piece
+
 
 class PlainAgent(Agent):
     """Everything in ordinary Python objects (``plain`` and ``ksm``)."""
@@ -399,6 +577,8 @@ class AgentmemAgent(Agent):
         super().__init__(shared, spec)
         self.client: Client | None = None
         self.conv: Conversation | None = None
+        self.aclient: AsyncClient | None = None
+        self.chat: Handle | None = None  # the conversation, as a task (no Conversation)
         self.tools_handle: Handle | None = None
         self.prompt: list[memoryview] = []
         self.env: bytes = b""
@@ -496,6 +676,89 @@ class AgentmemAgent(Agent):
         if self.client is not None:
             self.client.close()
 
+    # As a task: the asyncio client, on a connection of its own. The conversation is the
+    # handle itself (``Conversation`` is the sync client's), extended with the same compact
+    # JSON it would store.
+    async def aconnect(self) -> None:
+        import agentmem.aio
+
+        t0 = time.perf_counter()
+        self.aclient = await agentmem.aio.connect(
+            self.shared.socket_path, name=self.name, autostart=False
+        )
+        self._conn_s = time.perf_counter() - t0
+
+    async def aload_prompt(self, handles: Sequence[int]) -> None:
+        from agentmem.ids import Handle
+
+        assert self.aclient is not None
+        t0 = time.perf_counter()
+        self.prompt = await self.aclient.views(Handle(handles[0]))
+        self.prompt[0][0]  # first byte touched: the segment is mapped and readable
+        self.spawn_s = self._conn_s + time.perf_counter() - t0
+        self.tools_handle = Handle(handles[1])
+
+    async def aload(self) -> None:
+        client = self.aclient
+        assert client is not None and self.tools_handle is not None
+        self.tools = await client.views(self.tools_handle)
+        env_handle = await client.alloc_smu("system_prompt", compact(self.spec["env"]))
+        self.env = bytes(await client.read(env_handle))
+        self.fixed = GLUE_BYTES + len(self.env)
+        self.fixed += sum(v.nbytes for v in self.prompt) + sum(v.nbytes for v in self.tools)
+        self.chat = await client.alloc_smu("conversation", [])
+        batch: list[Any] = []
+        for msg in history(self.shared.run_dir, self.spec["history"]):
+            batch.append(msg)
+            if len(batch) >= LOAD_BATCH:
+                await self.aappend(batch)
+                batch = []
+        if batch:
+            await self.aappend(batch)
+        await self.aactivity(False)
+
+    async def aappend(self, messages: list[Any]) -> None:
+        assert self.aclient is not None and self.chat is not None
+        raws = [compact(m) for m in messages]
+        await self.aclient.extend(self.chat, raws)
+        self._track(raws)
+
+    async def aactivity(self, active: bool) -> None:
+        assert self.aclient is not None
+        await self.aclient.set_state("active" if active else "idle")
+
+    async def abody(self) -> tuple[AsyncIterator[bytes | memoryview], int]:
+        client, chat = self.aclient, self.chat
+        assert client is not None and chat is not None
+        length = self.fixed + self.msg_bytes + max(0, self.count - 1)
+
+        async def pieces() -> AsyncIterator[bytes | memoryview]:
+            yield BODY_HEAD
+            for view in self.prompt:
+                yield view
+            yield BODY_ENV
+            yield self.env
+            yield BODY_TOOLS
+            for view in self.tools:
+                yield view
+            yield BODY_MESSAGES
+            n = 0
+            async for view in client.iter_message_views(chat, 0, self.count):
+                if n:
+                    yield b","
+                yield view
+                n += 1
+            if n != self.count:
+                raise RuntimeError(f"{n} messages read back, {self.count} appended")
+            yield BODY_END
+
+        return pieces(), length
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self.aclient is not None:
+            await self.aclient.close()
+
 
 AGENTS: dict[str, type[Agent]] = {"plain": PlainAgent, "ksm": PlainAgent, "agentmem": AgentmemAgent}
 
@@ -513,13 +776,19 @@ def enable_ksm() -> None:
         raise OSError(err, f"prctl(PR_SET_MEMORY_MERGE): {os.strerror(err)}")
 
 
-def import_mode(mode: str) -> None:
-    """Import what ``mode``'s agents import (the idle baseline must carry the same)."""
+def import_mode(mode: str, tasks: bool = False) -> None:
+    """Import what ``mode``'s agents import, as threads or (``tasks``) as asyncio tasks (the
+    idle baseline must carry the same)."""
     if mode == "ksm":
         import ctypes  # noqa: F401
+    if tasks:
+        import asyncio  # noqa: F401
     if mode == "agentmem":
         import agentmem
-        import agentmem.client.conversation  # noqa: F401
+        import agentmem.client.conversation
+
+        if tasks:
+            import agentmem.aio  # noqa: F401
 
 
 def status_bytes(field: str) -> int:
@@ -566,6 +835,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--think", type=float, default=0.5)
     p.add_argument("--gate", type=Path, help="the turn gate's FIFO (at most K turns at once)")
     p.add_argument("--idle", action="store_true", help="import as an agent would, then sit idle")
+    p.add_argument("--tasks", action="store_true", help="play the agents as asyncio tasks")
     args = p.parse_args(argv)
     ctl = Control()
     if args.mode == "ksm" and not args.idle:
@@ -574,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             ctl.send({"event": "error", "error": str(exc)})
             return 1
-    import_mode(args.mode)
+    import_mode(args.mode, args.tasks)
     if args.idle:
         ctl.send({"event": "ready"})
         ctl.recv()
@@ -588,6 +858,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 specs.append(spec)
     shared = Shared(args.run_dir, args.socket, args.port)
     agents = [AGENTS[args.mode](shared, spec) for spec in specs]
+    if args.tasks:
+        import asyncio
+
+        asyncio.run(_play_as_tasks(args, ctl, agents))
+        return 0
     ctl.send({"event": "started"})
     ctl.recv()  # connect: the orchestrator spawns one process at a time
     for a in agents:
@@ -616,19 +891,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         t.start()
     for t in threads:
         t.join()
-    ctl.send(
-        {
-            "event": "done",
-            "turn_ms": [_ms(a.turn_s) for a in agents],
-            "body_bytes": [a.body_bytes[-1] if a.body_bytes else 0 for a in agents],
-            "errors": [f"{a.name}: {a.error}" for a in agents if a.error],
-            "peak_rss_bytes": status_bytes("VmHWM"),
-        }
-    )
+    ctl.send(_done(agents))
     ctl.recv()  # exit
     for a in agents:
         a.close()
     return 0
+
+
+async def _play_as_tasks(args: argparse.Namespace, ctl: Control, agents: list[Agent]) -> None:
+    """:func:`main`'s phases with the agents as tasks of one event loop. The control channel
+    is read blocking: between phases no task runs."""
+    import asyncio
+
+    ctl.send({"event": "started"})
+    ctl.recv()  # connect
+    for a in agents:
+        await a.aconnect()
+    ctl.send({"event": "registered", "names": [a.name for a in agents]})
+    handles: dict[str, list[int]] = ctl.recv().get("handles", {})
+    for a in agents:
+        await a.aload_prompt(handles.get(a.name, []))
+    ctl.send({"event": "spawned", "spawn_ms": _ms([a.spawn_s for a in agents])})
+    ctl.recv()  # load
+    t0 = time.perf_counter()
+    for a in agents:
+        await a.aload()
+    ctl.send({"event": "ready", "load_s": round(time.perf_counter() - t0, 3)})
+    ctl.recv()  # go
+    gate = AsyncTurnGate(args.gate) if args.gate is not None else None
+    await asyncio.gather(*(a.arun(args.turns, args.think, gate) for a in agents))
+    ctl.send(_done(agents))
+    ctl.recv()  # exit
+    for a in agents:
+        await a.aclose()
+
+
+def _done(agents: list[Agent]) -> dict[str, Any]:
+    return {
+        "event": "done",
+        "turn_ms": [_ms(a.turn_s) for a in agents],
+        "body_bytes": [a.body_bytes[-1] if a.body_bytes else 0 for a in agents],
+        "errors": [f"{a.name}: {a.error}" for a in agents if a.error],
+        "peak_rss_bytes": status_bytes("VmHWM"),
+    }
 
 
 if __name__ == "__main__":

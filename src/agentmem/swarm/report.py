@@ -201,7 +201,9 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines = [
         f"# agentmem swarm: {meta['agents']} agents, {meta['profile']} profile",
         "",
-        f"{meta['agents']} agents in {meta['processes']} processes, {meta['turns']} turns each "
+        f"{meta['agents']} agents in {meta['processes']} processes"
+        f"{' (asyncio tasks)' if meta['processes'] < meta['agents'] else ''}, "
+        f"{meta['turns']} turns each "
         f"(mean idle {meta['think_s']} s, per-agent rates 0.5-2x; at most "
         f"{meta.get('concurrency') or 'unlimited'} turns in flight); system prompt "
         f"{prof['prompt_bytes']:,} B + environment block ~{prof['env_bytes_mean']:.0f} B, "

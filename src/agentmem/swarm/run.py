@@ -230,12 +230,15 @@ def _agent_cmd(
     sock: str,
     port: int,
     gate: Gate | None,
+    tasks: bool,
 ) -> list[str]:
     cmd = [sys.executable, agent_mod.__file__, "--mode", mode, "--run-dir", str(run_dir)]
     cmd += ["--agents", ",".join(map(str, indices)), "--socket", sock, "--port", str(port)]
     cmd += ["--turns", str(o.turns), "--think", str(o.think)]
     if gate is not None:
         cmd += ["--gate", str(gate.path)]
+    if tasks:
+        cmd.append("--tasks")
     return cmd
 
 
@@ -271,9 +274,14 @@ def settle(launcher: Any, o: Options) -> tuple[float, bool]:
     return time.monotonic() - t0, False
 
 
-def idle_baseline(mode: str, processes: int, run_dir: Path, log: IO[bytes]) -> int:
-    """PSS of ``processes`` interpreters that import what ``mode``'s agents import, then idle."""
+def idle_baseline(
+    mode: str, processes: int, run_dir: Path, log: IO[bytes], *, tasks: bool = False
+) -> int:
+    """PSS of ``processes`` interpreters that import what ``mode``'s agents import (as threads
+    or as asyncio tasks), then idle."""
     cmd = [sys.executable, agent_mod.__file__, "--mode", mode, "--run-dir", str(run_dir), "--idle"]
+    if tasks:
+        cmd.append("--tasks")
     fleet = Fleet([cmd] * processes, log)
     try:
         fleet.expect("ready")
@@ -325,7 +333,8 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
             return {"skipped": reason}
     procs = o.processes_for(n)
     groups = [list(range(p, n, procs)) for p in range(procs)]
-    out: dict[str, Any] = {"agents": n, "processes": procs}
+    tasks = procs < n  # several agents a process: asyncio tasks (agent.py)
+    out: dict[str, Any] = {"agents": n, "processes": procs, "tasks": tasks}
     t_start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         log = stack.enter_context((run_dir / f"{mode}-{n}.log").open("ab"))
@@ -361,7 +370,10 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
         gate = Gate(run_dir / f"gate-{mode}-{n}", slots) if slots else None
         if gate is not None:
             stack.callback(gate.close)
-        cmds = [_agent_cmd(mode, o, run_dir, g, sock=sock, port=port, gate=gate) for g in groups]
+        cmds = [
+            _agent_cmd(mode, o, run_dir, g, sock=sock, port=port, gate=gate, tasks=tasks)
+            for g in groups
+        ]
         fleet = Fleet(cmds, log)
         stack.callback(fleet.close)
         dpid = daemon.pid if daemon is not None else None
@@ -409,7 +421,7 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
     if ksm is not None:
         out["ksm_restored"] = dict(ksm.restored)
     with (run_dir / f"{mode}-{n}.log").open("ab") as log:
-        idle = idle_baseline(mode, procs, run_dir, log)
+        idle = idle_baseline(mode, procs, run_dir, log, tasks=tasks)
     errors = [e for msg in done for e in msg["errors"]]
     turns = [t for msg in done for agent_turns in msg["turn_ms"] for t in agent_turns]
     spawn = [s for msg in spawned for s in msg["spawn_ms"]]
