@@ -879,10 +879,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctl.send({"event": "ready", "load_s": round(time.perf_counter() - t0, 3)})
     ctl.recv()  # go
     gate = TurnGate(args.gate) if args.gate is not None else None
-    # Agents play in threads, even alone in a process. Measured at the seed profile: in the
-    # main thread a plain agent keeps ~23 MiB more (glibc's main arena holds on to what its
-    # 45 MB bodies leave) and an agentmem one ~0.75 MiB less (no second arena); the baseline
-    # must not move with the harness, so every mode keeps the shape the figures were taken in.
+    # Without --tasks a process holds one agent, and it plays in a thread, not the main one.
+    # Measured at the seed profile: in the main thread a plain agent keeps ~23 MiB more
+    # (glibc's main arena holds on to what its 45 MB bodies leave) and an agentmem one
+    # ~0.75 MiB less (no second arena); the baseline must not move with the harness, so every
+    # mode keeps the shape the figures were taken in.
     threads = [
         threading.Thread(target=a.run, args=(args.turns, args.think, gate), name=a.name)
         for a in agents
