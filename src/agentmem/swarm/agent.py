@@ -439,18 +439,31 @@ class Agent:
         t0 = time.perf_counter()
         pieces, length = self.body()
         assert self.http is not None
-        status, data = self.http.request(
-            "POST", f"/v1/agents/{self.index}/messages", pieces, length
-        )
+        messages = self._answered(*self.http.request("POST", self._path, pieces, length))
+        if messages is None:
+            return False
+        self.append(messages)
+        self._played(t0, length)
+        return True
+
+    @property
+    def _path(self) -> str:
+        return f"/v1/agents/{self.index}/messages"
+
+    @staticmethod
+    def _answered(status: int, data: bytes) -> list[Any] | None:
+        """What the mock LLM's answer adds to the conversation (its assistant message and the
+        tool results after it); None once the trajectory is over."""
         if status != 200:
             raise RuntimeError(f"mock LLM answered {status}: {data[:200]!r}")
         reply = json.loads(data)
         if reply.get("done"):
-            return False
-        self.append([reply["message"], *reply["results"]])
+            return None
+        return [reply["message"], *reply["results"]]
+
+    def _played(self, t0: float, length: int) -> None:
         self.turn_s.append(time.perf_counter() - t0)
         self.body_bytes.append(length)
-        return True
 
     def run(self, turns: int, think: float, gate: TurnGate | None = None) -> None:
         """Play up to ``turns`` turns, idle between them, each inside ``gate`` when there is
@@ -503,17 +516,11 @@ class Agent:
         t0 = time.perf_counter()
         pieces, length = await self.abody()
         assert self.ahttp is not None
-        status, data = await self.ahttp.request(
-            "POST", f"/v1/agents/{self.index}/messages", pieces, length
-        )
-        if status != 200:
-            raise RuntimeError(f"mock LLM answered {status}: {data[:200]!r}")
-        reply = json.loads(data)
-        if reply.get("done"):
+        messages = self._answered(*await self.ahttp.request("POST", self._path, pieces, length))
+        if messages is None:
             return False
-        await self.aappend([reply["message"], *reply["results"]])
-        self.turn_s.append(time.perf_counter() - t0)
-        self.body_bytes.append(length)
+        await self.aappend(messages)
+        self._played(t0, length)
         return True
 
     async def arun(self, turns: int, think: float, gate: AsyncTurnGate | None = None) -> None:
