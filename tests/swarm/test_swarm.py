@@ -146,6 +146,32 @@ def test_agents_import_compiled_bytecode(tmp_path: Path) -> None:
     assert ensure_bytecode(package) == 0  # up to date: nothing new
 
 
+def _idle_pss_kib(script: str, tmp_path: Path) -> int:
+    """PSS of an idle agent process started through ``script`` (smaller of two)."""
+    values = []
+    for _ in range(2):
+        cmd = [sys.executable, script, "--mode", "plain", "--run-dir", str(tmp_path), "--idle"]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert p.stdout is not None and p.stdin is not None
+        assert json.loads(p.stdout.readline())["event"] == "ready"
+        with open(f"/proc/{p.pid}/smaps_rollup") as f:
+            values.append(next(int(x.split()[1]) for x in f if x.startswith("Pss:")))
+        p.stdin.write(b"{}\n")
+        p.stdin.close()
+        assert p.wait(timeout=30) == 0
+        p.stdout.close()
+    return min(values)
+
+
+def test_agent_processes_load_the_agent_from_bytecode(tmp_path: Path) -> None:
+    from agentmem.swarm import agent, launch
+
+    ensure_bytecode()
+    as_script = _idle_pss_kib(agent.__file__, tmp_path)  # compiled from source at start
+    launched = _idle_pss_kib(launch.__file__, tmp_path)
+    assert as_script - launched > 1024, (as_script, launched)  # the compiler's scratch
+
+
 def test_a_killed_swarm_puts_ksm_settings_back(tmp_path: Path) -> None:
     """SIGTERM in the middle of a KSM session: the settings found are written back."""
     ksm = tmp_path / "ksm"

@@ -28,9 +28,10 @@ How each mode holds its data:
   conversation to the warm tier once it has been idle longer than any of its gaps between
   turns (``run.Options.idle_warm_seconds``; ``--no-demote`` turns the rule off).
 
-Runs as a script (``python agent.py``), so that a ``plain`` process imports nothing of agentmem
-(the package's ``__init__`` loads the client); it imports only the standard library and, in
-``agentmem`` mode, the client. A minimal HTTP/1.1 client is used instead of ``http.client``,
+Each agent process runs this module through ``launch.py`` (loaded by its path, from its
+bytecode), so that a ``plain`` process imports nothing of agentmem (the package's ``__init__``
+loads the client); it imports only the standard library and, in ``agentmem`` mode, the
+client. A minimal HTTP/1.1 client is used instead of ``http.client``,
 which costs 5.9 MiB of PSS per process for its imports (the ``email`` package), here more than
 the data of a ``corpus``-profile agent.
 

@@ -42,7 +42,7 @@ from typing import IO, Any
 from agentmem.bench.fleet import private_daemon
 from agentmem.bench.pss import rollup
 from agentmem.swarm import agent as agent_mod
-from agentmem.swarm import measure, profiles
+from agentmem.swarm import launch, measure, profiles
 
 MODES = agent_mod.MODES
 #: Seconds a phase (start-up and loading, the turns) may take before the round fails.
@@ -232,7 +232,7 @@ def _agent_cmd(
     gate: Gate | None,
     tasks: bool,
 ) -> list[str]:
-    cmd = [sys.executable, agent_mod.__file__, "--mode", mode, "--run-dir", str(run_dir)]
+    cmd = [sys.executable, launch.__file__, "--mode", mode, "--run-dir", str(run_dir)]
     cmd += ["--agents", ",".join(map(str, indices)), "--socket", sock, "--port", str(port)]
     cmd += ["--turns", str(o.turns), "--think", str(o.think)]
     if gate is not None:
@@ -279,7 +279,7 @@ def idle_baseline(
 ) -> int:
     """PSS of ``processes`` interpreters that import what ``mode``'s agents import (as threads
     or as asyncio tasks), then idle."""
-    cmd = [sys.executable, agent_mod.__file__, "--mode", mode, "--run-dir", str(run_dir), "--idle"]
+    cmd = [sys.executable, launch.__file__, "--mode", mode, "--run-dir", str(run_dir), "--idle"]
     if tasks:
         cmd.append("--tasks")
     fleet = Fleet([cmd] * processes, log)
