@@ -17,19 +17,15 @@ clients safe to use from several threads (one client per thread, as with the dae
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 
 from agentmem.config import Config
 from agentmem.daemon import maintenance
 from agentmem.daemon.service import Service
 from agentmem.errors import DaemonUnavailable
-
-log = logging.getLogger("agentmem.inprocess")
 
 _SHARED: Service | None = None
 
@@ -91,12 +87,7 @@ class _Runner:
             with self.lock:
                 if self._stop.is_set():
                     return
-                t0 = time.thread_time()
-                try:
-                    maintenance.tick(self.service)
-                except Exception:
-                    log.error("maintenance tick failed:\n%s", traceback.format_exc())
-                self.service.maintenance_cpu_seconds += time.thread_time() - t0
+                maintenance.run(self.service, time.thread_time)
                 self.ticks += 1
                 backlog = self.service.maintenance_backlog
             delay = maintenance.BACKLOG_INTERVAL if backlog else maintenance.INTERVAL

@@ -11,6 +11,10 @@ kilobytes of holes.
 
 from __future__ import annotations
 
+import logging
+import time
+import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from agentmem import heap
@@ -18,6 +22,8 @@ from agentmem.codec import codec_uses, release_contexts
 
 if TYPE_CHECKING:
     from agentmem.daemon.service import Service
+
+log = logging.getLogger("agentmem.daemon")
 
 #: Seconds between maintenance passes.
 INTERVAL: Final = 1.0
@@ -38,6 +44,17 @@ TRIM_AFTER_BYTES: Final = 16 << 20
 #: compressors of 1 MiB groups, two decompressors, one with a digested dictionary); built
 #: again on the next use for ~1 ms.
 CODEC_IDLE_TICKS: Final = 3
+
+
+def run(service: Service, clock: Callable[[], float] = time.process_time) -> None:
+    """One :func:`tick`, its CPU (by ``clock``) added to ``maintenance_cpu_seconds``; a
+    failure is logged, never raised: the daemon's loop and the in-process thread both go on."""
+    t0 = clock()
+    try:
+        tick(service)
+    except Exception:
+        log.error("maintenance tick failed:\n%s", traceback.format_exc())
+    service.maintenance_cpu_seconds += clock() - t0
 
 
 def tick(service: Service) -> int:

@@ -238,10 +238,8 @@ class Server:
         """Maintenance, then (``observe``) each ``on_tick`` callback; a failure is logged,
         never fatal."""
         service = self.service
-        t0 = time.process_time()
-        self._run(lambda: maintenance.tick(service))
+        maintenance.run(service)
         t1 = time.process_time()
-        service.maintenance_cpu_seconds += t1 - t0
         if observe:
             for fn in self.on_tick:
                 self._run(fn)

@@ -182,6 +182,22 @@ def think_times(index: int, mean: float, turns: int, seed: int = 11) -> list[flo
 # --- HTTP --------------------------------------------------------------------------------------
 
 
+def _request_head(method: str, path: str, host: str, length: int) -> bytes:
+    """The request line and headers of a JSON body of ``length`` bytes."""
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def _status(line: bytes) -> int:
+    """The status code of a response's first line."""
+    parts = line.split()
+    if len(parts) < 2:
+        raise ConnectionError("the mock LLM closed the connection")
+    return int(parts[1])
+
+
 class Http:
     """A minimal HTTP/1.1 client on one keep-alive loopback connection. Not thread-safe."""
 
@@ -196,10 +212,7 @@ class Http:
     ) -> tuple[int, bytes]:
         """Send the request with a body of ``length`` bytes made of ``pieces`` (sent as they
         come; small ones gathered); return the status and the response body."""
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
-        ).encode()
+        head = _request_head(method, path, self.host, length)
         sent = 0
         pending: list[bytes | memoryview] = [head]
         pending_bytes = len(head)
@@ -215,9 +228,7 @@ class Http:
             self._send(pending)
         if sent != length:
             raise RuntimeError(f"body was {sent} bytes, Content-Length said {length}")
-        status = self.rfile.readline().split()
-        if len(status) < 2:
-            raise ConnectionError("the mock LLM closed the connection")
+        status = _status(self.rfile.readline())
         size = 0
         while True:
             line = self.rfile.readline()
@@ -226,7 +237,7 @@ class Http:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 size = int(value)
-        return int(status[1]), self.rfile.read(size)
+        return status, self.rfile.read(size)
 
     def _send(self, buffers: list[bytes | memoryview]) -> None:
         """All of ``buffers``, in order, with as few ``sendmsg`` calls as the socket allows."""
@@ -268,12 +279,7 @@ class AsyncHttp:
         """As :meth:`Http.request`, the pieces coming from an async iterator; the transport
         is drained every SEND_BYTES, so what it buffers stays bounded."""
         writer = self.writer
-        writer.write(
-            (
-                f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
-            ).encode()
-        )
+        writer.write(_request_head(method, path, self.host, length))
         sent = pending = 0
         async for piece in pieces:
             n = len(piece) if isinstance(piece, bytes) else piece.nbytes
@@ -286,9 +292,7 @@ class AsyncHttp:
         await writer.drain()
         if sent != length:
             raise RuntimeError(f"body was {sent} bytes, Content-Length said {length}")
-        status = (await self.reader.readline()).split()
-        if len(status) < 2:
-            raise ConnectionError("the mock LLM closed the connection")
+        status = _status(await self.reader.readline())
         size = 0
         while True:
             line = await self.reader.readline()
@@ -297,7 +301,7 @@ class AsyncHttp:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 size = int(value)
-        return int(status[1]), await self.reader.readexactly(size)
+        return status, await self.reader.readexactly(size)
 
     def close(self) -> None:
         self.writer.close()
