@@ -132,8 +132,15 @@ def test_the_async_turn_gate_holds_its_tokens(tmp_path: Path) -> None:
         first, second = agent.AsyncTurnGate(gate.path), agent.AsyncTurnGate(gate.path)
         await first.__aenter__()
         waiting = asyncio.create_task(second.__aenter__())
-        for _ in range(20):  # let it run until it waits on the FIFO
-            await asyncio.sleep(0)
+
+        async def parked() -> None:
+            # The task takes its process's turn to wait, finds no token and parks on the FIFO
+            # in one step (nothing in between awaits): once the turn is taken, it is parked.
+            # Yields to the loop until then, no clock involved.
+            while not second._waiting.locked():
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(parked(), 10)
         assert not waiting.done()  # the one token is taken
         await first.__aexit__(None, None, None)
         await asyncio.wait_for(waiting, 10)  # the token passes to it
