@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from agentmem.client.aio import AsyncClient
 from agentmem.client.aio import connect as _connect
 from agentmem.states import AgentState
@@ -17,15 +19,22 @@ async def connect(
     importance: int = 0,
     state: AgentState | str = AgentState.ACTIVE,
     autostart: bool | None = None,
+    open: Sequence[str] = (),
 ) -> AsyncClient:
     """Connect an asyncio agent: to the daemon (started on first use), or with
-    ``inprocess=True`` to the store shared by this process's in-process agents."""
+    ``inprocess=True`` to the store shared by this process's in-process agents. ``open``:
+    published names opened in the handshake, their content with it (``client.opened``)."""
     if inprocess:
         from agentmem.daemon.inprocess import AsyncInProcessTransport
 
         client = AsyncClient(AsyncInProcessTransport())
-        await client.hello(name, importance, state)
+        await client.hello(name, importance, state, open)
         return client
     return await _connect(
-        socket_path, name=name, importance=importance, state=state, autostart=autostart
+        socket_path,
+        name=name,
+        importance=importance,
+        state=state,
+        autostart=autostart,
+        open=open,
     )

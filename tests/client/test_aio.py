@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import mmap
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import pytest
 
@@ -17,7 +17,7 @@ from agentmem.stats import StoreStats
 from agentmem.testing import DaemonProcess
 from tests.conftest import message, text
 
-Connect = Callable[[str], Awaitable[AsyncClient]]
+Connect = Callable[..., Awaitable[AsyncClient]]
 
 
 @pytest.fixture(params=["inprocess", "socket"])
@@ -25,16 +25,16 @@ def aconnect(request: pytest.FixtureRequest) -> Iterator[Connect]:
     if request.param == "socket":
         d: DaemonProcess = request.getfixturevalue("daemon")
 
-        async def factory(name: str) -> AsyncClient:
-            return await aio.connect(d.socket, name=name)
+        async def factory(name: str, open: Sequence[str] = ()) -> AsyncClient:
+            return await aio.connect(d.socket, name=name, open=open)
 
         yield factory
     else:
         service = Service()
 
-        async def factory(name: str) -> AsyncClient:
+        async def factory(name: str, open: Sequence[str] = ()) -> AsyncClient:
             client = AsyncClient(AsyncInProcessTransport(service))
-            await client.hello(name)
+            await client.hello(name, open=open)
             return client
 
         yield factory
@@ -75,6 +75,26 @@ def test_share_between_async_agents(aconnect: Connect) -> None:
         assert bytes(await b.read(hb)) == text(2, 40_000)
         await a.close()
         await b.close()
+
+    asyncio.run(main())
+
+
+def test_published_content_comes_with_the_handshake(aconnect: Connect) -> None:
+    async def main() -> None:
+        publisher = await aconnect("async-publisher")
+        prompt = text(3, 1 << 20)
+        await publisher.publish(await publisher.alloc_smu("system_prompt", prompt), "a/prompt")
+        agent = await aconnect("async-opener", open=["a/prompt"])
+        h = agent.opened["a/prompt"]
+        assert agent._prefetched.keys() == {h}  # the content came with the reply
+        views = await agent.views(h)
+        assert b"".join(views) == prompt and not agent._prefetched
+        assert bytes(await agent.read(await agent.open("a/prompt"))) == prompt
+        await publisher.unpublish("a/prompt")
+        with pytest.raises(UnknownHandle):
+            await agent.open("a/prompt")
+        await agent.close()
+        await publisher.close()
 
     asyncio.run(main())
 

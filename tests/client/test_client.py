@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 
 import pytest
 
+from agentmem.client import Client, connect
+from agentmem.config import Config
+from agentmem.daemon.inprocess import InProcessTransport
+from agentmem.daemon.service import Service
 from agentmem.errors import (
     AgentExists,
     DaemonUnavailable,
@@ -140,6 +146,69 @@ def test_published_content_opens_in_the_handshake(connect_agent: ClientFactory) 
     agent.unpublish("coder/prompt")
     with pytest.raises(UnknownHandle):
         agent.open("coder/prompt")
+
+
+def _requests(client: Client) -> int:
+    """Requests the daemon has served, this call's own included."""
+    stats = client.get_stats(daemon=True)
+    assert isinstance(stats, StoreStats) and stats.daemon is not None
+    return stats.daemon.requests
+
+
+def test_opened_content_comes_with_the_handshake(connect_agent: ClientFactory) -> None:
+    orchestrator = connect_agent()
+    prompt, tools = text(7, 1 << 20), text(8, 3000)
+    for name, data, kind in (("p", prompt, "system_prompt"), ("t", tools, "tool_def")):
+        orchestrator.publish(orchestrator.alloc_smu(kind, data), f"coder/{name}")
+    agent = connect_agent(open=["coder/p", "coder/t"])
+    p, t = agent.opened["coder/p"], agent.opened["coder/t"]
+    before = _requests(agent)
+    first = agent.views(p)  # mapped from the handshake's reply (a segment, not inline)
+    assert b"".join(first) == prompt and all(v.readonly for v in first)
+    assert bytes(agent.read(t)) == tools  # inline in the handshake's reply
+    assert _requests(agent) == before + 1  # the first reads asked the daemon nothing
+    assert bytes(agent.read(p)) == prompt  # later reads ask again
+    assert _requests(agent) == before + 3
+    agent.release(t)
+    with pytest.raises(UnknownHandle):
+        agent.read(t)  # a released handle has no content left in the client either
+    del first
+
+
+@pytest.mark.parametrize("transport", ["inprocess", "socket"])
+def test_the_handshake_brings_what_one_frame_may_carry(transport: str) -> None:
+    """Content over more segments than one reply may pass fds for: what fits comes with the
+    handshake, the rest is read from the daemon on first use, all of it intact."""
+    seg = 64 << 10
+    # Each body is 50 pieces stored first on their own, so its chunks lie in ~50 segments.
+    groups = [[text(100 * g + i, 50_000) for i in range(50)] for g in range(3)]
+    bodies = [b"".join(pieces) for pieces in groups]
+    names = [f"big/{i}" for i in range(3)]
+    with contextlib.ExitStack() as stack:
+        if transport == "inprocess":
+            service = Service(Config(segment_bytes=seg))
+            stack.callback(service.close_all)
+
+            def connect_one(**kw: object) -> Client:
+                return Client(InProcessTransport(service), name=f"big-{len(kw)}", **kw)  # type: ignore[arg-type]
+        else:
+            env = {**os.environ, "AGENTMEM_SEGMENT_BYTES": str(seg)}
+            daemon = stack.enter_context(DaemonProcess(env=env))
+
+            def connect_one(**kw: object) -> Client:
+                return connect(daemon.socket, name=f"big-{len(kw)}", **kw)  # type: ignore[arg-type]
+
+        orchestrator = stack.enter_context(connect_one())
+        for name, pieces, body in zip(names, groups, bodies, strict=True):
+            for piece in pieces:
+                orchestrator.alloc_smu("tool_def", piece)
+            orchestrator.publish(orchestrator.alloc_smu("tool_def", body), name)
+        agent = stack.enter_context(connect_one(open=names))
+        before = _requests(agent)
+        for name, body in zip(names, bodies, strict=True):
+            assert bytes(agent.read(agent.opened[name])) == body
+        asked = _requests(agent) - before - 1  # reads that were not in the handshake
+        assert asked == 2  # the first came with it (~50 fds), the others did not fit
 
 
 NAMES = """

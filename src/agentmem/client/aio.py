@@ -22,6 +22,7 @@ from agentmem.client.client import (
     _profile_every,
     alloc_request,
     iter_message_views,
+    prefetched,
     read_views,
     resident_bytes,
     rest,
@@ -176,15 +177,27 @@ class AsyncClient:
         self._maps: dict[int, memoryview] = {}
         self.name = ""
         self.pid = 0
+        #: As ``Client.opened``: handles of the published names opened in the handshake.
+        self.opened: dict[str, Handle] = {}
+        self._prefetched: dict[Handle, list[memoryview]] = {}
 
     async def hello(
-        self, name: str | None = None, importance: int = 0, state: AgentState | str = "active"
+        self,
+        name: str | None = None,
+        importance: int = 0,
+        state: AgentState | str = "active",
+        open: Sequence[str] = (),
     ) -> None:
-        """Register this agent (done by :func:`connect`)."""
+        """Register this agent (done by :func:`connect`); ``open`` as in :func:`connect`."""
         st = AgentState.parse(state)
         name = name or _default_name()
-        info = await self._call(m.hello(0, name, importance=importance, state=st.label))
+        extra: dict[str, object] = {"open": list(open), "read": True} if open else {}
+        info, attachments = await self._call_with(
+            m.hello(0, name, importance=importance, state=st.label, **extra)
+        )
         self.name, self.pid = info["agent"], info["pid"]
+        self.opened = {k: Handle(v) for k, v in info.get("opened", {}).items()}
+        self._prefetched = prefetched(info.get("reads"), self.opened, attachments, self._maps)
 
     async def _call_with(
         self, msg: dict[str, object], fds: Sequence[int] = ()
@@ -214,6 +227,16 @@ class AsyncClient:
         finally:
             os.close(fd)
 
+    async def publish(self, handle: Handle, name: str) -> None:
+        """See :meth:`Client.publish`."""
+        await self._op("publish", handle=handle, name=name)
+
+    async def unpublish(self, name: str) -> None:
+        await self._op("unpublish", name=name)
+
+    async def open(self, name: str) -> Handle:
+        return Handle(await self._op("open", name=name))
+
     async def share_content(self, handle: Handle, target: str) -> Handle:
         return Handle(await self._op(m.OP_SHARE_CONTENT, handle=handle, target=target))
 
@@ -239,10 +262,14 @@ class AsyncClient:
         return views[0] if len(views) == 1 else memoryview(b"".join(views))
 
     async def views(self, handle: Handle) -> list[memoryview]:
+        views = self._prefetched.pop(handle, None) if self._prefetched else None
+        if views is not None:
+            return views
         result, attachments = await self._call_with({"op": m.OP_READ, "handle": handle})
         return read_views(result, attachments, self._maps)
 
     async def release(self, handle: Handle) -> None:
+        self._prefetched.pop(handle, None)
         await self._op(m.OP_RELEASE, handle=handle)
 
     async def demote(self, handle: Handle) -> int:
@@ -302,6 +329,7 @@ class AsyncClient:
         if transport is not None:
             transport.close()
         self._maps.clear()
+        self._prefetched.clear()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -318,9 +346,10 @@ async def connect(
     state: AgentState | str = AgentState.ACTIVE,
     autostart: bool | None = None,
     profile_allocs: bool | int | None = None,
+    open: Sequence[str] = (),
 ) -> AsyncClient:
     """Connect an asyncio agent to the daemon (starting one on first use, as the sync client).
-    ``profile_allocs`` as in :func:`agentmem.client.connect`."""
+    ``profile_allocs`` and ``open`` as in :func:`agentmem.client.connect`."""
     every = _profile_every(profile_allocs)
     path = socket_path or default_socket_path()
     if autostart is None:
@@ -336,7 +365,7 @@ async def connect(
         transport = await AsyncUnixTransport.open(path)
     client = AsyncClient(transport, profile_allocs=every)
     try:
-        await client.hello(name, importance, state)
+        await client.hello(name, importance, state, open)
     except BaseException:
         await client.close()
         raise

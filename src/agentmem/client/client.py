@@ -14,6 +14,7 @@ Not thread-safe: use one client per thread (or the asyncio client).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import mmap
 import os
@@ -109,6 +110,8 @@ class Client:
         self._open_names = list(open)
         #: Handles of the published names asked for with ``open``, opened in the handshake.
         self.opened: dict[str, Handle] = {}
+        #: The content of opened handles as the handshake brought it, for their first read.
+        self._prefetched: dict[Handle, list[memoryview]] = {}
         self._reconnect = reconnect
         self._broken = False
         self._ids = itertools.count(1)
@@ -129,8 +132,9 @@ class Client:
     def _hello(self) -> None:
         extra: dict[str, object] = {"observer": True} if self.observer else {}
         if self._open_names:
-            extra["open"] = self._open_names
-        info = self._call(
+            # The opened content comes with the reply: spawn is one round trip, not two.
+            extra["open"], extra["read"] = self._open_names, True
+        info, attachments = self._call_with(
             m.hello(0, self.name, importance=self._importance, state=self._state.label, **extra)
         )
         assert isinstance(info, dict)
@@ -138,6 +142,7 @@ class Client:
         self.pid: int = info["pid"]
         self.inline_max: int = info["inline_max"]
         self.opened = {k: Handle(v) for k, v in info.get("opened", {}).items()}
+        self._prefetched = prefetched(info.get("reads"), self.opened, attachments, self._maps)
         #: Handles this agent held when the daemon last crashed, given back by the new one
         #: (conversations are journaled; they keep their numbers).
         self.restored: list[Handle] = [Handle(h) for h in info.get("restored", ())]
@@ -258,22 +263,28 @@ class Client:
 
     def read(self, handle: Handle) -> memoryview:
         """The content, read-only: zero-copy when it lies in one hot extent, else joined."""
-        result, attachments = self._call_with({"op": m.OP_READ, "handle": handle})
-        data = result.get("data")
-        if data is not None:  # inline
-            return memoryview(data)
-        views = read_views(result, attachments, self._maps)
+        views = self._prefetched.pop(handle, None) if self._prefetched else None
+        if views is None:
+            result, attachments = self._call_with({"op": m.OP_READ, "handle": handle})
+            data = result.get("data")
+            if data is not None:  # inline
+                return memoryview(data)
+            views = read_views(result, attachments, self._maps)
         if len(views) == 1:
             return views[0]
         return memoryview(b"".join(views))
 
     def views(self, handle: Handle) -> list[memoryview]:
         """The content as read-only pieces in order (zero-copy for hot extents)."""
+        views = self._prefetched.pop(handle, None) if self._prefetched else None
+        if views is not None:
+            return views
         result, attachments = self._call_with({"op": m.OP_READ, "handle": handle})
         return read_views(result, attachments, self._maps)
 
     def release(self, handle: Handle) -> None:
         """Drop the handle; content is freed when no agent holds it."""
+        self._prefetched.pop(handle, None)
         self._call({"op": m.OP_RELEASE, "handle": handle})
 
     def demote(self, handle: Handle) -> int:
@@ -381,6 +392,7 @@ class Client:
         if transport is not None:
             transport.close()
         self._maps.clear()
+        self._prefetched.clear()
 
     @property
     def closed(self) -> bool:
@@ -505,6 +517,48 @@ def read_views(
     for (seg_id, capacity), att in zip(result["map"], attachments, strict=True):
         maps[seg_id] = _map(att, capacity)
     return [maps[seg_id][off : off + n] for seg_id, off, n in result["extents"]]
+
+
+def prefetched(
+    reads: object,
+    opened: dict[str, Handle],
+    attachments: Sequence[Attachment],
+    maps: dict[int, memoryview],
+) -> dict[Handle, list[memoryview]]:
+    """The ``reads`` of a ``hello`` reply as views per opened handle. The reply's attachments
+    are the fds of each read in turn (the segments it maps first, or none); every one is
+    mapped or closed, also when the reply is malformed (``ProtocolError``)."""
+    out: dict[Handle, list[memoryview]] = {}
+    at = 0  # attachments before this one are mapped (``_map`` closes the fd it maps)
+    try:
+        if not isinstance(reads, dict):
+            if reads is not None:
+                raise ProtocolError("'reads' of the hello reply is not a map")
+            reads = {}
+        for name, result in reads.items():
+            handle = opened[name]
+            for seg_id, capacity in result.get("map", ()):
+                att = attachments[at]
+                at += 1
+                maps[seg_id] = _map(att, capacity)
+            out[handle] = read_views({**result, "map": ()}, (), maps)
+        if at != len(attachments):
+            raise ProtocolError(f"the hello reply carries {len(attachments) - at} fds too many")
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        _close_from(attachments, at)
+        raise ProtocolError(f"malformed reads in the hello reply: {exc!r:.200}") from None
+    except BaseException:
+        _close_from(attachments, at)
+        raise
+    return out
+
+
+def _close_from(attachments: Sequence[Attachment], start: int) -> None:
+    """Close the fds among ``attachments[start:]`` (those not mapped yet)."""
+    for a in attachments[start:]:
+        if isinstance(a, int):
+            with contextlib.suppress(OSError):
+                os.close(a)
 
 
 def views_request(handle: Handle, start: int, stop: int | None) -> dict[str, object]:
@@ -672,8 +726,10 @@ def connect(
     """Connect to the daemon (starting one on first use when no socket path was given).
 
     An explicit ``socket_path`` turns autostart off unless ``autostart=True``.
-    ``open``: published names to open in the handshake (``client.opened[name]`` is the handle):
-    an agent gets its shared system prompt with no further round trip.
+    ``open``: published names to open in the handshake (``client.opened[name]`` is the handle);
+    their content comes with the handshake's reply (mapped, zero-copy), so the first
+    ``read``/``views`` of each asks the daemon nothing: an agent gets its shared system prompt
+    and tools in one round trip.
     ``observer``: read statistics only, registering no agent. ``profile_allocs``: sample the
     caller's stack at ``alloc_smu`` (True: every call; N: one in N; None: as
     ``AGENTMEM_PROFILE_ALLOCS`` says). ``trim_on_idle``: give the process's free heap back

@@ -286,6 +286,10 @@ class Service:
                 ident, op = parsed  # type: ignore[misc]
             self.requests += 1
             domain = session.domain
+            # The journal of the session's domain (of its uid's, for the hello that joins it).
+            known = domain if domain is not None else self.domains.get(session.uid)
+            journal = known.store.journal if known is not None else None
+            written = journal.size if journal is not None else -1
             try:
                 if domain is None:
                     if op != m.OP_HELLO:
@@ -315,8 +319,16 @@ class Service:
             if session.retired:
                 reply.body["retired"] = session.retired
                 session.retired = []
-            journal = domain.store.journal if domain is not None else None
-            if journal is not None and journal.dirty and journal.durable_sync:
+            if journal is None and domain is not None:  # the hello created its domain
+                journal = domain.store.journal
+            # Only a request that wrote the journal waits for its sync (group commit): one that
+            # wrote nothing acknowledges nothing, so it does not wait for others' records.
+            if (
+                journal is not None
+                and journal.dirty
+                and journal.durable_sync
+                and journal.size != written
+            ):
                 reply.sync = True
             return reply
         finally:
@@ -424,7 +436,7 @@ def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[in
         domain.sessions[name] = session
         session.handles.update(opened.values())
         session.handles.update(restored)
-    return {
+    body: dict[str, object] = {
         "agent": name,
         "pid": session.pid,
         "uid": session.uid,
@@ -433,6 +445,20 @@ def _hello(svc: Service, session: Session, msg: dict[str, object], fds: tuple[in
         "opened": opened,
         "restored": restored,
     }
+    if not opened or not m.optional(msg, "read", bool, False):
+        return body
+    # Spawn in one round trip: the opened content comes with the handshake, as ``read`` would
+    # answer it, for as many names as one frame's fds allow (the client reads the rest).
+    reads: dict[str, object] = {}
+    segments: list[Segment] = []
+    store = domain.store
+    for wanted, h in opened.items():
+        content = _content(session, store, Handle(h), MAX_FDS_PER_FRAME - len(segments))
+        if content is not None:
+            reads[wanted] = content[0]
+            segments += content[1]
+    body["reads"] = reads
+    return Reply({"ok": body}, segments) if segments else body
 
 
 def _adopt(session: Session, h: Handle) -> Handle:
@@ -556,37 +582,53 @@ def _alloc_profile(
 
 def _read(svc: Service, session: Session, msg: dict[str, object], fds: tuple[int, ...]) -> object:
     _no_fds(fds)
-    h = _own(session, msg)
-    store = _domain(session).store
+    content = _content(session, _domain(session).store, _own(session, msg))
+    assert content is not None  # no fd limit asked: every read has an answer
+    body, segments = content
+    if not segments:
+        return body
+    if "copy" in body:
+        return Reply({"ok": body}, segments, segments)  # the copy's fd goes out, then it closes
+    return Reply({"ok": body}, segments)
+
+
+def _content(
+    session: Session, store: Store, h: Handle, fd_room: int | None = None
+) -> tuple[dict[str, object], list[Segment]] | None:
+    """``read``'s result for ``h``: the ``ok`` body and the segments whose fds go with it (those
+    this session maps for the first time, or a one-off copy of what it may not map).
+
+    ``fd_room``: when given, an answer that would need more fds than that, or a copy, is None
+    instead, and marks nothing as mapped by the session (the client asks with ``read`` later).
+    """
     size = store.size(h)
     if size <= INLINE_MAX:
-        return {"data": bytes(store.read(h))}
+        return {"data": bytes(store.read(h))}, []
     extents = store.extents(h)
     if not extents or not _mappable(extents):
         # A mapping would expose bytes the reader may not read: hand over a copy.
         if size <= COPY_INLINE_MAX:
-            return {"data": bytes(store.read(h))}
+            return {"data": bytes(store.read(h))}, []
+        if fd_room is not None:
+            return None
         copy = Segment(-1, size, pool="private", exclusive=True)
         for view in store.views(h):
             copy.append(view)
         copy.seal()
-        return Reply({"ok": {"copy": [copy.capacity, size]}}, [copy], [copy])
+        return {"copy": [copy.capacity, size]}, [copy]
     new: list[Segment] = []
     for seg, _, _ in extents:
         if seg.seg_id not in session.mapped and seg not in new:
             new.append(seg)
+    if fd_room is not None and len(new) > fd_room:
+        return None
     for seg in new:
         seg.share()
         session.mapped.add(seg.seg_id)
-    return Reply(
-        {
-            "ok": {
-                "extents": [[seg.seg_id, off, n] for seg, off, n in extents],
-                "map": [[seg.seg_id, seg.capacity] for seg in new],
-            }
-        },
-        new,
-    )
+    return {
+        "extents": [[seg.seg_id, off, n] for seg, off, n in extents],
+        "map": [[seg.seg_id, seg.capacity] for seg in new],
+    }, new
 
 
 def _mappable(extents: tuple[tuple[Segment, int, int], ...]) -> bool:
