@@ -40,6 +40,14 @@ def _specs(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "agents.jsonl").read_text().splitlines()]
 
 
+def _publish(boss: agentmem.Client, run_dir: Path) -> None:
+    """What the swarm's launcher does: publish the prompt and the tools for agents to open."""
+    prompt = agent.compact((run_dir / "prompt.txt").read_text())
+    boss.publish(boss.alloc_smu("system_prompt", prompt), agent.PROMPT_NAME)
+    tools = (run_dir / "tools.json").read_bytes()
+    boss.publish(boss.alloc_smu("tool_def", tools), agent.TOOLS_NAME)
+
+
 def _play(run_dir: Path, mode: str, index: int, daemon: DaemonProcess) -> list[dict[str, Any]]:
     """Agent ``index`` in ``mode`` plays its turns; returns what the mock LLM received."""
     server = llm.MockLLM(llm.load_replies(run_dir / "turns.jsonl"), check=True)
@@ -47,14 +55,11 @@ def _play(run_dir: Path, mode: str, index: int, daemon: DaemonProcess) -> list[d
         shared = agent.Shared(run_dir, daemon.socket, port)
         a = agent.AGENTS[mode](shared, _specs(run_dir)[index])
         a.name = f"{a.name}-{mode}"  # one daemon serves every test
-        a.connect()
-        handles: list[int] = []
         if mode == "agentmem":
-            prompt = boss.alloc_smu("system_prompt", agent.compact(shared.prompt()))
-            tools = boss.alloc_smu("tool_def", (run_dir / "tools.json").read_bytes())
-            handles = [int(boss.share_content(h, a.name)) for h in (prompt, tools)]
+            _publish(boss, run_dir)
+        a.connect()
         try:
-            a.load_prompt(handles)
+            a.load_prompt()
             a.load()
             a.run(TURNS, 0.0)
         finally:
@@ -92,16 +97,13 @@ def _play_task(run_dir: Path, mode: str, index: int, daemon: DaemonProcess) -> l
         shared = agent.Shared(run_dir, daemon.socket, port)
         a = agent.AGENTS[mode](shared, _specs(run_dir)[index])
         a.name = f"{a.name}-task-{mode}"
-        handles: list[int] = []
+        if mode == "agentmem":
+            _publish(boss, run_dir)
 
         async def play() -> None:
             await a.aconnect()
-            if mode == "agentmem":
-                prompt = boss.alloc_smu("system_prompt", agent.compact(shared.prompt()))
-                tools = boss.alloc_smu("tool_def", (run_dir / "tools.json").read_bytes())
-                handles.extend(int(boss.share_content(h, a.name)) for h in (prompt, tools))
             try:
-                await a.aload_prompt(handles)
+                await a.aload_prompt()
                 await a.aload()
                 await a.arun(TURNS, 0.0)
             finally:

@@ -14,17 +14,17 @@ How each mode holds its data:
   message dicts; the body is ``json.dumps(...).encode()``: materialised whole, every turn.
 * ``ksm``: ``plain`` after ``prctl(PR_SET_MEMORY_MERGE, 1)``, so ksmd may merge any identical
   page of the process with any other's.
-* ``agentmem``: the prompt and the catalogue are SMUs the launcher allocated once and shared
-  with every agent (``share_content``); the agent reads them as zero-copy views of one shared
-  segment. Its environment block is an SMU of its own (300 B, inline). The conversation is a
+* ``agentmem``: the prompt and the catalogue are SMUs the launcher allocated once and
+  published (``PROMPT_NAME``, ``TOOLS_NAME``); every agent opens both in its handshake, whose
+  reply brings their mappings, and reads them as zero-copy views of one shared segment. Its
+  environment block is an SMU of its own (300 B, inline). The conversation is a
   :class:`~agentmem.client.conversation.Conversation` (messages stored as compact JSON; no
-  local cache). SMUs hold the body's JSON text itself (the prompt as
-  a JSON string literal), so the body is streamed: fixed JSON glue, the prompt's views, the
-  catalogue's views, then the messages, each a view of the daemon's conversation segments
-  (``Client.iter_message_views``: one request a turn, no copy but the kernel's into the socket,
-  no list of views),
-  with commas between them. The agent reports ``active``
-  for the turn and ``idle`` after it; the daemon's tiering policy demotes an idle agent's
+  local cache). SMUs hold the body's JSON text itself (the prompt as a JSON string literal),
+  so the body is streamed: fixed JSON glue, the prompt's views, the catalogue's views, then
+  the messages, each a view of the daemon's conversation segments
+  (``Client.iter_message_views``: one request a turn, no copy but the kernel's into the
+  socket, no list of views), with commas between them. The agent reports ``active`` for the
+  turn and ``idle`` after it; the daemon's tiering policy demotes an idle agent's
   conversation to the warm tier once it has been idle longer than any of its gaps between
   turns (``run.Options.idle_warm_seconds``; ``--no-demote`` turns the rule off).
 
@@ -36,7 +36,7 @@ which costs 5.9 MiB of PSS per process for its imports (the ``email`` package), 
 the data of a ``corpus``-profile agent.
 
 Control: JSON lines on stdin/stdout with the orchestrator (:mod:`agentmem.swarm.run`):
-``started`` -> (connect) -> ``registered`` -> (handles) -> ``spawned`` -> (load) -> ``ready``
+``started`` -> (connect) -> ``registered`` -> (prompt) -> ``spawned`` -> (load) -> ``ready``
 -> (go) -> ``done`` -> (exit).
 
 Several agents in one process (``--processes`` below the agent count: ``--tasks``) run as
@@ -76,6 +76,11 @@ if TYPE_CHECKING:
     from agentmem.ids import Handle
 
 MODES = ("plain", "ksm", "agentmem")
+#: Names the launcher publishes the prompt and the tool catalogue under (``agentmem``); each
+#: agent opens both in its handshake.
+PROMPT_NAME = "swarm/system-prompt"
+TOOLS_NAME = "swarm/tools"
+PUBLISHED = (PROMPT_NAME, TOOLS_NAME)
 #: ``prctl`` option that makes every anonymous mapping of the process mergeable (Linux 6.4).
 PR_SET_MEMORY_MERGE = 67
 #: Pieces of the body go out in one ``sendmsg`` (scatter/gather: no join in the agent) per
@@ -416,7 +421,7 @@ class Agent:
     def connect(self) -> None:
         """Register with the daemon (agentmem only)."""
 
-    def load_prompt(self, handles: Sequence[int]) -> None:
+    def load_prompt(self) -> None:
         """Read the system prompt for the first time (timed: part of the spawn)."""
         raise NotImplementedError
 
@@ -496,8 +501,8 @@ class Agent:
     async def aconnect(self) -> None:
         self.connect()
 
-    async def aload_prompt(self, handles: Sequence[int]) -> None:
-        self.load_prompt(handles)
+    async def aload_prompt(self) -> None:
+        self.load_prompt()
 
     async def aload(self) -> None:
         self.load()
@@ -564,7 +569,7 @@ class PlainAgent(Agent):
         self.tools: list[Any] = []
         self.messages: list[Any] = []
 
-    def load_prompt(self, handles: Sequence[int]) -> None:
+    def load_prompt(self) -> None:
         t0 = time.perf_counter()
         self.prompt = self.shared.prompt()
         self.spawn_s = time.perf_counter() - t0
@@ -604,18 +609,19 @@ class AgentmemAgent(Agent):
         import agentmem
 
         t0 = time.perf_counter()
-        self.client = agentmem.connect(self.shared.socket_path, name=self.name, autostart=False)
+        self.client = agentmem.connect(
+            self.shared.socket_path, name=self.name, autostart=False, open=PUBLISHED
+        )
         self._conn_s = time.perf_counter() - t0
 
-    def load_prompt(self, handles: Sequence[int]) -> None:
-        from agentmem.ids import Handle
-
-        assert self.client is not None
+    def load_prompt(self) -> None:
+        client = self.client
+        assert client is not None
         t0 = time.perf_counter()
-        self.prompt = self.client.views(Handle(handles[0]))
+        self.prompt = client.views(client.opened[PROMPT_NAME])  # came with the handshake
         self.prompt[0][0]  # first byte touched: the segment is mapped and readable
         self.spawn_s = self._conn_s + time.perf_counter() - t0
-        self.tools_handle = Handle(handles[1])
+        self.tools_handle = client.opened[TOOLS_NAME]
 
     def load(self) -> None:
         from agentmem.client.conversation import Conversation
@@ -696,19 +702,18 @@ class AgentmemAgent(Agent):
 
         t0 = time.perf_counter()
         self.aclient = await agentmem.aio.connect(
-            self.shared.socket_path, name=self.name, autostart=False
+            self.shared.socket_path, name=self.name, autostart=False, open=PUBLISHED
         )
         self._conn_s = time.perf_counter() - t0
 
-    async def aload_prompt(self, handles: Sequence[int]) -> None:
-        from agentmem.ids import Handle
-
-        assert self.aclient is not None
+    async def aload_prompt(self) -> None:
+        client = self.aclient
+        assert client is not None
         t0 = time.perf_counter()
-        self.prompt = await self.aclient.views(Handle(handles[0]))
+        self.prompt = await client.views(client.opened[PROMPT_NAME])
         self.prompt[0][0]  # first byte touched: the segment is mapped and readable
         self.spawn_s = self._conn_s + time.perf_counter() - t0
-        self.tools_handle = Handle(handles[1])
+        self.tools_handle = client.opened[TOOLS_NAME]
 
     async def aload(self) -> None:
         client = self.aclient
@@ -880,9 +885,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for a in agents:
         a.connect()
     ctl.send({"event": "registered", "names": [a.name for a in agents]})
-    handles: dict[str, list[int]] = ctl.recv().get("handles", {})
+    ctl.recv()  # prompt
     for a in agents:
-        a.load_prompt(handles.get(a.name, []))
+        a.load_prompt()
     ctl.send({"event": "spawned", "spawn_ms": _ms([a.spawn_s for a in agents])})
     ctl.recv()  # load
     t0 = time.perf_counter()
@@ -921,9 +926,9 @@ async def _play_as_tasks(args: argparse.Namespace, ctl: Control, agents: list[Ag
     for a in agents:
         await a.aconnect()
     ctl.send({"event": "registered", "names": [a.name for a in agents]})
-    handles: dict[str, list[int]] = ctl.recv().get("handles", {})
+    ctl.recv()  # prompt
     for a in agents:
-        await a.aload_prompt(handles.get(a.name, []))
+        await a.aload_prompt()
     ctl.send({"event": "spawned", "spawn_ms": _ms([a.spawn_s for a in agents])})
     ctl.recv()  # load
     t0 = time.perf_counter()

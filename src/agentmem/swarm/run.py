@@ -4,10 +4,11 @@ For every agent count (the ``--agents`` figure, and each of ``--sweep``) and eve
 *round*, all in this run so that each figure sits beside its baselines:
 
 1. the mode's machinery: a private daemon (``agentmem``; a launcher connection allocates the
-   product's prompt and catalogue once), or KSM switched on and tuned (``ksm``); a fresh mock
-   LLM process;
-2. P agent processes start; each registers (``agentmem``), gets its handles, reads its prompt
-   (timed: the spawn), loads its tools and history, and says ``ready``;
+   product's prompt and catalogue once and publishes them), or KSM switched on and tuned
+   (``ksm``); a fresh mock LLM process;
+2. P agent processes start; each registers (``agentmem``: opening the published prompt and
+   catalogue in its handshake), reads its prompt (timed: the spawn), loads its tools and
+   history, and says ``ready``;
 3. ``ksm``: two full ksmd passes are waited for, so the pages it can merge are merged;
 4. the swarm's memory is read (``ready``), then sampled every ``interval`` while the agents
    play their turns, at most ``concurrency`` of them building and sending a request at once
@@ -291,26 +292,18 @@ def idle_baseline(
 
 
 def _start(
-    fleet: Fleet,
-    groups: list[list[int]],
-    launcher: Any,
-    handles: tuple[Any, Any],
-    helpers: list[int],
+    fleet: Fleet, groups: list[list[int]], helpers: list[int]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], tuple[float, float]]:
     """Bring the fleet to ``ready``: spawn one process at a time (the others idle: connect and
-    register its agents, hand them the prompt and tools, let them read the prompt), then let
-    all load their data at once. Returns the ready and spawned messages and the CPU of the
+    register its agents, opening the published prompt and tools, then read the prompt), then
+    let all load their data at once. Returns the ready and spawned messages and the CPU of the
     agents and of the helper (daemon or ksmd) at ready."""
     fleet.expect("started")
     spawned: list[dict[str, Any]] = []
     for i in range(len(groups)):
         fleet.send(i, {"connect": True})
-        (msg,) = fleet.expect("registered", [i])
-        shared: dict[str, list[int]] = {}
-        if launcher is not None:
-            for name in msg["names"]:
-                shared[name] = [int(launcher.share_content(h, name)) for h in handles]
-        fleet.send(i, {"handles": shared})
+        fleet.expect("registered", [i])
+        fleet.send(i, {"prompt": True})
         spawned += fleet.expect("spawned", [i])
     fleet.send_all({"load": True})
     ready = fleet.expect("ready")
@@ -350,17 +343,15 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
         daemon = stack.enter_context(private_daemon(env=env)) if mode == "agentmem" else None
         port, llm_pid = stack.enter_context(mock_llm(run_dir, o.check))
         launcher = None
-        handles: tuple[Any, Any] = (None, None)
         if daemon is not None:
             import agentmem
 
             launcher = stack.enter_context(agentmem.connect(daemon.socket, name="swarm-launcher"))
             prompt = agent_mod.compact((run_dir / "prompt.txt").read_text())
-            handles = (
-                launcher.alloc_smu("system_prompt", prompt),
-                launcher.alloc_smu("tool_def", (run_dir / "tools.json").read_bytes()),
-            )
-            del prompt
+            tools = (run_dir / "tools.json").read_bytes()
+            launcher.publish(launcher.alloc_smu("system_prompt", prompt), agent_mod.PROMPT_NAME)
+            launcher.publish(launcher.alloc_smu("tool_def", tools), agent_mod.TOOLS_NAME)
+            del prompt, tools
         helper = daemon.pid if daemon is not None else (measure.ksmd_pid() if ksm else None)
         helper_pids = [helper] if helper is not None else []
         cpu0 = measure.cpu(helper_pids), measure.cpu([llm_pid])
@@ -380,7 +371,7 @@ def run_round(mode: str, n: int, o: Options, run_dir: Path) -> dict[str, Any]:
         sampler = measure.Sampler(fleet.pids, dpid, o.interval).start()
         stack.callback(sampler.stop)
         try:
-            ready, spawned, cpu_ready = _start(fleet, groups, launcher, handles, [*helper_pids])
+            ready, spawned, cpu_ready = _start(fleet, groups, [*helper_pids])
         except RuntimeError as exc:
             raise RuntimeError(sampler.exhausted or str(exc)) from exc
         t_ready = time.perf_counter()
