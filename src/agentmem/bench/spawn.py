@@ -1,9 +1,11 @@
 """Agent spawn: the ``spawn`` section of ``agentmem bench daemon``.
 
 What a new agent process pays before it can use a shared prompt: connect, hello (which opens
-the prompt an orchestrator published by name), and the first zero-copy read. Timed inside fresh
-interpreters (start-up and ``import agentmem`` are reported apart), one after another, beside
-the same process reading the same bytes from a file, mapping the file, and copying them.
+the prompt an orchestrator published by name; the reply brings its segment, which the client
+maps), and the first zero-copy read (served from that reply: it touches the first byte). Timed
+inside fresh interpreters (start-up and ``import agentmem`` are reported apart), one after
+another, beside the same process reading the same bytes from a file, mapping the file, and
+copying them.
 """
 
 from __future__ import annotations

@@ -43,9 +43,9 @@ NOTES = (
     "(ksm), from before the agents start (imports and loading included) to the end of their "
     "turns, and for the daemon also the settle after them (its demotions of the idle agents' "
     "conversations); overhead = daemon (or ksmd) / (that + agents).",
-    "spawn: connect + register + first read of the system prompt, timed inside the agent "
-    "(process start and the launcher's handoff of the handles excluded); plain/ksm: reading "
-    "the prompt file (once per process).",
+    "spawn: connect + register (opening the published prompt and tools, whose mappings come "
+    "with the reply) + first read of the system prompt, timed inside the agent (process start "
+    "excluded); plain/ksm: reading the prompt file (once per process).",
     "turn: from after the agent's 'active' report (agentmem) and its gate token through "
     "building and sending the body, the mock LLM's reply (instant) and appending it; the "
     "'idle' report that follows it is not in the turn; an agent waiting for a token has said it "
