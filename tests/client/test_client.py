@@ -175,6 +175,24 @@ def test_opened_content_comes_with_the_handshake(connect_agent: ClientFactory) -
     del first
 
 
+def test_the_handshake_brings_no_copies(connect_agent: ClientFactory) -> None:
+    """Content the agent may not map (private chunks in segments that hold other content) is
+    copied when read: up to 8 MiB inline each, more than one frame holds for a few names. The
+    handshake leaves it to the first read instead of failing."""
+    orchestrator = connect_agent()
+    bodies, names = [], [f"private/{i}" for i in range(20)]
+    for i, name in enumerate(names):
+        head = text(40 + i, 800_000)  # kept by the orchestrator: its own segment
+        orchestrator.alloc_smu("tool_result", head)
+        bodies.append(head + text(140 + i, 100_000))  # 18 MB in all, in two segments each
+        orchestrator.publish(orchestrator.alloc_smu("tool_result", bodies[-1]), name)
+    agent = connect_agent(open=names)
+    before = _requests(agent)
+    for name, body in zip(names, bodies, strict=True):
+        assert bytes(agent.read(agent.opened[name])) == body
+    assert _requests(agent) == before + 21  # each was read from the daemon, as a copy
+
+
 @pytest.mark.parametrize("transport", ["inprocess", "socket"])
 def test_the_handshake_brings_what_one_frame_may_carry(transport: str) -> None:
     """Content over more segments than one reply may pass fds for: what fits comes with the

@@ -598,8 +598,10 @@ def _content(
     """``read``'s result for ``h``: the ``ok`` body and the segments whose fds go with it (those
     this session maps for the first time, or a one-off copy of what it may not map).
 
-    ``fd_room``: when given, an answer that would need more fds than that, or a copy, is None
-    instead, and marks nothing as mapped by the session (the client asks with ``read`` later).
+    ``fd_room`` (the handshake's reads): when given, an answer that would need more fds than
+    that, or a copy of content the session may not map (inline or in a memfd: up to 8 MiB each,
+    more than a frame holds for 64 names), is None instead, and marks nothing as mapped by the
+    session (the client asks with ``read`` later).
     """
     size = store.size(h)
     if size <= INLINE_MAX:
@@ -607,10 +609,10 @@ def _content(
     extents = store.extents(h)
     if not extents or not _mappable(extents):
         # A mapping would expose bytes the reader may not read: hand over a copy.
-        if size <= COPY_INLINE_MAX:
-            return {"data": bytes(store.read(h))}, []
         if fd_room is not None:
             return None
+        if size <= COPY_INLINE_MAX:
+            return {"data": bytes(store.read(h))}, []
         copy = Segment(-1, size, pool="private", exclusive=True)
         for view in store.views(h):
             copy.append(view)
