@@ -26,8 +26,10 @@ def test_the_split_is_carried_between_costly_walks_and_new_agents_show_none(
     first = observer.snapshot
     assert first is not None and first.detail_age[uid] == 0.0
     assert first.domains[uid].per_agent[0].unique_bytes == 3000
-    # Pretend the walk took 100 s: the next ones may not run for 100 / DETAIL_BUDGET seconds.
-    observer._detail[uid].cost = 100.0
+    # Pretend the walk took 100 s, and the per-agent refreshes used up their budget: no split
+    # is taken again for now.
+    detail = observer._detail[uid]
+    detail.cost, detail.credit = 100.0, -1.0
     new = Client(InProcessTransport(service), name="new-agent")
     new.alloc_smu("blob", os.urandom(500))
     observer.tick()
@@ -46,6 +48,51 @@ def test_the_split_is_carried_between_costly_walks_and_new_agents_show_none(
     assert not path.exists()
     old.close()
     new.close()
+    service.close_all()
+
+
+def test_a_costly_domain_is_refreshed_one_agent_at_a_time() -> None:
+    """Past WALK_MAX the tick never walks the whole domain: it refreshes the agents whose split
+    is oldest (never-refreshed first), each from its own records, while the budget allows."""
+    service = Service()
+    observer = observe.Observer(service)
+    clients = [Client(InProcessTransport(service), name=f"agent-{i}") for i in range(3)]
+    for c in clients:
+        c.alloc_smu("tool_result", os.urandom(1000))
+    observer.tick()
+    (uid,) = service.domains
+    detail = observer._detail[uid]
+    walked_at = detail.at
+    detail.cost = observe.WALK_MAX * 2  # too costly to walk whole from now on
+    for c in clients:
+        c.alloc_smu("tool_result", os.urandom(1000))  # each agent's split is stale now
+    late = Client(InProcessTransport(service), name="agent-late")
+    late.alloc_smu("blob", os.urandom(700))
+
+    def uniques() -> dict[str, int | None]:
+        snap = observer.snapshot
+        assert snap is not None
+        return {a.name: a.unique_bytes for a in snap.domains[uid].per_agent}
+
+    detail.credit = 1e-9  # enough for one refresh, which overdraws it
+    observer.tick()
+    assert uniques() == {"agent-0": 1000, "agent-1": 1000, "agent-2": 1000, "agent-late": 700}
+    detail.credit = 1e-9
+    observer.tick()  # the oldest of the three next (by name among equals)
+    assert uniques() == {"agent-0": 2000, "agent-1": 1000, "agent-2": 1000, "agent-late": 700}
+    detail.credit = 1.0
+    observer.tick()  # credit for all: the rest
+    assert uniques() == {"agent-0": 2000, "agent-1": 2000, "agent-2": 2000, "agent-late": 700}
+    assert detail.at == walked_at  # no walk of the whole domain since
+    exact = clients[0].get_stats()  # the walk, for comparison
+    assert isinstance(exact, StoreStats)
+    assert uniques() == {a.name: a.unique_bytes for a in exact.per_agent}
+    clients[1].close()  # a gone agent's split is dropped
+    detail.credit = 1.0
+    observer.tick()
+    assert "agent-1" not in detail.agents and "agent-1" not in detail.refreshed
+    for c in (clients[0], clients[2], late):
+        c.close()
     service.close_all()
 
 
