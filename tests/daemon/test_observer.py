@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import time
 
 from agentmem.client import Client
 from agentmem.daemon import observe
@@ -64,6 +65,7 @@ def test_a_costly_domain_is_refreshed_one_agent_at_a_time() -> None:
     detail = observer._detail[uid]
     walked_at = detail.at
     detail.cost = observe.WALK_MAX * 2  # too costly to walk whole from now on
+    detail.credit_at = time.monotonic() + 3600  # no credit accrues: the test grants it
     for c in clients:
         c.alloc_smu("tool_result", os.urandom(1000))  # each agent's split is stale now
     late = Client(InProcessTransport(service), name="agent-late")

@@ -249,8 +249,9 @@ def _refresh(domain: Domain, detail: _Detail, agents: Sequence[AgentStats], now:
     """Refresh the splits of ``agents`` (the domain's, now) that were refreshed longest ago,
     those without one first, while the budget's credit lasts (DETAIL_BUDGET of the time since
     the last top-up; one refresh may overdraw it, repaid over the next ticks)."""
-    detail.credit = min(detail.credit + (now - detail.credit_at) * DETAIL_BUDGET, WALK_MAX)
-    detail.credit_at = now
+    elapsed = max(0.0, now - detail.credit_at)
+    detail.credit = min(detail.credit + elapsed * DETAIL_BUDGET, WALK_MAX)
+    detail.credit_at = max(now, detail.credit_at)
     live = {a.name for a in agents}
     for gone in [n for n in detail.refreshed if n not in live]:
         del detail.refreshed[gone]
