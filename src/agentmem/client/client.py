@@ -729,7 +729,8 @@ def connect(
     ``open``: published names to open in the handshake (``client.opened[name]`` is the handle);
     their content comes with the handshake's reply (mapped, zero-copy), so the first
     ``read``/``views`` of each asks the daemon nothing: an agent gets its shared system prompt
-    and tools in one round trip.
+    in one round trip. Name there what the agent reads at once: each name's mapping and views
+    are made during ``connect`` (``open()`` later costs a round trip of its own).
     ``observer``: read statistics only, registering no agent. ``profile_allocs``: sample the
     caller's stack at ``alloc_smu`` (True: every call; N: one in N; None: as
     ``AGENTMEM_PROFILE_ALLOCS`` says). ``trim_on_idle``: give the process's free heap back
