@@ -12,6 +12,7 @@ import pytest
 from agentmem.cli.main import main
 from agentmem.client import Client, connect
 from agentmem.testing import DaemonProcess
+from tests.daemon.conftest import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,25 @@ def test_json_is_the_statistics_reply(
     beta = next(a for a in data["per_agent"] if a["name"] == "beta")
     assert beta["unique_bytes"] == 50_000 and beta["by_type"]["tool_result"] == 50_000
     assert beta["shared_bytes"] == 22_400
+
+
+def test_recent_prints_the_daemons_last_snapshot(
+    daemon: DaemonProcess, agents: dict[str, Client], capsys: pytest.CaptureFixture[str]
+) -> None:
+    def snapshot() -> dict[str, object]:
+        code, out, _ = run(capsys, "--socket", daemon.socket, "--recent", "--json")
+        assert code == 0
+        data: dict[str, object] = json.loads(out)
+        return data
+
+    # A tick (about once a second) after the module's agents connected publishes them.
+    wait_until(lambda: snapshot()["agents"] == 3, "a tick published the three agents")
+    data = snapshot()
+    per_agent = data["per_agent"]
+    assert isinstance(per_agent, list)
+    assert sorted(a["name"] for a in per_agent) == ["alpha", "beta", "gamma"]
+    beta = next(a for a in per_agent if a["name"] == "beta")
+    assert beta["by_type"]["tool_result"] == 50_000
 
 
 def test_one_agent(

@@ -106,7 +106,9 @@ def _daemon(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from agentmem.cli import stats
 
-    return stats.run(args.socket, as_json=args.json, agent=args.agent, sort=args.sort)
+    return stats.run(
+        args.socket, as_json=args.json, agent=args.agent, sort=args.sort, recent=args.recent
+    )
 
 
 def _top(args: argparse.Namespace) -> int:
@@ -142,6 +144,12 @@ def _add_observe_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     st.add_argument("--json", action="store_true", help="the statistics reply as JSON")
     st.add_argument("--agent", metavar="NAME", help="one agent only")
     st.add_argument("--sort", choices=SORT_KEYS, default="logical", help="order of the agents")
+    st.add_argument(
+        "--recent",
+        action="store_true",
+        help="the daemon's last once-a-second statistics (free for it) instead of computing "
+        "them now, which holds a daemon of millions of chunks for seconds",
+    )
     st.set_defaults(func=_stats)
 
     top = sub.add_parser("top", help="live view of memory per agent (s: sort, f: filter, q: quit)")
