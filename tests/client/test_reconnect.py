@@ -35,3 +35,30 @@ def test_client_reconnects_after_the_daemon_restarts() -> None:
         client.close()
     finally:
         daemon.kill()
+
+
+def test_a_reconnect_does_not_wait_for_the_names_to_be_published_again() -> None:
+    """A restarted daemon has lost the published names: an agent that opened one reconnects
+    all the same and goes on with its journaled conversation; it opens the name again once an
+    orchestrator has published it."""
+    prompt = b"the team's prompt " * 2000
+    daemon = DaemonProcess().start()
+    try:
+        boss = agentmem.connect(daemon.socket, name="boss")
+        boss.publish(boss.alloc_smu("system_prompt", prompt), "team/prompt")
+        client = agentmem.connect(daemon.socket, name="worker", open=["team/prompt"])
+        chat = client.conversation([{"role": "user", "content": "kept"}])
+        daemon.kill(signal.SIGKILL)
+        with pytest.raises(DaemonUnavailable):
+            client.length(chat.handle)
+        daemon.start()  # same socket and state directory: the journal is replayed
+        chat.append({"role": "assistant", "content": "after"})
+        assert client.reconnects == 1 and client.opened == {}
+        assert [m["content"] for m in chat] == ["kept", "after"]
+        again = agentmem.connect(daemon.socket, name="boss-again")
+        again.publish(again.alloc_smu("system_prompt", prompt), "team/prompt")
+        assert bytes(client.read(client.open("team/prompt"))) == prompt
+        for c in (client, again, boss):
+            c.close()
+    finally:
+        daemon.kill()

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from agentmem.client.transport import Attachment, Transport, UnixSocketTransport
 from agentmem.config import default_socket_path
 from agentmem.config import trim_on_idle as _trim_on_idle
-from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
+from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError, UnknownHandle
 from agentmem.ids import Handle
 from agentmem.protocol import messages as m
 from agentmem.states import AgentState, SMUType
@@ -129,9 +129,9 @@ class Client:
         self.reconnects = 0
         self._hello()
 
-    def _hello(self) -> None:
+    def _hello(self, *, open_names: bool = True) -> None:
         extra: dict[str, object] = {"observer": True} if self.observer else {}
-        if self._open_names:
+        if self._open_names and open_names:
             # The opened content comes with the reply: spawn is one round trip, not two.
             extra["open"], extra["read"] = self._open_names, True
         info, attachments = self._call_with(
@@ -153,9 +153,17 @@ class Client:
         if old is not None:
             old.close()
         self._maps.clear()
+        self._prefetched.clear()
         self._broken = False
         self.reconnects += 1
-        self._hello()
+        try:
+            self._hello()
+        except UnknownHandle:
+            if not self._open_names:
+                raise
+            # A restarted daemon whose names are not published again yet: the agent takes its
+            # journaled conversations back all the same; what it opened waits for the names.
+            self._hello(open_names=False)
 
     # --- plumbing --------------------------------------------------------------------------
 
