@@ -51,7 +51,7 @@ def run(
         print(f"agentmem stats: {exc}", file=sys.stderr)
         return 1
     try:
-        stats = client.get_stats(agent, daemon=agent is None, recent=recent and agent is None)
+        stats = client.get_stats(agent, daemon=agent is None, recent=recent)
     except AgentmemError as exc:
         print(f"agentmem stats: {exc}", file=sys.stderr)
         return 1

@@ -516,14 +516,19 @@ def read_views(
 ) -> list[memoryview]:
     """A ``read`` result as views: inline bytes, a private copy, or extents of segments (newly
     sent segments are mapped and kept in ``maps``)."""
-    if "data" in result:
-        return [memoryview(result["data"])]
     if "copy" in result:  # a private copy in a one-off memfd
         capacity, size = result["copy"]
         (att,) = attachments
         return [_map(att, capacity)[:size]]
-    for (seg_id, capacity), att in zip(result["map"], attachments, strict=True):
+    for (seg_id, capacity), att in zip(result.get("map", ()), attachments, strict=True):
         maps[seg_id] = _map(att, capacity)
+    return _extent_views(result, maps)
+
+
+def _extent_views(result: dict[str, Any], maps: dict[int, memoryview]) -> list[memoryview]:
+    """The views a read ``result`` names: its inline bytes, or its extents of mapped segments."""
+    if "data" in result:
+        return [memoryview(result["data"])]
     return [maps[seg_id][off : off + n] for seg_id, off, n in result["extents"]]
 
 
@@ -549,7 +554,7 @@ def prefetched(
                 att = attachments[at]
                 at += 1
                 maps[seg_id] = _map(att, capacity)
-            out[handle] = read_views({**result, "map": ()}, (), maps)
+            out[handle] = _extent_views(result, maps)
         if at != len(attachments):
             raise ProtocolError(f"the hello reply carries {len(attachments) - at} fds too many")
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
