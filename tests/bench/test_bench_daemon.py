@@ -111,6 +111,18 @@ def test_ops_are_measured_against_the_echo(results: dict[str, Any], op: str) -> 
     assert ops["worst_ratio_to_echo"][op] == worst
 
 
+def test_the_walk_is_measured_beside_another_client(results: dict[str, Any]) -> None:
+    w = results["walk"]
+    assert w["notes"] and w["elapsed_s"] >= 0
+    # the agents' conversations, the other client's one message
+    assert w["messages"] == SIZES.walk_agents * SIZES.walk_messages + 1
+    assert len(w["runs_walk_ms"]) == 2 and w["walk_ms"] > 0 and w["walk_daemon_cpu_ms"] >= 0
+    if w["during_calls"]:  # the other client's round trips while the walk went on
+        assert 0 < w["during_p50_us"] <= w["during_max_us"]
+    assert 0 < w["baseline_p50_us"] <= w["baseline_max_us"]
+    assert "fresh whole-domain get_stats" in bench_daemon.render_markdown(results)
+
+
 def test_hot_read_is_zero_copy(results: dict[str, Any]) -> None:
     assert results["ops"]["read_1mib_zero_copy"] is True
 

@@ -6,6 +6,8 @@ import os
 import pathlib
 import time
 
+import pytest
+
 from agentmem.client import Client
 from agentmem.daemon import observe
 from agentmem.daemon.inprocess import InProcessTransport
@@ -95,6 +97,30 @@ def test_a_costly_domain_is_refreshed_one_agent_at_a_time() -> None:
     assert "agent-1" not in detail.agents and "agent-1" not in detail.refreshed
     for c in (clients[0], clients[2], late):
         c.close()
+    service.close_all()
+
+
+def test_a_walk_that_runs_past_the_budget_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A domain that grew since its last walk (or was restored large) is walked for at most
+    WALK_MAX: past it the tick stops where it was and refreshes agents one at a time after."""
+    service = Service()
+    observer = observe.Observer(service)
+    client = Client(InProcessTransport(service), name="big")
+    chat = client.conversation()
+    chat.extend({"role": "user", "content": f"message {i}"} for i in range(2000))
+    monkeypatch.setattr(observe, "WALK_MAX", 0.0)  # a walk of more than one step is too long
+    observer.tick()
+    (uid,) = service.domains
+    detail = observer._detail[uid]
+    assert detail.cost >= observe.WALK_MAX and detail.agents == {}  # no split from a walk
+    walked_at = detail.at
+    snap = observer.snapshot
+    assert snap is not None
+    (big,) = snap.domains[uid].per_agent
+    assert big.name == "big" and big.logical_bytes > 0  # the store's counters, as always
+    observer.tick()
+    assert observer._detail[uid].at == walked_at  # not tried again
+    client.close()
     service.close_all()
 
 

@@ -54,6 +54,7 @@ from agentmem.bench.load import bench_connections, bench_throughput, kib
 from agentmem.bench.observe import OPS as OBSERVE_OPS
 from agentmem.bench.observe import bench_observe
 from agentmem.bench.spawn import bench_spawn
+from agentmem.bench.walk import bench_walk
 from agentmem.client import Client, connect
 from agentmem.config import Config
 from agentmem.daemon.inprocess import InProcessTransport
@@ -93,10 +94,12 @@ class Sizes:
     spawn_prompt_bytes: int
     pss_procs: int
     pss_prompt_bytes: int
+    walk_agents: int
+    walk_messages: int  # per agent
 
 
-FULL = Sizes(5000, 3000, 300, 20_000, (1, 10, 100), 5, 10, 100, 100, MIB, 20, 16 * MIB)
-QUICK = Sizes(300, 200, 30, 1_200, (1, 4, 12), 1, 4, 25, 6, MIB, 4, 4 * MIB)
+FULL = Sizes(5000, 3000, 300, 20_000, (1, 10, 100), 5, 10, 100, 100, MIB, 20, 16 * MIB, 30, 10_000)
+QUICK = Sizes(300, 200, 30, 1_200, (1, 4, 12), 1, 4, 25, 6, MIB, 4, 4 * MIB, 4, 2_000)
 
 
 # --- ops -------------------------------------------------------------------------------------
@@ -425,6 +428,16 @@ def _summary(r: dict[str, Any]) -> list[list[object]]:
                 f"observe.{op}.cpu_ratio",
             )
         )
+    if "walk" in r:
+        w = r["walk"]
+        rows.append(
+            row(
+                f"fresh whole-domain get_stats of {w['messages']:,} messages: the caller's wait "
+                "ms; another client's round trips meanwhile: p50 / max us",
+                f"{w['walk_ms']}; {w['during_p50_us']} / {w['during_max_us']}",
+                f"that client without a walk: {w['baseline_p50_us']} / {w['baseline_max_us']}",
+            )
+        )
     return rows
 
 
@@ -479,7 +492,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     out += rp.table(
         list(cols), [[rp.compact(lv[k]) for k in cols] for lv in t["levels"]], len(cols)
     )
-    for name in ("connections", "spawn", "pss", "durability"):
+    for name in ("connections", "spawn", "pss", "durability", "walk"):
         if name not in r:
             continue
         out += [f"## {name}", "", r[name]["notes"], ""]
@@ -548,6 +561,7 @@ def run(
         ("pss", lambda: pss.bench_pss(sizes.pss_procs, prompt, source)),
         ("observe", lambda: bench_observe(3 * sizes.op_calls, sizes.warmup, repeats, prompt)),
         ("durability", lambda: bench_durability(sizes.op_calls, sizes.warmup, repeats)),
+        ("walk", lambda: bench_walk(sizes.walk_agents, sizes.walk_messages, repeats)),
     ]
     for name, fn in sections:
         rp.progress("daemon", name)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from agentmem.config import Config
 from agentmem.daemon import maintenance
-from agentmem.daemon.service import Service
+from agentmem.daemon.service import DEFERRED_SLICE, Deferred, Service
 from agentmem.errors import DaemonUnavailable
 
 _SHARED: Service | None = None
@@ -141,6 +141,10 @@ class InProcessTransport:
             reply = self.service.handle(self._session, msg, owned)
             if reply.sync:
                 self.service.sync()
+            done = reply.__class__ is not Deferred or reply.advance(DEFERRED_SLICE)
+        while not done:  # a walk in steps: other threads' calls run between its slices
+            with self._runner.lock:
+                done = reply.advance(DEFERRED_SLICE)  # type: ignore[attr-defined]
         return reply.body, [seg.view_all for seg in reply.segments]
 
     def close(self) -> None:

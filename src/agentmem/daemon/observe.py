@@ -196,17 +196,27 @@ class Observer:
 
     def _domain_stats(self, uid: int, domain: Domain, now: float) -> StoreStats:
         last = self._detail.get(uid)
-        if last is None or (last.cost <= WALK_MAX and _due(now, last.at, last.cost)):
+        if last is None or (last.cost < WALK_MAX and _due(now, last.at, last.cost)):
             t0 = time.perf_counter()
-            stats = domain.store.get_stats()
+            stats = _walk_within(domain, WALK_MAX)
             cost = time.perf_counter() - t0
-            assert isinstance(stats, StoreStats)
-            agents = {a.name: a for a in stats.per_agent}
-            self._detail[uid] = _Detail(now, cost, agents, dict.fromkeys(agents, now), 0.0, now)
-            return stats
+            if stats is not None:
+                agents = {a.name: a for a in stats.per_agent}
+                self._detail[uid] = _Detail(now, cost, agents, dict.fromkeys(agents, now), 0.0, now)
+                return stats
+            # The domain grew past what a tick may walk (the last walk's cost said it would
+            # not): given up at WALK_MAX, and from now on refreshed one agent at a time.
+            last = self._detail[uid] = _Detail(
+                now,
+                max(cost, WALK_MAX),
+                dict(last.agents) if last is not None else {},
+                dict(last.refreshed) if last is not None else {},
+                0.0,
+                now,
+            )
         cheap = domain.store.get_stats(cheap=True)
         assert isinstance(cheap, StoreStats)
-        if last.cost > WALK_MAX:
+        if last.cost >= WALK_MAX:
             _refresh(domain, last, cheap.per_agent, now)
         return dataclasses.replace(
             cheap, per_agent=tuple(_carry(a, last.agents.get(a.name)) for a in cheap.per_agent)
@@ -243,6 +253,22 @@ class Observer:
                     pass
                 except OSError as exc:
                     log.warning("cannot remove %s: %s", p, exc)
+
+
+def _walk_within(domain: Domain, budget: float) -> StoreStats | None:
+    """The domain's statistics by a walk in steps, or None if it takes over ``budget``
+    seconds (then dropped where it was: the loop is held at most that long)."""
+    steps = domain.store.get_stats_steps()
+    deadline = time.perf_counter() + budget
+    try:
+        while True:
+            next(steps)
+            if time.perf_counter() >= deadline:
+                steps.close()
+                return None
+    except StopIteration as done:
+        stats: StoreStats = done.value
+        return stats
 
 
 def _refresh(domain: Domain, detail: _Detail, agents: Sequence[AgentStats], now: float) -> None:

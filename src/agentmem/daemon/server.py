@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from agentmem.daemon import maintenance
-from agentmem.daemon.service import Reply, Service, Session
+from agentmem.daemon.service import DEFERRED_SLICE, Deferred, Reply, Service, Session
 from agentmem.errors import AgentmemError, DiskFull, PermissionDenied, ProtocolError
 from agentmem.protocol import fdpass, framing
 from agentmem.protocol import messages as m
@@ -108,7 +108,16 @@ _WAKE: Final = object()
 class Connection:
     """A client socket, its inbox and its unsent output."""
 
-    __slots__ = ("inbox", "out", "out_bytes", "reading", "session", "sock", "want_write")
+    __slots__ = (
+        "blocked",
+        "inbox",
+        "out",
+        "out_bytes",
+        "reading",
+        "session",
+        "sock",
+        "want_write",
+    )
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
@@ -121,6 +130,9 @@ class Connection:
         #: False while too much output is queued: the socket is then not watched for reading
         #: (epoll is level-triggered: a readable socket left unread would wake the loop forever).
         self.reading = True
+        #: While a deferred reply of this connection is being computed: the replies of its
+        #: later requests, which go out after it, in order (None: nothing deferred).
+        self.blocked: list[Reply] | None = None
 
 
 class Server:
@@ -151,6 +163,10 @@ class Server:
         self.group_commits = 0
         #: One encoder (a reused msgpack packer) for every reply: the loop is one thread.
         self._encode = framing.Encoder().encode
+        #: Deferred replies being computed, a slice of :attr:`job_slice` seconds each per turn
+        #: of the loop, taking turns; the loop does not wait for events while there are any.
+        self._jobs: deque[tuple[Connection, Deferred]] = deque()
+        self.job_slice = DEFERRED_SLICE
 
     # --- control ---------------------------------------------------------------------------
 
@@ -188,7 +204,7 @@ class Server:
                 next_tick = now + (
                     maintenance.BACKLOG_INTERVAL if backlog else maintenance.INTERVAL
                 )
-            timeout = next_tick - now
+            timeout = next_tick - now if not self._jobs else 0.0
             if self._accept_paused_until is not None:
                 if self._accept_paused_until <= now:
                     self._resume_accepting()
@@ -208,9 +224,41 @@ class Server:
                 elif conn is wake:
                     with contextlib.suppress(OSError):
                         self._wake_r.recv(4096)
+            if self._jobs:
+                self._run_job()
             if self._held:
                 self._release_held()
         self.close()
+
+    def _run_job(self) -> None:
+        """One slice of the oldest deferred reply's walk; send it (and what queued behind it
+        on its connection) once complete, else let the next job have the next slice."""
+        jobs = self._jobs
+        conn, reply = jobs[0]
+        if not reply.advance(self.job_slice):
+            jobs.rotate(-1)
+            return
+        jobs.popleft()
+        blocked, conn.blocked = conn.blocked or [], None
+        self._queue(conn, _holding_fds(reply) if reply.segments else reply)
+        for i, later in enumerate(blocked):
+            if later.__class__ is Deferred and not later.advance(self.job_slice):
+                conn.blocked = blocked[i + 1 :]
+                jobs.append((conn, later))
+                return
+            self._queue(conn, later)
+
+    def _queue(self, conn: Connection, reply: Reply) -> None:
+        """Send a reply that waited behind a deferred one, behind any held replies of its
+        connection (group commit) and after its own journal sync. Its fds are its own
+        (``_holding_fds``): segments may have been retired while it waited."""
+        if reply.sync or conn in self._holding:
+            self._held.append((conn, reply))
+            self._holding.add(conn)
+            return
+        self._send(conn, reply)
+        for seg in reply.transient:
+            seg.close()
 
     def _release_held(self) -> None:
         """Group commit: one journal sync for every durable request of this wakeup, then
@@ -307,6 +355,14 @@ class Server:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(conn.sock)
         conn.inbox.close()
+        if conn.blocked is not None:  # its deferred replies will never go out
+            for later in conn.blocked:
+                for seg in later.transient:
+                    seg.close()
+            conn.blocked = None
+            for job in [j for j in self._jobs if j[0] is conn]:
+                self._jobs.remove(job)
+                job[1].cancel()
         for _, fds in conn.out:
             for extra in fds:
                 with contextlib.suppress(OSError):
@@ -368,6 +424,13 @@ class Server:
                 self._drop(conn)
                 return False
             reply = Reply(m.reply_error(ident, AgentmemError("internal error in the daemon")))
+        if conn.blocked is not None:  # behind a deferred reply of this connection: in order
+            conn.blocked.append(_holding_fds(reply) if reply.segments else reply)
+            return True
+        if reply.__class__ is Deferred and not reply.advance(self.job_slice):
+            conn.blocked = []
+            self._jobs.append((conn, reply))
+            return True
         if reply.sync or conn in self._holding:
             if reply.segments:
                 reply = _holding_fds(reply)

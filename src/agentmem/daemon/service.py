@@ -18,11 +18,13 @@ from __future__ import annotations
 import array
 import dataclasses
 import fcntl
+import logging
 import mmap
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+import traceback
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import Any, Final
 
 from agentmem import stats as wire_stats
 from agentmem.config import Config
@@ -76,6 +78,8 @@ _REQUIRED_SEALS: Final = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL
 
 _MAX_OP: Final = m.MAX_OP_NAME
 
+log = logging.getLogger("agentmem.daemon")
+
 #: Wire labels -> SMU types, looked up before ``SMUType.parse`` (~1 us: enum name lookups).
 _SMU_TYPES: Final[dict[str, SMUType]] = {t.label: t for t in SMUType}
 
@@ -103,6 +107,58 @@ class Reply:
         self.segments = segments
         self.transient = transient
         self.sync = sync
+
+
+#: Seconds of a deferred reply's walk run at a time, between the requests of other
+#: connections (and of the in-process transport's other threads): each waits about this long
+#: for a walk in progress instead of its whole length (370 ms for 300,000 messages, 2.8 s at
+#: 100 seed agents). A slice costs the loop one more poll (~10 us): 1 % of the walk.
+DEFERRED_SLICE: Final = 0.001
+
+
+class Deferred(Reply):
+    """A reply that takes a walk in steps (statistics of a whole domain): the server calls
+    :meth:`advance` between requests until it returns True, then sends ``body``; other
+    connections are served meanwhile (``daemon/server.py``). ``steps`` yields after each
+    step and returns its result, which ``finish`` turns into the reply's ``ok``."""
+
+    __slots__ = ("_finish", "_steps")
+
+    def __init__(self, steps: Generator[None, None, Any], finish: Callable[[Any], object]) -> None:
+        super().__init__({})
+        self._steps = steps
+        self._finish = finish
+
+    def advance(self, budget: float) -> bool:
+        """Run steps for about ``budget`` seconds (at least one); True once the reply is
+        complete: its result, or the error the walk raised (a bug is logged and answered as
+        the base error, as the server does for a handler)."""
+        deadline = time.perf_counter() + budget
+        steps = self._steps
+        try:
+            while True:
+                next(steps)
+                if time.perf_counter() >= deadline:
+                    return False
+        except StopIteration as done:
+            self.body["ok"] = self._finish(done.value)
+        except AgentmemError as exc:
+            self.body = m.reply_error(_ident(self.body), exc)
+        except Exception:
+            log.error("internal error in a deferred reply:\n%s", traceback.format_exc())
+            self.body = m.reply_error(
+                _ident(self.body), AgentmemError("internal error in the daemon")
+            )
+        return True
+
+    def cancel(self) -> None:
+        """Stop the walk (its connection closed)."""
+        self._steps.close()
+
+
+def _ident(body: dict[str, object]) -> int:
+    ident = body.get("id")
+    return ident if isinstance(ident, int) else 0
 
 
 class Session:
@@ -314,6 +370,9 @@ class Service:
             if result.__class__ is Reply:
                 reply: Reply = result
                 reply.body = {"id": ident, "ok": reply.body["ok"]}
+            elif result.__class__ is Deferred:
+                reply = result
+                reply.body = {"id": ident, "ok": None}
             else:
                 reply = Reply({"id": ident, "ok": result})
             if session.retired:
@@ -563,10 +622,16 @@ def _get_stats(
             cached = dataclasses.replace(cached, daemon=None)
         return wire_stats.to_wire(cached)
     domain = _domain(session)
-    stats = domain.store.get_stats(agent)
-    if with_daemon and isinstance(stats, wire_stats.StoreStats):
-        stats = dataclasses.replace(stats, daemon=observe.daemon_stats(svc, domain))
-    return wire_stats.to_wire(stats)
+    if agent is None:
+        # A walk of every chunk reference (seconds for millions of messages): in steps, so
+        # the daemon serves every other request while it goes on.
+        def finish(stats: wire_stats.StoreStats) -> object:
+            if with_daemon:
+                stats = dataclasses.replace(stats, daemon=observe.daemon_stats(svc, domain))
+            return wire_stats.to_wire(stats)
+
+        return Deferred(domain.store.get_stats_steps(), finish)
+    return wire_stats.to_wire(domain.store.get_stats(agent))
 
 
 def _alloc_profile(

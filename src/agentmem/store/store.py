@@ -443,6 +443,14 @@ class Store:
             return accounting.agent_stats(self, self._resolve(agent))
         return accounting.store_stats(self, cheap=cheap)
 
+    def get_stats_steps(self) -> accounting.Steps:
+        """:meth:`get_stats` of the whole store as a walk in steps: each ``next()`` visits a
+        few hundred records (``accounting.STEP``), and the generator returns the statistics.
+        The store may be used between steps; what changes meanwhile counts as it is when the
+        walk reaches it (``store/accounting.py``)."""
+        self._check_open()
+        return accounting.store_stats_steps(self)
+
     # --- content ---------------------------------------------------------------------------
 
     def read(self, handle: Handle) -> memoryview:
