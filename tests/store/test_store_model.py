@@ -1,7 +1,8 @@
 """A model-based test: random sequences of store operations against a plain-Python model.
 
 After every step, every live handle reads back exactly what the model says, and the store's
-mark-sweep check finds no drift, no orphan and no corruption.
+mark-sweep check finds no drift, no orphan and no corruption. A statistics walk in steps
+(``Store.get_stats_steps``) may be in progress across any of the operations.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from agentmem.config import Config
 from agentmem.ids import Handle
 from agentmem.states import SMUType
 from agentmem.stats import AgentStats
-from agentmem.store import Store, StoreStats
+from agentmem.store import Store, StoreStats, accounting
 from agentmem.store.records import WarmGroup
 from agentmem.store.segments import Segment
 from tests.conftest import text
@@ -42,9 +43,41 @@ class StoreMachine(RuleBasedStateMachine):
         )
         self.agents = [self.store.register_agent(n) for n in ("a", "b", "c")]
         self.model: dict[int, bytes | list[bytes]] = {}
+        #: A statistics walk in progress, advanced by ``walk_steps`` between operations.
+        self.walk: accounting.Steps | None = None
+        self._step, accounting.STEP = accounting.STEP, 3  # many steps even for a small store
 
     def teardown(self) -> None:
+        accounting.STEP = self._step
+        if self.walk is not None:
+            self.walk.close()
         self.store.close()
+
+    @rule()
+    def start_walk(self) -> None:
+        if self.walk is None:
+            self.walk = self.store.get_stats_steps()
+
+    @rule(steps=st.integers(1, 8))
+    def walk_steps(self, steps: int) -> None:
+        """Advance the walk; once done, its figures are sane whatever changed meanwhile."""
+        if self.walk is None:
+            return
+        for _ in range(steps):
+            try:
+                next(self.walk)
+            except StopIteration as done:
+                self.walk = None
+                stats = done.value
+                assert isinstance(stats, StoreStats)
+                assert [a.name for a in stats.per_agent] == ["a", "b", "c"]
+                for a in stats.per_agent:
+                    assert a.unique_bytes is not None and a.unique_bytes >= 0
+                    assert a.shared_bytes is not None and a.shared_bytes >= 0
+                    assert a.compressed_bytes is not None and a.compressed_bytes >= 0
+                assert stats.messages == self.store.message_count  # the totals: at the end
+                assert stats.handles == len(self.model)
+                return
 
     @rule(
         target=smus,
@@ -137,6 +170,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert report.ok, report
         s = self.store.get_stats()
         assert isinstance(s, StoreStats)
+        assert accounting.run(self.store.get_stats_steps()) == s  # steps, nothing changing
         assert s.handles == len(self.model)
         assert s.logical_bytes == sum(
             sum(map(len, v)) if isinstance(v, list) else len(v) for v in self.model.values()
