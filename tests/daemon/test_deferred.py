@@ -21,8 +21,9 @@ from agentmem.config import Config
 from agentmem.daemon.inprocess import InProcessTransport
 from agentmem.daemon.server import Connection, Server
 from agentmem.daemon.service import Deferred, Service, Session
+from agentmem.errors import UnknownAgent
 from agentmem.protocol import messages as m
-from agentmem.stats import StoreStats, store_stats_from_wire
+from agentmem.stats import StoreStats, agent_stats_from_wire, store_stats_from_wire
 from agentmem.store import accounting
 from agentmem.store.store import Store
 from tests.daemon.conftest import RawPeer
@@ -147,6 +148,8 @@ def test_a_walk_of_a_closed_connection_is_dropped(driven: Driven) -> None:
     assert conn_a.sock.fileno() < 0
     b.send_msg(m.request(m.OP_GET_STATS, 3, agent="other"))
     driven.server._read(conn_b)
+    while driven.server._jobs:  # one agent's statistics take steps too (a few here)
+        driven.server._run_job()
     assert b.reply()["id"] == 3
 
 
@@ -169,6 +172,23 @@ def test_two_walks_take_turns(driven: Driven) -> None:
     first = store_stats_from_wire(one["ok"])  # type: ignore[arg-type]
     assert first.daemon is not None  # finished with the daemon section it asked for
     assert first.per_agent == store_stats_from_wire(two["ok"]).per_agent  # type: ignore[arg-type]
+
+
+def test_one_agents_statistics_come_in_steps_too(driven: Driven) -> None:
+    a, conn_a = driven.connect("walker")
+    b, conn_b = driven.connect("other")
+    fill(driven, conn_b, "b")  # 3,000 messages: many steps of its own records
+    a.send_msg(m.request(m.OP_GET_STATS, 1, agent="other"))
+    driven.server._read(conn_a)
+    assert driven.server._jobs and not readable(a)
+    b.send_msg(m.request(m.OP_GET_STATS, 2, agent="nobody"))  # refused at once, not deferred
+    driven.server._read(conn_b)
+    assert b.reply()["err"] == UnknownAgent.code
+    while driven.server._jobs:
+        driven.server._run_job()
+    got = agent_stats_from_wire(a.reply()["ok"])  # type: ignore[arg-type]
+    store = driven.service.domains[os.getuid()].store
+    assert got == store.get_stats("other") and got.unique_bytes == got.logical_bytes > 0
 
 
 def test_a_small_walk_is_answered_at_once(driven: Driven) -> None:

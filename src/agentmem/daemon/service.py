@@ -631,7 +631,9 @@ def _get_stats(
             return wire_stats.to_wire(stats)
 
         return Deferred(domain.store.get_stats_steps(), finish)
-    return wire_stats.to_wire(domain.store.get_stats(agent))
+    # One agent's: its own records only, but an agent of many handles or a long history
+    # takes milliseconds; in steps too.
+    return Deferred(domain.store.get_stats_steps(agent), wire_stats.to_wire)
 
 
 def _alloc_profile(

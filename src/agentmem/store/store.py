@@ -17,8 +17,8 @@ import itertools
 import os
 import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator
-from typing import Literal
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Literal, overload
 
 from agentmem import constants
 from agentmem.chunking import Chunker, default_chunker
@@ -443,12 +443,22 @@ class Store:
             return accounting.agent_stats(self, self._resolve(agent))
         return accounting.store_stats(self, cheap=cheap)
 
-    def get_stats_steps(self) -> accounting.Steps:
-        """:meth:`get_stats` of the whole store as a walk in steps: each ``next()`` visits a
-        few hundred records (``accounting.STEP``), and the generator returns the statistics.
-        The store may be used between steps; what changes meanwhile counts as it is when the
-        walk reaches it (``store/accounting.py``)."""
+    @overload
+    def get_stats_steps(self) -> accounting.Steps: ...
+
+    @overload
+    def get_stats_steps(self, agent: Agent | str) -> Generator[None, None, AgentStats]: ...
+
+    def get_stats_steps(
+        self, agent: Agent | str | None = None
+    ) -> accounting.Steps | Generator[None, None, AgentStats]:
+        """:meth:`get_stats` as a walk in steps: each ``next()`` visits a few hundred records
+        (``accounting.STEP``), and the generator returns the statistics. The store may be used
+        between steps; what changes meanwhile counts as it is when the walk reaches it
+        (``store/accounting.py``). ``UnknownAgent`` is raised here, not by a step."""
         self._check_open()
+        if agent is not None:
+            return accounting.agent_stats_steps(self, self._resolve(agent))
         return accounting.store_stats_steps(self)
 
     # --- content ---------------------------------------------------------------------------
