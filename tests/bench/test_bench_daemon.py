@@ -123,6 +123,15 @@ def test_the_walk_is_measured_beside_another_client(results: dict[str, Any]) -> 
     assert "fresh whole-domain get_stats" in bench_daemon.render_markdown(results)
 
 
+def test_the_demotion_is_measured_beside_another_client(results: dict[str, Any]) -> None:
+    dm = results["demote"]
+    assert dm["notes"] and dm["agents"] == SIZES.demote_agents
+    assert len(dm["runs_demote_ms"]) == 2 and dm["demote_ms"] > 0
+    assert 0 < dm["during_p50_us"] <= dm["during_max_us"]  # the client was answered meanwhile
+    assert 0 < dm["baseline_p50_us"] <= dm["baseline_max_us"]
+    assert "idle histories" in bench_daemon.render_markdown(results)
+
+
 def test_hot_read_is_zero_copy(results: dict[str, Any]) -> None:
     assert results["ops"]["read_1mib_zero_copy"] is True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import time
 from typing import Any
 
 from agentmem.config import Config
@@ -44,8 +45,9 @@ def test_a_conversation_taken_down_is_not_listed_again_until_it_is_used() -> Non
     assert _tiers(store, a) == {Tier.WARM} and _tiers(store, b) == {Tier.HOT}
 
     now[0] = 62.0
+    listed = len(calls)
     assert demote_idle(store) == 0
-    assert calls[-1] == []  # nothing new came due: no conversation walked
+    assert all(c == [] for c in calls[listed:])  # nothing new came due: none walked
 
     assert len(store.messages(a, 0, None)) == 30  # a read: used again, promoted
     assert _tiers(store, a) == {Tier.HOT}
@@ -67,7 +69,7 @@ def test_a_shared_prompt_is_left_to_the_budget_without_being_walked() -> None:
     calls = _listed(store)
     now[0] = 400.0
     assert demote_idle(store) == 0
-    assert calls[-1] == []  # held three times: not even listed
+    assert all(c == [] for c in calls)  # held three times: not even listed
     assert {e.tier for e in store.refs[hs[0]].smu.chunks} == {Tier.HOT}  # type: ignore[union-attr]
     store.close()
 
@@ -221,3 +223,42 @@ def test_a_pass_with_a_deadline_takes_the_oldest_due_first_and_leaves_the_rest()
     assert calls == [[h] for h in handles]  # oldest first, each listed alone, once
     assert all(_tiers(store, h) == {Tier.WARM} for h in handles)
     assert demote_idle(store, deadline=passed) == 0 and not store.idle_backlog
+
+
+def test_a_long_history_goes_down_a_warm_group_a_pass_from_where_the_last_stopped() -> None:
+    """A pass whose deadline has passed still takes one step, a warm group's bytes: a long
+    history goes down over several passes (the loop answers requests between them), listed
+    once, and a history used part-way is listed afresh when it is due again."""
+    now = [0.0]
+    group = 16 << 10
+    cfg = Config(idle_agent_warm_seconds=60, warm_group_bytes=group)
+    store = Store(cfg, clock=lambda: now[0], far_memory=None)
+    idle = store.register_agent("idle", state="idle")
+    conv = [message(i) for i in range(120)]  # ~200 KB: a dozen groups
+    a = store.alloc_smu(SMUType.CONVERSATION, conv, idle)
+    total = sum(len(m) for m in conv)
+    calls = _listed(store)
+    now[0] = 61.0
+    passed = time.monotonic() - 1.0  # every pass is past its deadline: one step each
+    moves = [demote_idle(store, passed)]
+    assert store.idle_backlog and _tiers(store, a) == {Tier.WARM, Tier.HOT}  # part-way
+    while store.idle_backlog:
+        moves.append(demote_idle(store, passed))
+    assert len(moves) > 5 and sum(moves) == total
+    assert max(moves) < group + max(len(m) for m in conv)  # one group a pass
+    assert calls.count([a]) == 1  # listed once, not once a pass
+    assert _tiers(store, a) == {Tier.WARM} and not store.demoting
+    assert [bytes(m) for m in store.messages(a, 0, None)] == conv  # read back: intact
+    # Used part-way down: what was left is dropped and listed afresh when due again.
+    now[0] = 200.0
+    demote_idle(store, passed)
+    assert store.idle_backlog and a in store.demoting
+    store.messages(a, 0, 1)  # used again
+    demote_idle(store, passed)  # not due now: the demotion in progress is dropped
+    assert not store.demoting and not store.idle_backlog
+    now[0] = 300.0
+    while demote_idle(store, passed) and store.idle_backlog:
+        pass
+    assert calls.count([a]) == 3 and _tiers(store, a) == {Tier.WARM}
+    assert store.check().ok
+    store.close()

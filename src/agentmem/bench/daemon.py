@@ -43,6 +43,7 @@ from typing import Any
 from agentmem.bench import echo, pss
 from agentmem.bench import report as rp
 from agentmem.bench import workloads as wl
+from agentmem.bench.demote import bench_demote
 from agentmem.bench.durability import bench_durability
 from agentmem.bench.echo import bench_echo
 from agentmem.bench.fleet import (
@@ -96,10 +97,29 @@ class Sizes:
     pss_prompt_bytes: int
     walk_agents: int
     walk_messages: int  # per agent
+    demote_agents: int
+    demote_history_bytes: int  # per agent
 
 
-FULL = Sizes(5000, 3000, 300, 20_000, (1, 10, 100), 5, 10, 100, 100, MIB, 20, 16 * MIB, 30, 10_000)
-QUICK = Sizes(300, 200, 30, 1_200, (1, 4, 12), 1, 4, 25, 6, MIB, 4, 4 * MIB, 4, 2_000)
+FULL = Sizes(
+    5000,
+    3000,
+    300,
+    20_000,
+    (1, 10, 100),
+    5,
+    10,
+    100,
+    100,
+    MIB,
+    20,
+    16 * MIB,
+    30,
+    10_000,
+    4,
+    8 * MIB,
+)
+QUICK = Sizes(300, 200, 30, 1_200, (1, 4, 12), 1, 4, 25, 6, MIB, 4, 4 * MIB, 4, 2_000, 2, MIB)
 
 
 # --- ops -------------------------------------------------------------------------------------
@@ -438,6 +458,16 @@ def _summary(r: dict[str, Any]) -> list[list[object]]:
                 f"that client without a walk: {w['baseline_p50_us']} / {w['baseline_max_us']}",
             )
         )
+    if "demote" in r:
+        dm = r["demote"]
+        rows.append(
+            row(
+                f"{dm['agents']} idle histories of {_mib(dm['history_bytes_each'])} going down "
+                "together: another client's round trips meanwhile, p50 / p99 / max us",
+                f"{dm['during_p50_us']} / {dm['during_p99_us']} / {dm['during_max_us']}",
+                f"that client before: {dm['baseline_p50_us']} / max {dm['baseline_max_us']}",
+            )
+        )
     return rows
 
 
@@ -492,7 +522,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     out += rp.table(
         list(cols), [[rp.compact(lv[k]) for k in cols] for lv in t["levels"]], len(cols)
     )
-    for name in ("connections", "spawn", "pss", "durability", "walk"):
+    for name in ("connections", "spawn", "pss", "durability", "walk", "demote"):
         if name not in r:
             continue
         out += [f"## {name}", "", r[name]["notes"], ""]
@@ -562,6 +592,10 @@ def run(
         ("observe", lambda: bench_observe(3 * sizes.op_calls, sizes.warmup, repeats, prompt)),
         ("durability", lambda: bench_durability(sizes.op_calls, sizes.warmup, repeats)),
         ("walk", lambda: bench_walk(sizes.walk_agents, sizes.walk_messages, repeats)),
+        (
+            "demote",
+            lambda: bench_demote(sizes.demote_agents, sizes.demote_history_bytes, min(repeats, 3)),
+        ),
     ]
     for name, fn in sections:
         rp.progress("daemon", name)

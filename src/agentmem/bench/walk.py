@@ -24,7 +24,7 @@ from agentmem.stats import StoreStats
 from agentmem.testing import DaemonProcess
 
 
-class _Pinger:
+class Pinger:
     """A client doing round trips on its own thread, each recorded as (start ns, length ns)."""
 
     def __init__(self, client: Client, handle: Handle) -> None:
@@ -42,7 +42,7 @@ class _Pinger:
             length(handle)
             samples.append((t0, clock() - t0))
 
-    def __enter__(self) -> _Pinger:
+    def __enter__(self) -> Pinger:
         self._thread.start()
         return self
 
@@ -60,7 +60,7 @@ class _Pinger:
         return [n // 1000 for t, n in list(self.samples) if t < end and t + n > start]
 
 
-def _figures(us: list[int]) -> dict[str, float]:
+def latency_figures(us: list[int]) -> dict[str, float]:
     us = sorted(us)
     if not us:
         return {"calls": 0, "p50_us": 0.0, "p99_us": 0.0, "max_us": 0.0}
@@ -92,7 +92,7 @@ def bench_walk(agents: int, messages: int, repeats: int) -> dict[str, Any]:
                 handle = small.handle
                 with (
                     connect(d.socket, name="walk-caller") as caller,
-                    _Pinger(pinger_client, handle) as pinger,
+                    Pinger(pinger_client, handle) as pinger,
                 ):
                     caller.get_stats()  # warm-up: the first walk allocates its dicts
                     for _ in range(max(1, repeats)):
@@ -109,8 +109,8 @@ def bench_walk(agents: int, messages: int, repeats: int) -> dict[str, Any]:
                             {
                                 "walk_ms": round((end - start) / 1e6, 2),
                                 "walk_daemon_cpu_ms": round(cpu * 1e3, 2),
-                                "during": _figures(pinger.overlapping(start, end)),
-                                "baseline": _figures(pinger.within(before, start)),
+                                "during": latency_figures(pinger.overlapping(start, end)),
+                                "baseline": latency_figures(pinger.within(before, start)),
                                 "messages": stats.messages,
                             }
                         )

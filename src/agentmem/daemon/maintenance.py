@@ -27,8 +27,10 @@ log = logging.getLogger("agentmem.daemon")
 
 #: Seconds between maintenance passes.
 INTERVAL: Final = 1.0
-#: Seconds to the next pass when the last one left idle handles due (``tiering.maintain``):
-#: time for the loop to answer what queued while it demoted.
+#: Seconds the in-process transport's maintenance thread leaves the service's lock to its
+#: callers before the next pass when the last one left idle handles due (``tiering.maintain``).
+#: The daemon's loop waits for nothing then: it answers what queued during the pass (a pass
+#: is ``tiering.IDLE_PASS_SECONDS``) and goes on.
 BACKLOG_INTERVAL: Final = 0.01
 #: Holes below this many bytes are not worth a pass over the chunk index.
 MIN_FREED_BYTES: Final = 8 << 20

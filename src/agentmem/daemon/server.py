@@ -193,17 +193,15 @@ class Server:
         while self._running:
             now = monotonic()
             if now >= next_tick:
-                # A backlog pass comes back within BACKLOG_INTERVAL, between the requests
-                # queued meanwhile; the statistics stay once a second.
+                # A backlog pass comes back as soon as the requests queued meanwhile are
+                # answered; the statistics stay once a second.
                 observe = now >= next_observe
                 self._tick(observe=observe)
                 now = monotonic()
                 if observe:
                     next_observe = now + maintenance.INTERVAL
                 backlog = self.service.maintenance_backlog
-                next_tick = now + (
-                    maintenance.BACKLOG_INTERVAL if backlog else maintenance.INTERVAL
-                )
+                next_tick = now if backlog else now + maintenance.INTERVAL
             timeout = next_tick - now if not self._jobs else 0.0
             if self._accept_paused_until is not None:
                 if self._accept_paused_until <= now:

@@ -203,6 +203,9 @@ class Store:
         self.aged: dict[int, float] = {}
         #: Whether the last age pass stopped at its deadline with handles still due.
         self.idle_backlog = False
+        #: Idle handles part-way down (``tiering.demote_idle``): handle -> (its ``touched``
+        #: when the demotion began, the steps left).
+        self.demoting: dict[int, tuple[float, Generator[int, None, None]]] = {}
         #: For each conversation in ``aged``: the claims of its own messages on hot chunks other
         #: conversations hold too, as they were then (what ``demote_idle`` weighs once every
         #: holder is due).
@@ -651,6 +654,23 @@ class Store:
         for conversations). Cold needs a state directory (``InvalidArgument`` without); a full
         disk raises ``DiskFull`` and moves nothing."""
         ref = self._ref(handle, touch=False)
+        entries = self.demotable(ref, keep=keep, to=to, own_only=own_only)
+        if not entries:
+            return 0
+        moved = self.demote_chunks(entries, ref.smu_type, to)
+        if not keep and ref.smu_type is SMUType.CONVERSATION:
+            # The whole conversation went down: its open segment holds at most chunks other
+            # content shares now; closed, compaction may take it (25 idle seed-profile agents
+            # left 48 MB of holes in open segments otherwise).
+            self.hot.close_owned(handle)
+        return moved
+
+    def demotable(
+        self, ref: AnyRef, *, keep: int = 0, to: Tier = Tier.WARM, own_only: bool = False
+    ) -> list[ChunkEntry]:
+        """The chunks :meth:`demote` would move for ``ref`` (distinct, unpinned, above ``to``),
+        in the ref's order (a conversation's oldest first). Raises ``InvalidArgument`` for a
+        ``to`` the store cannot move to."""
         if to is Tier.COLD and self.cold is None:
             raise InvalidArgument("there is no cold tier: the store has no state directory")
         if to is Tier.HOT:
@@ -664,15 +684,7 @@ class Store:
             if _level(e.loc) < to and e.id not in pins and id(e) not in seen:
                 seen.add(id(e))
                 entries.append(e)
-        if not entries:
-            return 0
-        moved = self.demote_chunks(entries, ref.smu_type, to)
-        if not keep and ref.smu_type is SMUType.CONVERSATION:
-            # The whole conversation went down: its open segment holds at most chunks other
-            # content shares now; closed, compaction may take it (25 idle seed-profile agents
-            # left 48 MB of holes in open segments otherwise).
-            self.hot.close_owned(handle)
-        return moved
+        return entries
 
     def demote_chunks(
         self, entries: list[ChunkEntry], smu_type: SMUType, to: Tier = Tier.WARM

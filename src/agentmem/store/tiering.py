@@ -33,14 +33,17 @@ from agentmem.store.hot import tier_level
 from agentmem.store.records import ConversationRef
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     from agentmem.store.records import ChunkEntry
     from agentmem.store.store import AnyRef, Store
 
 #: The hot tier is brought this fraction of its budget below the budget when it is enforced.
 LOW_WATER_FRACTION = 1 / 8
 #: Seconds one maintenance pass spends demoting idle handles before it leaves the rest to the
-#: next (which the daemon runs as soon as it has answered the requests waiting meanwhile).
-IDLE_PASS_SECONDS = 0.1
+#: next (which the daemon runs as soon as it has answered the requests waiting meanwhile): a
+#: request that arrives meanwhile waits about this long, plus at most one warm group's step.
+IDLE_PASS_SECONDS = 0.01
 #: Times :func:`make_room` asks the policy before its last resort.
 _ROUNDS = 3
 _CONVERSATION = SMUType.CONVERSATION
@@ -131,33 +134,79 @@ def demote_idle(store: Store, deadline: float | None = None) -> int:
             continue  # held by other handles too: left to the budget
         due.append(ref)
     moved = 0
-    done: set[int] = set()
-
-    def take(refs: list[AnyRef]) -> None:
-        nonlocal moved
-        for c in store.candidates(refs=refs):
-            if c.holders == 1 and c.handle not in done:
-                done.add(c.handle)
-                moved += store.demote(c.handle, to=_idle_target(store), own_only=True)
-
+    target = _idle_target(store)
+    moving = store.demoting
+    # A demotion left part-way by the last pass goes on only while its handle stays due and
+    # unused (read since, its chunks may be hot again anywhere: listed afresh).
+    due_at: dict[int, float] = {ref.handle: ref.touched for ref in due}
+    for h in [h for h, (at, _) in moving.items() if due_at.get(h) != at]:
+        moving.pop(h)[1].close()
+    finished: list[AnyRef] = []
     if deadline is None:
-        finished = due
-        take(due)
-    else:
-        # Oldest first, one handle at a time, until the deadline: the rest next pass (listing
-        # a handle's candidates walks its messages, so only the handles taken are listed).
-        due.sort(key=lambda r: r.touched)
-        finished = []
         for ref in due:
-            if finished and time.monotonic() >= deadline:
-                break
+            steps = moving.pop(ref.handle, (0.0, None))[1] or _demotion(store, ref, target)
+            moved += sum(steps)
             finished.append(ref)
-            take([ref])
+    else:
+        # Oldest first, a warm group at a time, until the deadline: the rest next pass, from
+        # where this one stopped (listing a handle's chunks walks its messages: once).
+        due.sort(key=lambda r: r.touched)
+        started = False
+        for ref in due:
+            if started and time.monotonic() >= deadline:
+                break
+            started = True
+            h = ref.handle
+            state = moving.get(h)
+            steps = state[1] if state is not None else _demotion(store, ref, target)
+            moving[h] = (ref.touched, steps)
+            complete = False
+            for n in steps:
+                moved += n
+                if time.monotonic() >= deadline:
+                    break
+            else:
+                complete = True
+            if not complete:
+                break
+            del moving[h]
+            finished.append(ref)
     store.idle_backlog = len(finished) < len(due)
     for ref in finished:  # every such handle's own content is down now (or it had none)
         kept[ref.handle] = ref.touched
     store.aged = kept
     return moved + _demote_shared(store, finished)
+
+
+def _demotion(store: Store, ref: AnyRef, to: Tier) -> Generator[int, None, None]:
+    """Demote ``ref``'s own unpinned chunks to ``to`` (those no other content holds), a warm
+    group's bytes at a time: each step moves one group (~6 ms at level 6 with its check) and
+    yields the plain bytes moved. A chunk shared, freed or moved since the list was made is
+    left where it is; a conversation's open segment is closed once it is all down (as
+    ``Store.demote`` does)."""
+    if not any(c.holders == 1 for c in store.candidates(refs=[ref])):
+        return
+    entries = store.demotable(ref, to=to, own_only=True)
+    step = store.config.warm_group_bytes
+    pins = store.pins
+    i = 0
+    moved_any = False
+    while i < len(entries):
+        batch: list[ChunkEntry] = []
+        nbytes = 0
+        # As ``warm.group_spans`` cuts: up to a group's bytes (at least one chunk), so a
+        # step is one group, as the whole list in one call would have made it.
+        while i < len(entries) and (not batch or nbytes + entries[i].size <= step):
+            e = entries[i]
+            i += 1
+            if e.refs == 1 and tier_level(e.loc) < to and e.id not in pins:
+                batch.append(e)
+                nbytes += e.size
+        if batch:
+            moved_any = True
+            yield store.demote_chunks(batch, ref.smu_type, to)
+    if moved_any and ref.smu_type is _CONVERSATION:
+        store.hot.close_owned(ref.handle)
 
 
 def _near_hot(e: ChunkEntry) -> bool:
