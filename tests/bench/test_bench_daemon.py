@@ -129,6 +129,7 @@ def test_the_demotion_is_measured_beside_another_client(results: dict[str, Any])
     assert len(dm["runs_demote_ms"]) == 2 and dm["demote_ms"] > 0
     assert 0 < dm["during_p50_us"] <= dm["during_max_us"]  # the client was answered meanwhile
     assert 0 < dm["baseline_p50_us"] <= dm["baseline_max_us"]
+    assert dm["read_back_ms"] > 0 and dm["read_back_p50_us"] <= dm["read_back_max_us"]
     assert "idle histories" in bench_daemon.render_markdown(results)
 
 

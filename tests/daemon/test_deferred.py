@@ -25,6 +25,7 @@ from agentmem.errors import UnknownAgent
 from agentmem.protocol import messages as m
 from agentmem.stats import StoreStats, agent_stats_from_wire, store_stats_from_wire
 from agentmem.store import accounting
+from agentmem.store import store as store_module
 from agentmem.store.store import Store
 from tests.daemon.conftest import RawPeer
 
@@ -35,8 +36,8 @@ MESSAGES = 3000
 class Driven:
     """A server whose loop the test turns by hand."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.service = Service(Config())
+    def __init__(self, tmp_path: Path, config: Config | None = None) -> None:
+        self.service = Service(config or Config())
         path = str(tmp_path / "s.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
@@ -259,3 +260,51 @@ def test_the_in_process_transport_runs_a_long_walk_to_its_end() -> None:
         assert stats.messages == 3 * MESSAGES
         assert stats == service.domains[os.getuid()].store.get_stats()
     service.close_all()
+
+
+def test_a_demoted_history_is_read_back_in_steps_between_other_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "PROMOTE_STEP_BYTES", 16 << 10)  # many steps
+    driven = Driven(tmp_path, Config(warm_group_bytes=16 << 10))
+    try:
+        _read_back_in_steps(driven)
+    finally:
+        driven.close()
+
+
+def _read_back_in_steps(driven: Driven) -> None:
+    a, conn_a = driven.connect("reader")
+    b, conn_b = driven.connect("other")
+    chat = fill(driven, conn_a, "a")
+    other = fill(driven, conn_b, "b")
+    store = driven.service.domains[os.getuid()].store
+    expected = [bytes(v) for v in store.messages(chat)]
+    driven.call(conn_a.session, "demote", handle=chat)
+    # Views of the whole history: its promotion runs in steps.
+    a.send_msg(m.request("messages", 1, handle=chat, views=True, packed=True))
+    driven.server._read(conn_a)
+    assert driven.server._jobs and not readable(a)
+    b.send_msg(m.request("length", 2, handle=other))
+    driven.server._read(conn_b)
+    assert b.reply() == {"id": 2, "ok": MESSAGES}  # served while the promotion goes on
+    turns = 0
+    while driven.server._jobs:
+        driven.server._run_job()
+        turns += 1
+    assert turns > 2
+    body, fds = a.recv()
+    try:
+        assert body["id"] == 1 and fds  # the segments' fds ride with the deferred reply
+        ok = body["ok"]
+        assert isinstance(ok, dict) and ok["length"] == MESSAGES and ok["next"] is None
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert store.promotion_steps(chat) is None  # all hot again
+    # The copying read gives the same bytes.
+    a.send_msg(m.request("messages", 3, handle=chat))
+    driven.server._read(conn_a)
+    got = a.reply()
+    assert got["id"] == 3
+    assert got["ok"]["messages"] == expected  # type: ignore[index]

@@ -6,9 +6,12 @@ import pathlib
 import time
 from typing import Any
 
+import pytest
+
 from agentmem.config import Config
 from agentmem.states import SMUType, Tier
 from agentmem.store import Store
+from agentmem.store import store as store_module
 from agentmem.store.tiering import demote_cold, demote_idle
 from tests.conftest import message
 
@@ -262,3 +265,40 @@ def test_a_long_history_goes_down_a_warm_group_a_pass_from_where_the_last_stoppe
     assert calls.count([a]) == 3 and _tiers(store, a) == {Tier.WARM}
     assert store.check().ok
     store.close()
+
+
+def test_a_demoted_history_comes_back_in_steps_contiguous_and_counted_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_module, "PROMOTE_STEP_BYTES", 16 << 10)
+    cfg = Config(warm_group_bytes=16 << 10)
+    store = Store(cfg, far_memory=None)
+    a = store.register_agent("a")
+    conv = [message(i) for i in range(120)]  # ~200 KB: a dozen groups
+    h = store.alloc_smu(SMUType.CONVERSATION, conv, a)
+    assert store.promotion_steps(h) is None  # all hot: nothing to do
+    one_shot = len(store.message_extents(h).pieces)
+    store.demote(h)
+    steps = store.promotion_steps(h)
+    assert steps is not None
+    before = list(store.promotions)
+    taken = 0
+    for _ in steps:
+        taken += 1
+        assert store.promotions == before  # counted once, at the end
+    assert taken > 5
+    assert sum(store.promotions) == sum(before) + 1
+    assert _tiers(store, h) == {Tier.HOT} and store.promotion_steps(h) is None
+    got = store.message_extents(h)
+    assert len(got.pieces) <= one_shot + 1  # still a few extents: placed in order
+    assert [bytes(m) for m in store.messages(h)] == conv
+    # With a hot budget a promotion is all or nothing: one step.
+    budgeted = Store(Config(warm_group_bytes=16 << 10, hot_budget_bytes=64 << 20), far_memory=None)
+    b = budgeted.register_agent("b")
+    hb = budgeted.alloc_smu(SMUType.CONVERSATION, conv, b)
+    budgeted.demote(hb)
+    steps = budgeted.promotion_steps(hb)
+    assert steps is not None and list(steps) == []
+    assert _tiers(budgeted, hb) == {Tier.HOT}
+    store.close()
+    budgeted.close()

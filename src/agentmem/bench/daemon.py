@@ -468,6 +468,15 @@ def _summary(r: dict[str, Any]) -> list[list[object]]:
                 f"that client before: {dm['baseline_p50_us']} / max {dm['baseline_max_us']}",
             )
         )
+        rows.append(
+            row(
+                "the same histories read back (promoted) one after the other: another "
+                "client's round trips meanwhile, p50 / p99 / max us",
+                f"{dm['read_back_p50_us']} / {dm['read_back_p99_us']} / "
+                f"{dm['read_back_max_us']} ({dm['read_back_ms']} ms in all)",
+                f"that client before: {dm['baseline_p50_us']} / max {dm['baseline_max_us']}",
+            )
+        )
     return rows
 
 

@@ -62,10 +62,12 @@ def _one_run(agents: int, history_bytes: int) -> dict[str, Any]:
     with DaemonProcess(env=env) as d:
         holders = [connect(d.socket, name=f"demote-{i}") for i in range(agents + 1)]
         try:
+            chats = []
             for c, msgs in zip(holders, histories, strict=True):
                 chat = c.alloc_smu("conversation", [])
                 for k in range(0, len(msgs), 500):
                     c.extend(chat, msgs[k : k + 500])
+                chats.append(chat)
             # One history down first: the domain's conversation dictionary is trained once, on
             # its first 8 MiB of frames (~0.25 s, once per domain), not in the window.
             first = sum(len(m) for m in histories[0])
@@ -87,12 +89,24 @@ def _one_run(agents: int, history_bytes: int) -> dict[str, Any]:
                         c.set_state("idle")
                     moved = _wait_demoted(watch, int(first + 0.95 * total)) - first
                     end = time.perf_counter_ns()
+                    # Each agent's next turn: its whole history read back (promoted) as views.
+                    back = time.perf_counter_ns()
+                    read = 0
+                    for c, chat in zip(holders[1:], chats[1:], strict=True):
+                        c.set_state("active")
+                        for view in c.iter_message_views(chat):
+                            read += view.nbytes
+                            view.release()
+                    back_end = time.perf_counter_ns()
+                    assert read == total, (read, total)
                     # The last second's snapshot lags: the demotion ended within it.
                     return {
                         "demote_ms": round((end - start) / 1e6, 1),
                         "history_bytes": total,
                         "demoted_bytes": moved,
                         "during": latency_figures(pinger.overlapping(start, end)),
+                        "read_back_ms": round((back_end - back) / 1e6, 1),
+                        "read_back": latency_figures(pinger.overlapping(back, back_end)),
                         "baseline": latency_figures(pinger.within(t0, start)),
                     }
         finally:
@@ -115,7 +129,9 @@ def bench_demote(agents: int, history_bytes: int, repeats: int) -> dict[str, Any
         "statistics showed 95 % of their bytes demoted (so up to a second after the end); "
         "baseline: its round trips in the half second before. One more agent's history went "
         "down first, outside the window: the domain's conversation dictionary is trained on "
-        "the first 8 MiB of frames, once. Medians over runs, a fresh daemon each.",
+        "the first 8 MiB of frames, once. Medians over runs, a fresh daemon each. read_back: "
+        "that client's round trips while the agents then read their histories back one after "
+        "the other as views (their next turn after idling: the daemon promotes them).",
         "agents": agents,
         "history_bytes_each": history_bytes,
         "demote_ms": round(float(statistics.median(r["demote_ms"] for r in runs)), 1),
@@ -123,6 +139,10 @@ def bench_demote(agents: int, history_bytes: int, repeats: int) -> dict[str, Any
         "during_p99_us": med("during", "p99_us"),
         "during_max_us": med("during", "max_us"),
         "during_calls": med("during", "calls"),
+        "read_back_ms": round(float(statistics.median(r["read_back_ms"] for r in runs)), 1),
+        "read_back_p50_us": med("read_back", "p50_us"),
+        "read_back_p99_us": med("read_back", "p99_us"),
+        "read_back_max_us": med("read_back", "max_us"),
         "baseline_p50_us": med("baseline", "p50_us"),
         "baseline_max_us": med("baseline", "max_us"),
         "runs_during_max_us": [r["during"]["max_us"] for r in runs],

@@ -117,10 +117,11 @@ DEFERRED_SLICE: Final = 0.001
 
 
 class Deferred(Reply):
-    """A reply that takes a walk in steps (statistics of a whole domain): the server calls
-    :meth:`advance` between requests until it returns True, then sends ``body``; other
-    connections are served meanwhile (``daemon/server.py``). ``steps`` yields after each
-    step and returns its result, which ``finish`` turns into the reply's ``ok``."""
+    """A reply that takes work in steps (statistics of a whole domain, a history promoted):
+    the server calls :meth:`advance` between requests until it returns True, then sends
+    ``body``; other connections are served meanwhile (``daemon/server.py``). ``steps`` yields
+    after each step and returns its result, which ``finish`` turns into the reply's ``ok``
+    (or into a whole :class:`Reply`, whose segments then ride with this one)."""
 
     __slots__ = ("_finish", "_steps")
 
@@ -131,25 +132,37 @@ class Deferred(Reply):
 
     def advance(self, budget: float) -> bool:
         """Run steps for about ``budget`` seconds (at least one); True once the reply is
-        complete: its result, or the error the walk raised (a bug is logged and answered as
+        complete: its result, or the error the work raised (a bug is logged and answered as
         the base error, as the server does for a handler)."""
         deadline = time.perf_counter() + budget
         steps = self._steps
         try:
-            while True:
-                next(steps)
-                if time.perf_counter() >= deadline:
-                    return False
-        except StopIteration as done:
-            self.body["ok"] = self._finish(done.value)
+            try:
+                while True:
+                    next(steps)
+                    if time.perf_counter() >= deadline:
+                        return False
+            except StopIteration as done:
+                result = self._finish(done.value)
+            if result.__class__ is Reply:  # a reply with segments: theirs ride with it
+                inner: Reply = result
+                self.body["ok"] = inner.body["ok"]
+                self.segments, self.transient = inner.segments, inner.transient
+            else:
+                self.body["ok"] = result
         except AgentmemError as exc:
-            self.body = m.reply_error(_ident(self.body), exc)
+            self._fail(exc)
         except Exception:
             log.error("internal error in a deferred reply:\n%s", traceback.format_exc())
-            self.body = m.reply_error(
-                _ident(self.body), AgentmemError("internal error in the daemon")
-            )
+            self._fail(AgentmemError("internal error in the daemon"))
         return True
+
+    def _fail(self, exc: AgentmemError) -> None:
+        """The error reply instead, still telling the client of the segments retired."""
+        retired = self.body.get("retired")
+        self.body = m.reply_error(_ident(self.body), exc)
+        if retired:
+            self.body["retired"] = retired
 
     def cancel(self) -> None:
         """Stop the walk (its connection closed)."""
@@ -767,21 +780,30 @@ def _messages_op(
     if stop is not None and (not isinstance(stop, int) or isinstance(stop, bool)):
         raise InvalidArgument("'stop' must be an int or absent")
     start, stop, _ = slice(start, stop).indices(length)
-    if m.optional(msg, "views", bool, False):
-        packed = m.optional(msg, "packed", bool, False)
-        return _message_views(
-            session, store, h, start=start, stop=stop, length=length, packed=packed
-        )
-    out: list[bytes] = []
-    total = 0
-    pos = start
-    for view in store.messages(h, start, stop):
-        if out and total + len(view) > MESSAGES_REPLY_BYTES:
-            break
-        out.append(bytes(view))
-        total += len(view)
-        pos += 1
-    return {"messages": out, "next": pos if pos < stop else None, "length": length}
+    views = m.optional(msg, "views", bool, False)
+    packed = views and m.optional(msg, "packed", bool, False)
+
+    def answer(_: object = None) -> object:
+        if views:
+            return _message_views(
+                session, store, h, start=start, stop=stop, length=length, packed=packed
+            )
+        out: list[bytes] = []
+        total = 0
+        pos = start
+        for view in store.messages(h, start, stop):
+            if out and total + len(view) > MESSAGES_REPLY_BYTES:
+                break
+            out.append(bytes(view))
+            total += len(view)
+            pos += 1
+        return {"messages": out, "next": pos if pos < stop else None, "length": length}
+
+    # Demoted messages come back in steps (a 30 MB history: ~75 ms), between other requests.
+    steps = store.promotion_steps(
+        h, start, min(stop, start + MESSAGE_VIEWS_COUNT) if views else stop
+    )
+    return answer() if steps is None else Deferred(steps, answer)
 
 
 def _message_views(
