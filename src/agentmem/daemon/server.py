@@ -192,9 +192,10 @@ class Server:
         next_tick = next_observe = monotonic() + maintenance.INTERVAL
         while self._running:
             now = monotonic()
-            if now >= next_tick:
-                # A backlog pass comes back as soon as the requests queued meanwhile are
-                # answered; the statistics stay once a second.
+            # A backlog pass comes back as soon as the requests queued meanwhile are answered,
+            # but not before a deferred reply a client waits for (a promotion, a walk): while
+            # one is in progress, maintenance runs once a second only, as the statistics do.
+            if now >= next_tick and (not self._jobs or now >= next_observe):
                 observe = now >= next_observe
                 self._tick(observe=observe)
                 now = monotonic()
