@@ -192,9 +192,10 @@ class Server:
         next_tick = next_observe = monotonic() + maintenance.INTERVAL
         while self._running:
             now = monotonic()
-            # A backlog pass comes back as soon as the requests queued meanwhile are answered,
-            # but not before a deferred reply a client waits for (a promotion, a walk): while
-            # one is in progress, maintenance runs once a second only, as the statistics do.
+            # A backlog pass comes back within BACKLOG_INTERVAL, between the requests queued
+            # meanwhile, but not before a deferred reply a client waits for (a promotion, a
+            # walk): while one is in progress, maintenance runs once a second only, as the
+            # statistics do.
             if now >= next_tick and (not self._jobs or now >= next_observe):
                 observe = now >= next_observe
                 self._tick(observe=observe)
@@ -202,7 +203,9 @@ class Server:
                 if observe:
                     next_observe = now + maintenance.INTERVAL
                 backlog = self.service.maintenance_backlog
-                next_tick = now if backlog else now + maintenance.INTERVAL
+                next_tick = now + (
+                    maintenance.BACKLOG_INTERVAL if backlog else maintenance.INTERVAL
+                )
             timeout = next_tick - now if not self._jobs else 0.0
             if self._accept_paused_until is not None:
                 if self._accept_paused_until <= now:
