@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from agentmem.config import Config
+from agentmem.errors import DiskFull
 from agentmem.states import SMUType, Tier
 from agentmem.store import Store
 from agentmem.store import store as store_module
@@ -302,3 +303,37 @@ def test_a_demoted_history_comes_back_in_steps_contiguous_and_counted_once(
     assert _tiers(budgeted, hb) == {Tier.HOT}
     store.close()
     budgeted.close()
+
+
+def test_a_demotion_that_fails_part_way_is_listed_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that raises (a full disk, for the cold tier) leaves no half-done demotion
+    behind to be taken for finished: the next pass lists the handle again and ends it."""
+    now = [0.0]
+    store = Store(
+        Config(idle_agent_warm_seconds=60, warm_group_bytes=16 << 10),
+        clock=lambda: now[0],
+        far_memory=None,
+    )
+    idle = store.register_agent("idle", state="idle")
+    conv = [message(i) for i in range(120)]
+    a = store.alloc_smu(SMUType.CONVERSATION, conv, idle)
+    real = store.demote_chunks
+    calls = [0]
+
+    def failing(*args: Any, **kwargs: Any) -> int:
+        calls[0] += 1
+        if calls[0] == 2:  # the fault: a disk that filled up (cannot be caused here)
+            raise DiskFull("no space left")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "demote_chunks", failing)
+    now[0] = 61.0
+    passed = time.monotonic() + 60  # a pass long enough for the whole history
+    with pytest.raises(DiskFull):
+        demote_idle(store, passed)
+    assert a not in store.demoting and a not in store.aged
+    assert _tiers(store, a) == {Tier.WARM, Tier.HOT}  # the first group went down
+    assert demote_idle(store, passed) > 0  # listed afresh: the rest goes down
+    assert _tiers(store, a) == {Tier.WARM} and a in store.aged and not store.idle_backlog
+    assert [bytes(m) for m in store.messages(a, 0, None)] == conv
+    store.close()

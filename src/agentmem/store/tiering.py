@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 #: The hot tier is brought this fraction of its budget below the budget when it is enforced.
 LOW_WATER_FRACTION = 1 / 8
 #: Seconds one maintenance pass spends demoting idle handles before it leaves the rest to the
-#: next (which the daemon runs as soon as it has answered the requests waiting meanwhile): a
-#: request that arrives meanwhile waits about this long, plus at most one warm group's step.
+#: next (which the daemon runs within ``maintenance.BACKLOG_INTERVAL``, once it has answered
+#: the requests waiting meanwhile): a request that arrives during a pass waits about this
+#: long, plus at most one warm group's step (~6 ms).
 IDLE_PASS_SECONDS = 0.01
 #: Times :func:`make_room` asks the policy before its last resort.
 _ROUNDS = 3
@@ -103,10 +104,12 @@ def demote_idle(store: Store, deadline: float | None = None) -> int:
     10 conversations of 15,000 messages costs 36 ms, so a scan of everything each second
     would cost a daemon with 100 such agents ~35 % of a core while they all sit hot.
 
-    ``deadline`` (``time.monotonic()``): take due handles oldest first and stop once it has
-    passed (at least one a pass); ``Store.idle_backlog`` says whether some are left. Demoting
-    a 30 MB history takes ~0.15 s, and 100 agents going idle together made one pass of ~20 s
-    in which the daemon answered nobody."""
+    ``deadline`` (``time.monotonic()``): take due handles oldest first, a warm group at a
+    time (:func:`_demotion`), and stop once it has passed (at least one step a pass); a
+    handle left part-way goes on from there next pass (``Store.demoting``), unless it was
+    used meanwhile. ``Store.idle_backlog`` says whether some are left. Demoting a 30 MB
+    history takes ~0.15 s: 100 agents going idle together once made one pass of ~20 s in
+    which the daemon answered nobody, and passes of whole handles held it for one history."""
     after = store.config.warm_after_seconds
     # LRU is what a page cache does: it knows no agent states, so the idle-agent rule is off.
     idle_after = 0 if store.config.lru_policy else store.config.idle_agent_warm_seconds
@@ -161,12 +164,16 @@ def demote_idle(store: Store, deadline: float | None = None) -> int:
             steps = state[1] if state is not None else _demotion(store, ref, target)
             moving[h] = (ref.touched, steps)
             complete = False
-            for n in steps:
-                moved += n
-                if time.monotonic() >= deadline:
-                    break
-            else:
-                complete = True
+            try:
+                for n in steps:
+                    moved += n
+                    if time.monotonic() >= deadline:
+                        break
+                else:
+                    complete = True
+            except BaseException:  # a full disk (cold): listed afresh next pass, not "done"
+                del moving[h]
+                raise
             if not complete:
                 break
             del moving[h]
