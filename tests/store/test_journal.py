@@ -15,6 +15,7 @@ from agentmem.ids import Handle
 from agentmem.states import AgentState, SMUType
 from agentmem.stats import StoreStats
 from agentmem.store import Store
+from agentmem.store.accounting import run
 from agentmem.store.journal import FILE_HEADER, RECORD
 from tests.conftest import message
 
@@ -217,4 +218,131 @@ def test_the_journal_is_rewritten_once_mostly_dead(tmp_path: pathlib.Path) -> No
     again = Store(CFG, state_dir=str(tmp_path))
     assert texts(again, keep) == [message(i) for i in range(4)]
     assert again.restored.conversations == 1
+    again.close()
+
+
+def _dead_journal(tmp_path: pathlib.Path) -> tuple[Store, list[Handle]]:
+    """A store whose journal is mostly released conversations, and three live ones."""
+    store = Store(CFG, state_dir=str(tmp_path))
+    a, b = store.register_agent("a"), store.register_agent("b")
+    live = [
+        store.alloc_smu(SMUType.CONVERSATION, [message(10 * k + i) for i in range(40)], ag)
+        for k, ag in enumerate((a, b, a))
+    ]
+    for i in range(30):
+        store.release(store.alloc_smu(SMUType.CONVERSATION, [message(1000 + i)] * 9, a))
+    return store, live
+
+
+def test_a_rewrite_in_steps_keeps_what_was_written_meanwhile(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the steps of a rewrite the store goes on: appends to a conversation being
+    rewritten, a new conversation, a fork, a release. The new journal replays to exactly the
+    live store (each message once), and it is smaller."""
+    from agentmem.store import journal as jmod
+
+    monkeypatch.setattr(jmod, "REWRITE_MIN_BYTES", 0)
+    monkeypatch.setattr(jmod, "_IOV_PARTS", 8)  # a step every 4 records
+    store, (one, two, three) = _dead_journal(tmp_path)
+    j = store.journal
+    assert j is not None
+    before = j.size
+    steps = store.compact_journal_steps()
+    assert steps is not None
+    changes = iter(
+        [
+            lambda: store.append(one, message(500)),  # its records are being written
+            lambda: store.release(three),  # live when the rewrite began
+            lambda: store.append(two, message(501)),
+            lambda: store.fork(one),
+            lambda: store.alloc_smu(SMUType.CONVERSATION, [message(502)], "b"),
+        ]
+    )
+    made: list[Handle] = []
+    taken = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            saved = done.value
+            break
+        taken += 1
+        change = next(changes, None)
+        if change is not None:
+            got = change()
+            if isinstance(got, int):
+                made.append(Handle(got))
+    assert taken > 5 and saved > 0 and j.size < before
+    assert not any(p.name.endswith(".new") for p in tmp_path.rglob("*"))
+    expected = {h: texts(store, h) for h in store.refs}
+    assert set(expected) == {one, two, *made}
+    assert expected[one][-1] == message(500) and expected[two][-1] == message(501)
+    crash(store)
+    again = Store(CFG, state_dir=str(tmp_path))
+    assert {h: texts(again, h) for h in again.refs} == expected
+    again.close()
+
+
+def test_a_rewrite_is_abandoned_when_a_fork_needs_what_it_left_out(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversation forked and then released while the rewrite went on, before its own
+    records were written: the new file would lack what the fork needs, so it is dropped and
+    the old journal stays; a rewrite closed early leaves no file behind either."""
+    from agentmem.store import journal as jmod
+
+    monkeypatch.setattr(jmod, "REWRITE_MIN_BYTES", 0)
+    monkeypatch.setattr(jmod, "_IOV_PARTS", 8)
+    store, (one, two, three) = _dead_journal(tmp_path)
+    j = store.journal
+    assert j is not None
+    steps = store.compact_journal_steps()
+    assert steps is not None
+    next(steps)  # the rewrite is on its first conversation
+    fork = store.fork(three)
+    store.release(three)  # left out: it had not been reached
+    before = j.size
+    assert run(steps) == 0  # abandoned
+    assert j.size == before  # the same file
+    assert not any(p.name.endswith(".new") for p in tmp_path.rglob("*"))
+    expected = {h: texts(store, h) for h in store.refs}
+    assert set(expected) == {one, two, fork}
+    steps = store.compact_journal_steps()  # tried again: nothing left out now
+    assert steps is not None
+    next(steps)
+    steps.close()  # closed early: no file behind, the journal as it was
+    assert j.size == before and not any(p.name.endswith(".new") for p in tmp_path.rglob("*"))
+    assert store.compact_journal() > 0
+    crash(store)
+    again = Store(CFG, state_dir=str(tmp_path))
+    assert {h: texts(again, h) for h in again.refs} == expected
+    again.close()
+
+
+def test_the_maintenance_pass_rewrites_the_journal_a_step_at_a_time(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentmem.store import journal as jmod
+    from agentmem.store import tiering
+
+    monkeypatch.setattr(jmod, "REWRITE_MIN_BYTES", 0)
+    monkeypatch.setattr(jmod, "_IOV_PARTS", 8)
+    monkeypatch.setattr(tiering, "IDLE_PASS_SECONDS", 0.0)  # one step a pass
+    store, live = _dead_journal(tmp_path)
+    j = store.journal
+    assert j is not None
+    before = j.size
+    passes = 0
+    done = store.maintain()
+    while store.journal_rewrite is not None:
+        assert done["backlog"] == 1  # the daemon comes back soon for the rest
+        passes += 1
+        store.append(live[0], message(600 + passes))  # served between the passes
+        done = store.maintain()
+    assert passes > 3 and done["journal_reclaimed"] > 0 and j.size < before
+    expected = {h: texts(store, h) for h in store.refs}
+    crash(store)
+    again = Store(CFG, state_dir=str(tmp_path))
+    assert {h: texts(again, h) for h in again.refs} == expected
     again.close()

@@ -25,6 +25,8 @@ from agentmem.store.check import CheckReport, recount, run_check
 from agentmem.store.records import Agent, ConversationRef, MessageNode
 
 if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+
     from agentmem.store.journal import Journal, Record
     from agentmem.store.store import Store
 
@@ -136,25 +138,57 @@ def restore(store: Store, jrnl: Journal) -> Restored:
 
 def compact_journal(store: Store) -> int:
     """:meth:`Store.compact_journal`."""
+    steps = journal_compaction(store)
+    if steps is None:
+        return 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            saved: int = done.value
+            return saved
+
+
+def journal_compaction(store: Store) -> Generator[None, None, int] | None:
+    """The journal's rewrite as the live conversations, in steps (``Journal.rewrite_steps``),
+    or None when it is not due (below ``REWRITE_MIN_BYTES``, or under twice what the live
+    conversations hold). Returns bytes saved.
+
+    The store may be used between the steps: the conversations are the ones live when it
+    began, each up to the length it had then, and what the journal gets meanwhile follows
+    them as it is. A conversation released before all its records were written is left
+    part-written (its ``DROP`` follows); if something written meanwhile forks from one, the
+    rewrite is abandoned, to be tried again later."""
     jrnl = store.journal
     if jrnl is None or jrnl.size < journal.REWRITE_MIN_BYTES:
-        return 0
+        return None
     refs = [r for r in store.refs.values() if isinstance(r, ConversationRef)]
     live = sum(r.size + 64 * (r.length + 1) for r in refs)
     if jrnl.size < 2 * live:
-        return 0
+        return None
+    snapshot = [(ref, ref.length) for ref in refs]
+    unwritten: set[int] = set()  # released before all their records were written
 
-    def records() -> object:
-        for ref in refs:
+    def records() -> Iterator[tuple[int, int, bytes, bytes]]:
+        for ref, length in snapshot:
+            if store.refs.get(ref.handle) is not ref:
+                unwritten.add(ref.handle)
+                continue
             name = ref.agent.name.encode()
             yield journal.CONV, ref.handle, name, chunk_id(name)
-            for node in conversations.nodes(ref):
+            for node in conversations.nodes(ref, 0, length):
+                if store.refs.get(ref.handle) is not ref:  # released: its nodes may be freed
+                    unwritten.add(ref.handle)
+                    break
                 data = bytes(layout.node_bytes(store, node))
                 yield journal.APPEND, ref.handle, data, chunk_id(data)
 
-    saved = jrnl.rewrite(records())  # type: ignore[arg-type]
-    log.info("journal rewritten: %d bytes saved", saved)
-    return saved
+    def logged() -> Generator[None, None, int]:
+        saved = yield from jrnl.rewrite_steps(records(), keep=lambda forks: not forks & unwritten)
+        log.info("journal rewritten: %d bytes saved", saved)
+        return saved
+
+    return logged()
 
 
 def repair(store: Store) -> tuple[CheckReport, list[str], list[str]]:

@@ -211,6 +211,8 @@ class Store:
         #: Idle handles part-way down (``tiering.demote_idle``): handle -> (its ``touched``
         #: when the demotion began, the steps left).
         self.demoting: dict[int, tuple[float, Generator[int, None, None]]] = {}
+        #: The journal's rewrite while it goes on, a step a time (``tiering.maintain``).
+        self.journal_rewrite: Generator[None, None, int] | None = None
         #: For each conversation in ``aged``: the claims of its own messages on hot chunks other
         #: conversations hold too, as they were then (what ``demote_idle`` weighs once every
         #: holder is due).
@@ -777,6 +779,11 @@ class Store:
         size (and ``REWRITE_MIN_BYTES``); returns bytes saved."""
         return recovery.compact_journal(self)
 
+    def compact_journal_steps(self) -> Generator[None, None, int] | None:
+        """:meth:`compact_journal` in steps, for a caller that serves requests between them
+        (``recovery.journal_compaction``); None when the journal is not due."""
+        return recovery.journal_compaction(self)
+
     def messages(self, handle: Handle, start: int = 0, stop: int | None = None) -> list[memoryview]:
         """Messages ``start:stop`` (slice semantics, negative indices allowed)."""
         ref = self._conversation(handle)
@@ -901,6 +908,12 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        if self.journal_rewrite is not None:  # abandoned: the old journal stays whole
+            self.journal_rewrite.close()
+            self.journal_rewrite = None
+        for _, steps in self.demoting.values():
+            steps.close()
+        self.demoting.clear()
         self.hot.close()
         self.warm.close()
         if self.cold is not None:
