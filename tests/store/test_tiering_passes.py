@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from agentmem.codec.frame import read_header
 from agentmem.config import Config
 from agentmem.errors import DiskFull
 from agentmem.states import SMUType, Tier
@@ -337,3 +338,30 @@ def test_a_demotion_that_fails_part_way_is_listed_afresh(monkeypatch: pytest.Mon
     assert _tiers(store, a) == {Tier.WARM} and a in store.aged and not store.idle_backlog
     assert [bytes(m) for m in store.messages(a, 0, None)] == conv
     store.close()
+
+
+def test_a_dictionary_trained_on_its_own_thread_is_taken_up_by_a_later_put() -> None:
+    """The daemon trains a type's dictionary on a thread (the loop goes on meanwhile): frames
+    made before it is ready have none and read back; the ones after use it."""
+    cfg = Config(dict_train_bytes=32 << 10, dict_size=4096, warm_group_bytes=8 << 10)
+    store = Store(cfg, far_memory=None)
+    store.warm.background_training = True
+    a = store.register_agent("a")
+    first = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(60)], a)
+    store.demote(first)  # past the training bytes: training starts, on its thread
+    assert store.dictionaries.current(SMUType.CONVERSATION) is None  # not taken up yet
+    store.warm.wait_training()
+    trained = store.dictionaries.current(SMUType.CONVERSATION)
+    assert trained is not None
+    second = store.alloc_smu(SMUType.CONVERSATION, [message(100 + i) for i in range(30)], a)
+    store.demote(second)
+    ids = {read_header(g.frame).dict_id for g in _groups(store, second)}
+    assert ids == {trained.dict_id}
+    assert {read_header(g.frame).dict_id for g in _groups(store, first)} == {0}
+    assert [bytes(m) for m in store.messages(first)] == [message(i) for i in range(60)]
+    assert [bytes(m) for m in store.messages(second)] == [message(100 + i) for i in range(30)]
+    store.close()
+
+
+def _groups(store: Store, h: int) -> set[Any]:
+    return {e.loc for n in store.refs[h].path for e in n.chunks}  # type: ignore[union-attr]

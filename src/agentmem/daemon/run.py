@@ -80,6 +80,7 @@ def run_daemon(
             allowed_uids=uids,
             state_dir=state_dir,
         )
+        service.background_training = True  # the loop serves clients while zstd trains
     except (OSError, AgentmemError) as exc:
         reason = (
             f"the state directory {state_dir} is in use by another daemon"

@@ -261,6 +261,8 @@ class Service:
         self.errors = 0
         #: CPU seconds of the maintenance ticks (tiering passes) and of the statistics the
         #: daemon publishes each second (the server's loop measures both).
+        #: Dictionaries trained on a thread of their own (the daemon; see ``WarmTier``).
+        self.background_training = False
         self.maintenance_cpu_seconds = 0.0
         self.statistics_cpu_seconds = 0.0
         #: Open sessions (connections), observers included.
@@ -296,6 +298,7 @@ class Service:
         domain = self.domains.get(uid)
         if domain is None:
             domain = self.domains[uid] = Domain(uid, self.config, self.state_dir)
+            domain.store.warm.background_training = self.background_training
         return domain
 
     def sync(self) -> None:

@@ -22,6 +22,8 @@ copies counts in ``physical_bytes`` (it is RAM) but not in ``frame_bytes`` (warm
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -40,6 +42,8 @@ from agentmem.states import SMUType, Tier
 from agentmem.stats import TierStats
 from agentmem.store.decoded import DecodedGroups
 from agentmem.store.records import ChunkEntry, WarmGroup, place, put_back
+
+log = logging.getLogger("agentmem.store")
 
 Buffer = bytes | bytearray | memoryview
 
@@ -123,6 +127,13 @@ class WarmTier:
         self._pending: dict[SMUType, list[tuple[WarmGroup, list[int]]]] = {}
         self._pending_raw: dict[SMUType, int] = {}
         self._trained: set[SMUType] = set()
+        #: Train dictionaries on a thread of their own (zstd's trainer releases the GIL: its
+        #: 0.25-0.5 s for 8 MiB of samples held a daemon's every client once per type); the
+        #: dictionary is taken up by the first ``put`` after it is ready. Off for a library
+        #: store: the dictionary is there when ``put`` returns (deterministic).
+        self.background_training = False
+        self._training: dict[SMUType, threading.Thread] = {}
+        self._trained_ready: dict[SMUType, Dictionary | None] = {}
         #: CPU seconds in the codec: compressing, and decoding (verification, reads, training).
         self.codec = CodecClock()
         #: Hot entries whose bytes a frame still holds (clean copies) -> that frame's group.
@@ -139,8 +150,24 @@ class WarmTier:
 
         Raises ``CorruptFrame`` if verification fails; then no entry has been changed.
         """
+        if self._trained_ready:
+            self.take_trained()
         for start, end in group_spans(payloads, self.group_bytes):
             self._put_group(entries[start:end], payloads[start:end], smu_type)
+
+    def take_trained(self) -> None:
+        """Add the dictionaries trained on threads since the last call (loop thread only)."""
+        for smu_type in list(self._trained_ready):
+            trained = self._trained_ready.pop(smu_type)
+            self._training.pop(smu_type, None)
+            if trained is not None:
+                self.dictionaries.add(trained)
+
+    def wait_training(self) -> None:
+        """Wait for the trainings in progress and take their dictionaries (tests, close)."""
+        for thread in list(self._training.values()):
+            thread.join()
+        self.take_trained()
 
     def _put_group(
         self, entries: Sequence[ChunkEntry], payloads: Sequence[Buffer], smu_type: SMUType
@@ -189,9 +216,25 @@ class WarmTier:
                 off += n
         del self._pending[smu_type], self._pending_raw[smu_type]
         self._trained.add(smu_type)
-        trained = train_dictionary(samples, smu_type, self.dictionaries.dict_size)
-        if trained is not None:
-            self.dictionaries.add(trained)
+        size = self.dictionaries.dict_size
+        if not self.background_training:
+            trained = train_dictionary(samples, smu_type, size)
+            if trained is not None:
+                self.dictionaries.add(trained)
+            return
+        ready = self._trained_ready
+
+        def train() -> None:  # on its own thread: reads only its samples
+            try:
+                ready[smu_type] = train_dictionary(samples, smu_type, size)
+            except Exception:
+                log.exception("training the %s dictionary failed", smu_type.label)
+                ready[smu_type] = None
+
+        thread = threading.Thread(target=train, name=f"agentmem-train-{smu_type.label}")
+        thread.daemon = True
+        self._training[smu_type] = thread
+        thread.start()
 
     def _plain(self, group: WarmGroup) -> memoryview:
         kept = self._cache.get(group)
