@@ -776,7 +776,11 @@ class Store:
 
     def compact_journal(self) -> int:
         """Rewrite the journal as the live conversations when it has grown past twice their
-        size (and ``REWRITE_MIN_BYTES``); returns bytes saved."""
+        size (and ``REWRITE_MIN_BYTES``); returns bytes saved. A rewrite the maintenance
+        passes have in progress is finished instead (one new file at a time)."""
+        steps, self.journal_rewrite = self.journal_rewrite, None
+        if steps is not None:
+            return accounting.run(steps)
         return recovery.compact_journal(self)
 
     def compact_journal_steps(self) -> Generator[None, None, int] | None:
