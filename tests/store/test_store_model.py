@@ -2,10 +2,13 @@
 
 After every step, every live handle reads back exactly what the model says, and the store's
 mark-sweep check finds no drift, no orphan and no corruption. A statistics walk in steps
-(``Store.get_stats_steps``) may be in progress across any of the operations.
+(``Store.get_stats_steps``) and an idle handle's demotion (a warm group a pass) may be in
+progress across any of the operations.
 """
 
 from __future__ import annotations
+
+import time
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -15,7 +18,7 @@ from agentmem.config import Config
 from agentmem.ids import Handle
 from agentmem.states import SMUType
 from agentmem.stats import AgentStats
-from agentmem.store import Store, StoreStats, accounting
+from agentmem.store import Store, StoreStats, accounting, tiering
 from agentmem.store.records import WarmGroup
 from agentmem.store.segments import Segment
 from tests.conftest import text
@@ -32,6 +35,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        self.now = 0.0
         self.store = Store(
             Config(
                 segment_bytes=256 << 10,
@@ -39,7 +43,9 @@ class StoreMachine(RuleBasedStateMachine):
                 dict_size=4096,
                 # Small groups, so that clean copies of groups over half of it are put back.
                 warm_group_bytes=8192,
-            )
+                warm_after_seconds=60,
+            ),
+            clock=lambda: self.now,
         )
         self.agents = [self.store.register_agent(n) for n in ("a", "b", "c")]
         self.model: dict[int, bytes | list[bytes]] = {}
@@ -52,6 +58,13 @@ class StoreMachine(RuleBasedStateMachine):
         if self.walk is not None:
             self.walk.close()
         self.store.close()
+
+    @rule(seconds=st.sampled_from([0, 30, 61]))
+    def age_step(self, seconds: int) -> None:
+        """Time passes and the age pass takes one step (a warm group) of a due handle: a
+        demotion may be part-way across any of the operations."""
+        self.now += seconds
+        tiering.demote_idle(self.store, time.monotonic() - 1.0)
 
     @rule()
     def start_walk(self) -> None:
