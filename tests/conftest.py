@@ -9,6 +9,8 @@ import pathlib
 import random
 import shutil
 import tempfile
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import pytest
 
@@ -96,3 +98,22 @@ def message(seed: int) -> bytes:
     role = rng.choice(["user", "assistant", "tool"])
     body = text(seed, rng.randint(300, 3000)).decode()
     return json.dumps({"role": role, "content": body}, separators=(",", ":")).encode()
+
+
+def step_through(
+    steps: Generator[Any, None, Any], changes: Sequence[Callable[[], object]]
+) -> tuple[Any, int, list[object]]:
+    """Run ``steps`` to their end, making the next of ``changes`` after each step while any
+    are left: the steps' result, the steps run before it, what the changes returned."""
+    pending = iter(changes)
+    made: list[object] = []
+    taken = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value, taken, made
+        taken += 1
+        change = next(pending, None)
+        if change is not None:
+            made.append(change())

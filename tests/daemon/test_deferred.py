@@ -24,9 +24,10 @@ from agentmem.daemon.service import Deferred, Service, Session
 from agentmem.errors import UnknownAgent
 from agentmem.protocol import messages as m
 from agentmem.stats import StoreStats, agent_stats_from_wire, store_stats_from_wire
-from agentmem.store import accounting
+from agentmem.store import steps
 from agentmem.store import store as store_module
 from agentmem.store.store import Store
+from tests.conftest import step_through
 from tests.daemon.conftest import RawPeer
 
 #: Messages of the test's conversations: a walk of several thousand records, many steps.
@@ -214,8 +215,8 @@ def test_the_walk_survives_changes_between_its_steps() -> None:
     fork = store.fork(chats["a"])
     prompt = store.alloc_smu("system_prompt", b"p" * 50_000, "c")
     store.share_content(prompt, "a")
-    steps = store.get_stats_steps()
-    changes = iter(
+    stats, turns, _ = step_through(
+        store.get_stats_steps(),
         [
             lambda: store.extend(chats["b"], [b'{"m":"more %d"}' % i for i in range(300)]),
             lambda: store.release(chats["a"]),  # the fork still holds the history
@@ -223,26 +224,15 @@ def test_the_walk_survives_changes_between_its_steps() -> None:
             lambda: store.release(fork),  # now every node of a's history is freed
             lambda: store.register_agent("d"),
             lambda: store.release(prompt),
-        ]
+        ],
     )
-    turns = 0
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            stats = done.value
-            break
-        turns += 1
-        change = next(changes, None)
-        if change is not None:
-            change()
     assert turns > 6  # every change came between two steps
     assert [s.name for s in stats.per_agent] == ["a", "b", "c"]
     assert stats.agents == 4 and stats.messages == store.get_stats().messages
     for s in stats.per_agent:
         assert s.unique_bytes is not None and s.unique_bytes >= 0
         assert s.shared_bytes is not None and s.shared_bytes >= 0
-    assert accounting.run(store.get_stats_steps()) == store.get_stats()
+    assert steps.run(store.get_stats_steps()) == store.get_stats()
 
 
 def test_the_in_process_transport_runs_a_long_walk_to_its_end() -> None:
@@ -253,8 +243,8 @@ def test_the_in_process_transport_runs_a_long_walk_to_its_end() -> None:
         for tag in ("a", "b", "c"):
             chat = client.conversation()
             chat.extend({"role": "user", "content": f"{tag} {i}"} for i in range(MESSAGES))
-        steps = service.domains[os.getuid()].store.get_stats_steps()
-        assert sum(1 for _ in itertools.islice(steps, 20)) == 20  # more than a slice's work
+        walk = service.domains[os.getuid()].store.get_stats_steps()
+        assert sum(1 for _ in itertools.islice(walk, 20)) == 20  # more than a slice's work
         stats = client.get_stats()
         assert isinstance(stats, StoreStats)
         assert stats.messages == 3 * MESSAGES

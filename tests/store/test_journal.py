@@ -15,9 +15,9 @@ from agentmem.ids import Handle
 from agentmem.states import AgentState, SMUType
 from agentmem.stats import StoreStats
 from agentmem.store import Store
-from agentmem.store.accounting import run
 from agentmem.store.journal import FILE_HEADER, RECORD
-from tests.conftest import message
+from agentmem.store.steps import run
+from tests.conftest import message, step_through
 
 CFG = Config(dict_train_bytes=64 << 10, dict_size=16 << 10, segment_bytes=1 << 20)
 
@@ -221,6 +221,15 @@ def test_the_journal_is_rewritten_once_mostly_dead(tmp_path: pathlib.Path) -> No
     again.close()
 
 
+def replayed(store: Store, tmp_path: pathlib.Path) -> dict[Handle, list[bytes]]:
+    """Crash ``store``; the conversations a new store restores from its journal."""
+    crash(store)
+    again = Store(CFG, state_dir=str(tmp_path))
+    got = {h: texts(again, Handle(h)) for h in again.refs}
+    again.close()
+    return got
+
+
 def _dead_journal(tmp_path: pathlib.Path) -> tuple[Store, list[Handle]]:
     """A store whose journal is mostly released conversations, and three live ones."""
     store = Store(CFG, state_dir=str(tmp_path))
@@ -250,38 +259,23 @@ def test_a_rewrite_in_steps_keeps_what_was_written_meanwhile(
     before = j.size
     steps = store.compact_journal_steps()
     assert steps is not None
-    changes = iter(
+    saved, taken, results = step_through(
+        steps,
         [
             lambda: store.append(one, message(500)),  # its records are being written
             lambda: store.release(three),  # live when the rewrite began
             lambda: store.append(two, message(501)),
             lambda: store.fork(one),
             lambda: store.alloc_smu(SMUType.CONVERSATION, [message(502)], "b"),
-        ]
+        ],
     )
-    made: list[Handle] = []
-    taken = 0
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            saved = done.value
-            break
-        taken += 1
-        change = next(changes, None)
-        if change is not None:
-            got = change()
-            if isinstance(got, int):
-                made.append(Handle(got))
+    made = [Handle(h) for h in results if isinstance(h, int)]
     assert taken > 5 and saved > 0 and j.size < before
     assert not any(p.name.endswith(".new") for p in tmp_path.rglob("*"))
     expected = {h: texts(store, h) for h in store.refs}
     assert set(expected) == {one, two, *made}
     assert expected[one][-1] == message(500) and expected[two][-1] == message(501)
-    crash(store)
-    again = Store(CFG, state_dir=str(tmp_path))
-    assert {h: texts(again, h) for h in again.refs} == expected
-    again.close()
+    assert replayed(store, tmp_path) == expected
 
 
 def test_a_rewrite_is_abandoned_when_a_fork_needs_what_it_left_out(
@@ -314,10 +308,7 @@ def test_a_rewrite_is_abandoned_when_a_fork_needs_what_it_left_out(
     steps.close()  # closed early: no file behind, the journal as it was
     assert j.size == before and not any(p.name.endswith(".new") for p in tmp_path.rglob("*"))
     assert store.compact_journal() > 0
-    crash(store)
-    again = Store(CFG, state_dir=str(tmp_path))
-    assert {h: texts(again, h) for h in again.refs} == expected
-    again.close()
+    assert replayed(store, tmp_path) == expected
 
 
 def test_the_maintenance_pass_rewrites_the_journal_a_step_at_a_time(
@@ -348,7 +339,4 @@ def test_the_maintenance_pass_rewrites_the_journal_a_step_at_a_time(
     assert store.journal_rewrite is not None
     assert store.compact_journal() > 0 and store.journal_rewrite is None
     expected = {h: texts(store, h) for h in store.refs}
-    crash(store)
-    again = Store(CFG, state_dir=str(tmp_path))
-    assert {h: texts(again, h) for h in again.refs} == expected
-    again.close()
+    assert replayed(store, tmp_path) == expected

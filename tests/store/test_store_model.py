@@ -18,7 +18,7 @@ from agentmem.config import Config
 from agentmem.ids import Handle
 from agentmem.states import SMUType
 from agentmem.stats import AgentStats
-from agentmem.store import Store, StoreStats, accounting, tiering
+from agentmem.store import Store, StoreStats, accounting, steps, tiering
 from agentmem.store.records import WarmGroup
 from agentmem.store.segments import Segment
 from tests.conftest import text
@@ -183,7 +183,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert report.ok, report
         s = self.store.get_stats()
         assert isinstance(s, StoreStats)
-        assert accounting.run(self.store.get_stats_steps()) == s  # steps, nothing changing
+        assert steps.run(self.store.get_stats_steps()) == s  # steps, nothing changing
         assert s.handles == len(self.model)
         assert s.logical_bytes == sum(
             sum(map(len, v)) if isinstance(v, list) else len(v) for v in self.model.values()

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Final
 from agentmem import statstext
 from agentmem.stats import AgentStats, DaemonStats, StoreStats
 from agentmem.store.segments import PAGE
+from agentmem.store.steps import run_until
 
 if TYPE_CHECKING:
     from agentmem.daemon.service import Domain, Service
@@ -258,17 +259,11 @@ class Observer:
 def _walk_within(domain: Domain, budget: float) -> StoreStats | None:
     """The domain's statistics by a walk in steps, or None if it takes over ``budget``
     seconds (then dropped where it was: the loop is held at most that long)."""
-    steps = domain.store.get_stats_steps()
-    deadline = time.perf_counter() + budget
-    try:
-        while True:
-            next(steps)
-            if time.perf_counter() >= deadline:
-                steps.close()
-                return None
-    except StopIteration as done:
-        stats: StoreStats = done.value
-        return stats
+    walk = domain.store.get_stats_steps()
+    ended, stats = run_until(walk, time.perf_counter() + budget)
+    if not ended:
+        walk.close()
+    return stats
 
 
 def _refresh(domain: Domain, detail: _Detail, agents: Sequence[AgentStats], now: float) -> None:

@@ -43,8 +43,9 @@ from agentmem.ids import Handle
 from agentmem.protocol import messages as m
 from agentmem.protocol.fdpass import MAX_FDS_PER_FRAME
 from agentmem.states import SMUType
-from agentmem.store import Agent, Store
+from agentmem.store import Agent, Store, layout
 from agentmem.store.segments import Segment
+from agentmem.store.steps import run_until
 
 #: Content up to this size is answered inline. Above it, a mapping pays off: mapping a segment
 #: once costs ~30 us (fd passing) and then every read of it is a reply of a few dozen bytes,
@@ -134,16 +135,11 @@ class Deferred(Reply):
         """Run steps for about ``budget`` seconds (at least one); True once the reply is
         complete: its result, or the error the work raised (a bug is logged and answered as
         the base error, as the server does for a handler)."""
-        deadline = time.perf_counter() + budget
-        steps = self._steps
         try:
-            try:
-                while True:
-                    next(steps)
-                    if time.perf_counter() >= deadline:
-                        return False
-            except StopIteration as done:
-                result = self._finish(done.value)
+            ended, value = run_until(self._steps, time.perf_counter() + budget)
+            if not ended:
+                return False
+            result = self._finish(value)
             if result.__class__ is Reply:  # a reply with segments: theirs ride with it
                 inner: Reply = result
                 self.body["ok"] = inner.body["ok"]
@@ -786,11 +782,23 @@ def _messages_op(
     views = m.optional(msg, "views", bool, False)
     packed = views and m.optional(msg, "packed", bool, False)
 
-    def answer(_: object = None) -> object:
-        if views:
+    if views:
+        # The range listed once: promoted in steps if demoted (a 30 MB history: ~75 ms),
+        # between other requests, then answered as extents.
+        extents = store.message_extents_steps(h, start, min(stop, start + MESSAGE_VIEWS_COUNT))
+
+        def views_of(got: layout.MessageExtents) -> Reply:
             return _message_views(
-                session, store, h, start=start, stop=stop, length=length, packed=packed
+                session, store, h, got, start=start, stop=stop, length=length, packed=packed
             )
+
+        try:
+            next(extents)
+        except StopIteration as done:  # all hot: answered now
+            return views_of(done.value)
+        return Deferred(extents, views_of)
+
+    def answer(_: object = None) -> object:
         out: list[bytes] = []
         total = 0
         pos = start
@@ -802,25 +810,25 @@ def _messages_op(
             pos += 1
         return {"messages": out, "next": pos if pos < stop else None, "length": length}
 
-    # Demoted messages come back in steps (a 30 MB history: ~75 ms), between other requests.
-    steps = store.promotion_steps(
-        h, start, min(stop, start + MESSAGE_VIEWS_COUNT) if views else stop
-    )
-    return answer() if steps is None else Deferred(steps, answer)
+    # Demoted messages come back in steps, between other requests.
+    promotion = store.promotion_steps(h, start, stop)
+    return answer() if promotion is None else Deferred(promotion, answer)
 
 
 def _message_views(
     session: Session,
     store: Store,
     h: Handle,
+    got: layout.MessageExtents,
     *,
     start: int,
     stop: int,
     length: int,
     packed: bool = False,
 ) -> Reply:
-    """``messages`` with ``views``: the range as extents of the handle's own conversation
-    segments and the bytes of the messages that lie elsewhere. A reply covers at most
+    """``messages`` with ``views``: the range (``got``, from ``Store.message_extents_steps``)
+    as extents of the handle's own conversation segments and the bytes of the messages that
+    lie elsewhere. A reply covers at most
     MESSAGE_VIEWS_COUNT messages and MESSAGES_REPLY_BYTES of inline bytes; ``next`` says where
     to ask again.
 
@@ -829,7 +837,6 @@ def _message_views(
     turn and then sits idle, and a mapping it kept would hold the segment's pages after the
     daemon demoted the conversation and retired the segment (it learns of retirements only
     in its next reply): measured, 25 idle seed-profile agents held 21 MiB each that way."""
-    got = store.message_extents(h, start, min(stop, start + MESSAGE_VIEWS_COUNT))
     sizes = got.sizes
     pieces: list[object] = []  # extents as wire lists; the messages to copy as memoryviews
     segs: list[Segment] = []  # the segments the pieces name, in order of first use

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Generator, Iterable, Sequence
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final
 
 from agentmem.ids import ChunkId
 from agentmem.states import AgentState, SMUType, Tier
@@ -35,12 +35,12 @@ from agentmem.store.records import (
     MessageNode,
     Ref,
 )
+from agentmem.store.steps import run
 
 if TYPE_CHECKING:
     from agentmem.store.store import Store
 
 _SHARED = -1
-_T = TypeVar("_T")
 
 #: Records a stepwise walk visits between two yields. ~0.1-0.3 ms of walking here (a message
 #: node costs ~0.5-1 us in each pass), so a caller's slice ends within that of its deadline.
@@ -366,15 +366,6 @@ def _own_split(
             budget = STEP
             yield
     return unique, shared, compressed
-
-
-def run(steps: Generator[None, None, _T]) -> _T:
-    """Run a stepwise walk to its end; its result."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
 
 
 def store_stats(store: Store, *, cheap: bool = False) -> StoreStats:

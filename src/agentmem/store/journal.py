@@ -45,6 +45,7 @@ from typing import Final
 from agentmem.errors import CorruptFrame, DiskFull
 from agentmem.hashing import chunk_id
 from agentmem.ids import Handle
+from agentmem.store import steps
 
 log = logging.getLogger("agentmem.store")
 
@@ -242,13 +243,7 @@ class Journal:
         """Replace the file with ``records`` ((kind, handle, data, check) in replay order);
         returns bytes saved. Written to a new file, synced and renamed over the old one, so a
         crash at any point leaves one whole journal. Raises ``DiskFull`` (the old one stays)."""
-        steps = self.rewrite_steps(records)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                saved: int = done.value
-                return saved
+        return steps.run(self.rewrite_steps(records))
 
     def rewrite_steps(
         self,

@@ -20,7 +20,7 @@ from agentmem.errors import AgentmemError
 from agentmem.hashing import chunk_id
 from agentmem.ids import Handle, short
 from agentmem.states import AgentState, SMUType
-from agentmem.store import conversations, journal, layout
+from agentmem.store import conversations, journal, layout, steps
 from agentmem.store.check import CheckReport, recount, run_check
 from agentmem.store.records import Agent, ConversationRef, MessageNode
 
@@ -138,15 +138,8 @@ def restore(store: Store, jrnl: Journal) -> Restored:
 
 def compact_journal(store: Store) -> int:
     """:meth:`Store.compact_journal`."""
-    steps = journal_compaction(store)
-    if steps is None:
-        return 0
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            saved: int = done.value
-            return saved
+    rewrite = journal_compaction(store)
+    return 0 if rewrite is None else steps.run(rewrite)
 
 
 def journal_compaction(store: Store) -> Generator[None, None, int] | None:

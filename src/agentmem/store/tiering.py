@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from agentmem.errors import DiskFull, PackUnreadable
 from agentmem.ids import Handle
 from agentmem.states import AgentState, SMUType, Tier
+from agentmem.store import steps
 from agentmem.store.hot import tier_level
 from agentmem.store.records import ConversationRef
 
@@ -147,8 +148,8 @@ def demote_idle(store: Store, deadline: float | None = None) -> int:
     finished: list[AnyRef] = []
     if deadline is None:
         for ref in due:
-            steps = moving.pop(ref.handle, (0.0, None))[1] or _demotion(store, ref, target)
-            moved += sum(steps)
+            demotion = moving.pop(ref.handle, (0.0, None))[1] or _demotion(store, ref, target)
+            moved += sum(demotion)
             finished.append(ref)
     else:
         # Oldest first, a warm group at a time, until the deadline: the rest next pass, from
@@ -161,11 +162,11 @@ def demote_idle(store: Store, deadline: float | None = None) -> int:
             started = True
             h = ref.handle
             state = moving.get(h)
-            steps = state[1] if state is not None else _demotion(store, ref, target)
-            moving[h] = (ref.touched, steps)
+            demotion = state[1] if state is not None else _demotion(store, ref, target)
+            moving[h] = (ref.touched, demotion)
             complete = False
             try:
-                for n in steps:
+                for n in demotion:
                     moved += n
                     if time.monotonic() >= deadline:
                         break
@@ -193,25 +194,16 @@ def _demotion(store: Store, ref: AnyRef, to: Tier) -> Generator[int, None, None]
     ``Store.demote`` does)."""
     if not any(c.holders == 1 for c in store.candidates(refs=[ref])):
         return
-    entries = store.demotable(ref, to=to, own_only=True)
-    step = store.config.warm_group_bytes
     pins = store.pins
-    i = 0
     moved_any = False
-    while i < len(entries):
-        batch: list[ChunkEntry] = []
-        nbytes = 0
-        # As ``warm.group_spans`` cuts: up to a group's bytes (at least one chunk), so a
-        # step is one group, as the whole list in one call would have made it.
-        while i < len(entries) and (not batch or nbytes + entries[i].size <= step):
-            e = entries[i]
-            i += 1
-            if e.refs == 1 and tier_level(e.loc) < to and e.id not in pins:
-                batch.append(e)
-                nbytes += e.size
-        if batch:
-            moved_any = True
-            yield store.demote_chunks(batch, ref.smu_type, to)
+    # Cut as ``warm.group_spans`` cuts: a step is one group, as one call would have made it.
+    for batch in steps.batches(
+        store.demotable(ref, to=to, own_only=True),
+        store.config.warm_group_bytes,
+        lambda e: e.refs == 1 and tier_level(e.loc) < to and e.id not in pins,
+    ):
+        moved_any = True
+        yield store.demote_chunks(batch, ref.smu_type, to)
     if moved_any and ref.smu_type is _CONVERSATION:
         store.hot.close_owned(ref.handle)
 
@@ -345,20 +337,17 @@ def _compact_journal(store: Store, deadline: float) -> int:
     """Go on with the journal's rewrite (start it when due) until ``deadline``; bytes saved
     once it ends. Rewriting 1.4 GB of live histories is seconds of work (~6 ms a MB here),
     which one pass used to do at once, answering nobody meanwhile."""
-    steps = store.journal_rewrite
-    if steps is None:
-        steps = store.journal_rewrite = store.compact_journal_steps()
-        if steps is None:
+    rewrite = store.journal_rewrite
+    if rewrite is None:
+        rewrite = store.journal_rewrite = store.compact_journal_steps()
+        if rewrite is None:
             return 0
     try:
-        while True:
-            next(steps)
-            if time.monotonic() >= deadline:
-                return 0
-    except StopIteration as end:
-        store.journal_rewrite = None
-        saved: int = end.value
-        return saved
+        ended, saved = steps.run_until(rewrite, deadline, time.monotonic)
     except BaseException:
         store.journal_rewrite = None
         raise
+    if not ended:
+        return 0
+    store.journal_rewrite = None
+    return saved or 0
