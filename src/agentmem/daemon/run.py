@@ -126,9 +126,10 @@ def run_daemon(
     limit = lifecycle.raise_fd_limit()
     server = Server(service, listener)
     service.observer = observer
-    service.gc_clock = GcClock()
+    service.gc_clock = GcClock(freeze=True)
     service.gc_clock.install()
     server.on_tick.append(observer.tick)
+    server.on_tick.append(service.gc_clock.tick)
     server.install_signal_handlers()
     if ready is not None:
         ready()  # the caller of --detach returns now: socket listening, pid recorded
