@@ -5,15 +5,17 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+import pytest
+
 from agentmem.config import Config
 from agentmem.ids import Handle
 from agentmem.states import AgentState, SMUType, Tier
-from agentmem.store import Store
+from agentmem.store import Store, layout
 from agentmem.store.hot import OWN_AFTER_BYTES, OWNED_FIRST_BYTES
 from agentmem.store.layout import MessageExtents
 from agentmem.store.records import ConversationRef
 from agentmem.store.segments import PAGE, Segment
-from tests.conftest import message, text
+from tests.conftest import message, step_through, text
 
 CFG = Config(dict_train_bytes=64 << 10, dict_size=16 << 10, segment_bytes=1 << 20)
 
@@ -340,3 +342,117 @@ def test_an_empty_message_keeps_its_segment_alive() -> None:
     assert [len(m) for m in resolve(me)][-2:] == [0, 100_000]
     assert store.check().ok
     store.close()
+
+
+def test_compaction_in_steps_moves_what_is_still_there_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(layout, "SCAN_STEP", 64)  # many steps even for a small index
+    store = new_store()
+    a = store.register_agent("a")
+    hs = [
+        store.alloc_smu(SMUType.CONVERSATION, [message(1000 * c + i) for i in range(200)], a)
+        for c in range(5)
+    ]
+    held = []
+    for h in hs:
+        second = store.hot.owned_segments(h)[1]
+        idx = [i for i, n in enumerate(ref(store, h).path) if n.chunks[0].loc is second]
+        cut = idx[0] + 3 * len(idx) // 4  # 3/4 of the second segment demoted: holes
+        store.demote(h, keep=200 - cut)
+        held.append((cut, store.messages(h, cut)[0]))  # in the sparse segment: it moves
+    expected = {h: texts(store, h) for h in hs}
+    gone, down, grows, forked, kept = hs
+    running = store.compact_steps()
+    assert running is not None
+    fork: list[Handle] = []
+
+    def fork_and_release() -> None:
+        fork.append(store.fork(forked))
+        store.release(forked)  # its segments join the private pool: not moved as its own
+
+    changes = [
+        lambda: store.release(gone),  # freed: nothing of it moves
+        lambda: store.demote(down),  # left the sparse segment: stays where it went
+        lambda: store.append(grows, message(9999)),
+        fork_and_release,
+        store.check,
+    ]
+    reclaimed, taken, _ = step_through(running, changes)
+    assert taken > len(store.chunks) // 64  # the scan went a step at a time
+    assert reclaimed > 0
+    expected[grows].append(message(9999))
+    assert texts(store, grows) == expected[grows]
+    assert texts(store, down) == expected[down]
+    assert texts(store, fork[0]) == expected[forked]
+    assert texts(store, kept) == expected[kept]
+    for h, (cut, view) in zip(hs, held, strict=True):
+        assert bytes(view) == expected[h][cut]  # views taken before still read their bytes
+    for h in (grows, kept):
+        for node in ref(store, h).path:
+            loc = node.chunks[0].loc
+            if isinstance(loc, Segment):
+                assert loc.owner == h and store.may_map(h, loc)
+        assert resolve(store.message_extents(h)) == expected[h]
+    assert not store.hot.owned_segments(gone) and not store.hot.owned_segments(forked)
+    assert store.check().ok
+
+
+def test_compact_finishes_a_compaction_in_steps_in_progress() -> None:
+    store = new_store()
+    a = store.register_agent("a")
+    h = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(200)], a)
+    second = store.hot.owned_segments(h)[1]
+    idx = [i for i, n in enumerate(ref(store, h).path) if n.chunks[0].loc is second]
+    store.demote(h, keep=200 - (idx[0] + 3 * len(idx) // 4))
+    store.compaction = store.compact_steps()
+    assert store.compaction is not None
+    next(store.compaction)
+    assert store.compact() > 0
+    assert store.compaction is None
+    assert store.compact_steps() is None  # nothing sparse is left
+    assert texts(store, h) == [message(i) for i in range(200)]
+    assert store.check().ok
+
+
+def _sparse_owners(n: int) -> tuple[Store, list[Handle]]:
+    """A store of ``n`` conversations, each with 3/4 of its second segment demoted."""
+    store = new_store()
+    a = store.register_agent("a")
+    hs = []
+    for c in range(n):
+        h = store.alloc_smu(SMUType.CONVERSATION, [message(1000 * c + i) for i in range(200)], a)
+        second = store.hot.owned_segments(h)[1]
+        idx = [i for i, n in enumerate(ref(store, h).path) if n.chunks[0].loc is second]
+        store.demote(h, keep=200 - (idx[0] + 3 * len(idx) // 4))
+        hs.append(h)
+    return store, hs
+
+
+def test_a_handle_released_at_any_step_of_a_compaction_gets_no_segment_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(layout, "SCAN_STEP", 256)
+    total = None
+    when = 0
+    while total is None or when <= total:
+        store, (_, h, _) = _sparse_owners(3)
+        expected = texts(store, h)
+        fork: list[Handle] = []
+
+        def fork_and_release(
+            h: Handle = h, store: Store = store, fork: list[Handle] = fork
+        ) -> None:
+            fork.append(store.fork(h))
+            store.release(h)  # its segments are no one's now: never moved back into its own
+
+        running = store.compact_steps()
+        assert running is not None
+        _, taken, _ = step_through(running, [lambda: None] * when + [fork_and_release])
+        total = taken if total is None else total
+        if fork:
+            assert not store.hot.owned_segments(h), when
+            assert texts(store, fork[0]) == expected
+        assert store.check().ok
+        store.close()
+        when += 1

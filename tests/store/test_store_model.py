@@ -18,7 +18,7 @@ from agentmem.config import Config
 from agentmem.ids import Handle
 from agentmem.states import SMUType
 from agentmem.stats import AgentStats
-from agentmem.store import Store, StoreStats, accounting, steps, tiering
+from agentmem.store import Store, StoreStats, accounting, layout, steps, tiering
 from agentmem.store.records import WarmGroup
 from agentmem.store.segments import Segment
 from tests.conftest import text
@@ -52,9 +52,11 @@ class StoreMachine(RuleBasedStateMachine):
         #: A statistics walk in progress, advanced by ``walk_steps`` between operations.
         self.walk: accounting.Steps | None = None
         self._step, accounting.STEP = accounting.STEP, 3  # many steps even for a small store
+        self._scan, layout.SCAN_STEP = layout.SCAN_STEP, 3
 
     def teardown(self) -> None:
         accounting.STEP = self._step
+        layout.SCAN_STEP = self._scan
         if self.walk is not None:
             self.walk.close()
         self.store.close()
@@ -167,7 +169,25 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule()
     def compact(self) -> None:
-        self.store.compact()
+        self.store.compact()  # finishes a compaction in steps in progress
+
+    @rule(steps=st.integers(1, 6))
+    def compaction_steps(self, steps: int) -> None:
+        """A compaction in steps (every closed segment with anything in it, so there is
+        work), advanced a few steps: operations come between its steps."""
+        store = self.store
+        if store.compaction is None:
+            store.compaction = store.compact_steps(max_live_ratio=1.0)
+        reclaimed = 0
+        for _ in range(steps):
+            if store.compaction is None:
+                break
+            try:
+                next(store.compaction)
+            except StopIteration as done:
+                store.compaction = None
+                reclaimed = done.value
+        assert reclaimed >= 0
 
     @invariant()
     def reads_match_model(self) -> None:

@@ -6,7 +6,8 @@ segment compaction is decided here: the store knows how to compact; the daemon d
 A domain is compacted when the holes left by freed chunks in its hot segments reach both
 ``MIN_FREED_BYTES`` and ``MIN_FREED_RATIO`` of what was appended: compaction walks every chunk
 of the domain (O(chunks), ~10 ms per 100,000 chunks here), so it must not run for a few
-kilobytes of holes.
+kilobytes of holes. It runs in steps (``Store.compact_steps``), COMPACT_PASS_SECONDS a pass,
+the passes BACKLOG_INTERVAL apart until it ends, serving requests in between.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import TYPE_CHECKING, Final
 
 from agentmem import heap
 from agentmem.codec import codec_uses, release_contexts
+from agentmem.store import steps
 
 if TYPE_CHECKING:
     from agentmem.daemon.service import Service
+    from agentmem.store import Store
 
 log = logging.getLogger("agentmem.daemon")
 
@@ -33,6 +36,9 @@ INTERVAL: Final = 1.0
 #: to back took a core from them while 100 seed-profile agents loaded (spawn p50 0.92-1.24
 #: ms, against 0.64 with this gap).
 BACKLOG_INTERVAL: Final = 0.01
+#: Seconds of segment compaction a pass runs (then the next pass comes after
+#: BACKLOG_INTERVAL): the scan of the chunk index and the groups' moves go in steps of ~3 ms.
+COMPACT_PASS_SECONDS: Final = 0.01
 #: Holes below this many bytes are not worth a pass over the chunk index.
 MIN_FREED_BYTES: Final = 8 << 20
 #: ... nor holes below this share of the bytes appended to segments.
@@ -60,6 +66,22 @@ def run(service: Service, clock: Callable[[], float] = time.process_time) -> Non
     service.maintenance_cpu_seconds += clock() - t0
 
 
+def _compact(store: Store, deadline: float) -> int:
+    """Go on with the store's segment compaction until ``deadline``; bytes reclaimed once it
+    ends. A step that raises drops it (a later pass starts afresh)."""
+    running = store.compaction
+    assert running is not None
+    try:
+        ended, reclaimed = steps.run_until(running, deadline, time.monotonic)
+    except BaseException:
+        store.compaction = None
+        raise
+    if not ended:
+        return 0
+    store.compaction = None
+    return reclaimed or 0
+
+
 def tick(service: Service) -> int:
     """One maintenance pass over every domain: the store's own (tiering, disk), then segment
     compaction, then the heap given back after enough churn, and the codec's caches freed once
@@ -71,11 +93,16 @@ def tick(service: Service) -> int:
         done = domain.store.maintain()
         backlog = backlog or bool(done.get("backlog"))
         service.moved_bytes += done["warm"] + done["pressure"] + done.get("cold", 0)
-        hot = domain.store.hot
-        used = sum(seg.used for seg in hot)
-        freed = used - hot.live_bytes
-        if freed >= MIN_FREED_BYTES and freed >= MIN_FREED_RATIO * used:
-            reclaimed += domain.store.compact()
+        store = domain.store
+        if store.compaction is None:
+            hot = store.hot
+            used = sum(seg.used for seg in hot)
+            freed = used - hot.live_bytes
+            if freed >= MIN_FREED_BYTES and freed >= MIN_FREED_RATIO * used:
+                store.compaction = store.compact_steps()
+        if store.compaction is not None:
+            reclaimed += _compact(store, time.monotonic() + COMPACT_PASS_SECONDS)
+            backlog = backlog or store.compaction is not None
         churn += domain.store.warm.freed_frame_bytes
     service.maintenance_backlog = backlog
     churn += service.moved_bytes

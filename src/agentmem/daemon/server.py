@@ -155,7 +155,7 @@ class Server:
         self.accepted = 0
         self.refused = 0
         #: Called on each maintenance tick (about once a second), after ``maintenance.tick``.
-        self.on_tick: list[Callable[[], None]] = []
+        self.on_tick: list[Callable[[], object]] = []
         #: Replies waiting for the journal to be synced (group commit), in order, and the
         #: connections they belong to (later replies of those wait too, to keep order).
         self._held: list[tuple[Connection, Reply]] = []

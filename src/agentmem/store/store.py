@@ -213,6 +213,9 @@ class Store:
         self.demoting: dict[int, tuple[float, Generator[int, None, None]]] = {}
         #: The journal's rewrite while it goes on, a step a time (``tiering.maintain``).
         self.journal_rewrite: Generator[None, None, int] | None = None
+        #: A hot segment compaction while it goes on, a step a time (the daemon's
+        #: ``maintenance.tick``); :meth:`compact` finishes it.
+        self.compaction: Generator[None, None, int] | None = None
         #: For each conversation in ``aged``: the claims of its own messages on hot chunks other
         #: conversations hold too, as they were then (what ``demote_idle`` weighs once every
         #: holder is due).
@@ -560,10 +563,22 @@ class Store:
         (freed chunks leave holes; tmpfs pages stay allocated) has its live chunks re-placed,
         in their old order so extents stay contiguous, and is retired once empty. Views that
         callers hold stay valid: they keep the old mapping alive until they are released.
-        O(chunks) per call; the daemon runs it when freed bytes pile up.
+        O(chunks) per call. A compaction :meth:`compact_steps` has in progress
+        (:attr:`compaction`) is finished instead.
         """
         self._check_open()
-        return layout.compact(self, max_live_ratio)
+        running, self.compaction = self.compaction, None
+        if running is not None:
+            return steps.run(running)
+        started = layout.compaction(self, max_live_ratio)
+        return 0 if started is None else steps.run(started)
+
+    def compact_steps(self, *, max_live_ratio: float = 0.5) -> Generator[None, None, int] | None:
+        """:meth:`compact` in steps of a few milliseconds (``layout.compaction``), for a caller
+        that serves requests between them and keeps the generator in :attr:`compaction`;
+        None when no segment is sparse. The daemon runs it when freed bytes pile up."""
+        self._check_open()
+        return layout.compaction(self, max_live_ratio)
 
     def candidates(
         self, tier: Tier = Tier.HOT, refs: Iterable[AnyRef] | None = None
@@ -915,6 +930,9 @@ class Store:
         if self.journal_rewrite is not None:  # abandoned: the old journal stays whole
             self.journal_rewrite.close()
             self.journal_rewrite = None
+        if self.compaction is not None:
+            self.compaction.close()
+            self.compaction = None
         for _, demotion in self.demoting.values():
             demotion.close()
         self.demoting.clear()
