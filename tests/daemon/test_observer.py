@@ -186,3 +186,19 @@ def test_the_server_loop_ticks(tmp_path: pathlib.Path) -> None:
     assert ticked.wait(10)
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_stop_asked_for_before_the_loop_starts_ends_it(tmp_path: pathlib.Path) -> None:
+    """SIGTERM between installing the handlers and entering the loop is not lost."""
+    import socket
+    import threading
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "s.sock"))
+    listener.listen()
+    server = Server(Service(), listener)
+    server.stop()
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()

@@ -149,7 +149,9 @@ class Server:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.selector.register(self._wake_r, EVENT_READ, _WAKE)
-        self._running = False
+        #: Set by :meth:`stop`, whenever it comes: a stop asked for before the loop starts
+        #: (SIGTERM just after the handlers are installed) ends it at once.
+        self._stopping = False
         #: When accepting resumes after running out of fds (None: accepting now).
         self._accept_paused_until: float | None = None
         self.accepted = 0
@@ -178,19 +180,19 @@ class Server:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     def stop(self) -> None:
-        """Ask the loop to finish (safe from a signal handler or another thread)."""
-        self._running = False
+        """Ask the loop to finish (safe from a signal handler or another thread, before or
+        while it runs)."""
+        self._stopping = True
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
     def serve_forever(self) -> None:
-        self._running = True
         poll = self.selector.poll
         data_of = self.selector.data
         monotonic = time.monotonic
         read, flush, wake = self._read, self._flush, _WAKE
         next_tick = next_observe = monotonic() + maintenance.INTERVAL
-        while self._running:
+        while not self._stopping:
             now = monotonic()
             # A backlog pass comes back within BACKLOG_INTERVAL, between the requests queued
             # meanwhile, but not before a deferred reply a client waits for (a promotion, a
