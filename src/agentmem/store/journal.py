@@ -24,10 +24,11 @@ Durability (``Config.durable_sync``):
   the reply, and synced once a second. A daemon crash loses nothing (the kernel has the bytes);
   a power loss or kernel crash loses up to the last second of acknowledged appends.
 
-Compaction: when the file has grown past ``REWRITE_MIN_BYTES`` and twice what the live
-conversations hold, it is rewritten (to a new file, fsync'ed, renamed over the old one) as
-one ``CONV`` and its ``APPEND`` records per live conversation; in steps between requests,
-the records written meanwhile copied after them (:meth:`Journal.rewrite_steps`).
+Compaction: when the file has grown past ``Config.journal_rewrite_min_bytes`` (64 MiB) and
+twice what the live conversations hold, it is rewritten (to a new file, fsync'ed, renamed over
+the old one) as one ``CONV`` and its ``APPEND`` records per live conversation; in steps
+between requests, the records written meanwhile copied after them
+(:meth:`Journal.rewrite_steps`).
 """
 
 from __future__ import annotations
@@ -65,8 +66,6 @@ _HANDLE: Final = struct.Struct("<Q")
 #: Parts (a record's header or data) written by one ``pwritev``: under the kernel's IOV_MAX
 #: of 1024.
 _IOV_PARTS: Final = 512
-#: The journal is not rewritten below this size, whatever its share of dead records.
-REWRITE_MIN_BYTES: Final = 64 << 20
 #: Bytes read at a time when a rewrite copies the records written while it went on, and
 #: written between two syncs of the new file (its last step's sync of 43 MB took 40 ms here).
 _COPY_BYTES: Final = 8 << 20

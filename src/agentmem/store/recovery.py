@@ -144,8 +144,8 @@ def compact_journal(store: Store) -> int:
 
 def journal_compaction(store: Store) -> Generator[None, None, int] | None:
     """The journal's rewrite as the live conversations, in steps (``Journal.rewrite_steps``),
-    or None when it is not due (below ``REWRITE_MIN_BYTES``, or under twice what the live
-    conversations hold). Returns bytes saved.
+    or None when it is not due (below ``Config.journal_rewrite_min_bytes``, or under twice what
+    the live conversations hold). Returns bytes saved.
 
     The store may be used between the steps: the conversations are the ones live when it
     began, each up to the length it had then, and what the journal gets meanwhile follows
@@ -153,7 +153,7 @@ def journal_compaction(store: Store) -> Generator[None, None, int] | None:
     part-written (its ``DROP`` follows); if something written meanwhile forks from one, the
     rewrite is abandoned, to be tried again later."""
     jrnl = store.journal
-    if jrnl is None or jrnl.size < journal.REWRITE_MIN_BYTES:
+    if jrnl is None or jrnl.size < store.config.journal_rewrite_min_bytes:
         return None
     refs = [r for r in store.refs.values() if isinstance(r, ConversationRef)]
     live = sum(r.size + 64 * (r.length + 1) for r in refs)
