@@ -306,6 +306,33 @@ def test_a_rewrite_is_abandoned_when_a_fork_needs_what_it_left_out(
     assert replayed(store, tmp_path) == expected
 
 
+def test_a_conversation_appended_to_and_released_before_the_rewrite_reached_it_replays_cleanly(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends to a conversation that the rewrite has not reached yet, then its release: the
+    copied records name it (its appends, its ``DROP``), so the new file must create it too;
+    a restart replays it without a problem and without it."""
+    from agentmem.store import journal as jmod
+
+    monkeypatch.setattr(jmod, "_IOV_PARTS", 8)
+    store, live = _dead_journal(tmp_path)
+    three = live[2]
+    steps = store.compact_journal_steps()
+    assert steps is not None
+    next(steps)  # the rewrite is on its first conversation
+    store.append(three, message(700))
+    store.release(three)
+    assert run(steps) > 0
+    expected = {h: texts(store, h) for h in store.refs}
+    crash(store)
+    again = Store(CFG, state_dir=str(tmp_path))
+    try:
+        assert again.restored.problems == []
+        assert {h: texts(again, Handle(h)) for h in again.refs} == expected
+    finally:
+        again.close()
+
+
 def test_the_maintenance_pass_rewrites_the_journal_a_step_at_a_time(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -150,8 +150,9 @@ def journal_compaction(store: Store) -> Generator[None, None, int] | None:
     The store may be used between the steps: the conversations are the ones live when it
     began, each up to the length it had then, and what the journal gets meanwhile follows
     them as it is. A conversation released before all its records were written is left
-    part-written (its ``DROP`` follows); if something written meanwhile forks from one, the
-    rewrite is abandoned, to be tried again later."""
+    part-written, its ``CONV`` at least (the appends and the ``DROP`` that follow name it);
+    if something written meanwhile forks from one, the rewrite is abandoned, to be tried
+    again later."""
     jrnl = store.journal
     if jrnl is None or jrnl.size < store.config.journal_rewrite_min_bytes:
         return None
@@ -164,11 +165,13 @@ def journal_compaction(store: Store) -> Generator[None, None, int] | None:
 
     def records() -> Iterator[tuple[int, int, bytes, bytes]]:
         for ref, length in snapshot:
+            # Created even when released already: the records written meanwhile (appends,
+            # then its DROP) name it, and replay would find no conversation to apply them to.
+            name = ref.agent.name.encode()
+            yield journal.CONV, ref.handle, name, chunk_id(name)
             if store.refs.get(ref.handle) is not ref:
                 unwritten.add(ref.handle)
                 continue
-            name = ref.agent.name.encode()
-            yield journal.CONV, ref.handle, name, chunk_id(name)
             for node in conversations.nodes(ref, 0, length):
                 if store.refs.get(ref.handle) is not ref:  # released: its nodes may be freed
                     unwritten.add(ref.handle)
