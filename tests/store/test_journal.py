@@ -306,6 +306,23 @@ def test_a_rewrite_is_abandoned_when_a_fork_needs_what_it_left_out(
     assert replayed(store, tmp_path) == expected
 
 
+def test_what_is_written_before_a_rewrite_takes_its_first_step_is_kept(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A rewrite begins when it is made, not at its first step: an append served in between
+    is one of the records written meanwhile (the conversations are as they were when it was
+    made), not lost between the two."""
+    store, (one, _two, _three) = _dead_journal(tmp_path)
+    steps = store.compact_journal_steps()
+    assert steps is not None
+    store.append(one, message(800))
+    store.alloc_smu(SMUType.CONVERSATION, [message(801)], "b")
+    assert run(steps) > 0
+    expected = {h: texts(store, h) for h in store.refs}
+    assert expected[one][-1] == message(800)
+    assert replayed(store, tmp_path) == expected
+
+
 def test_a_conversation_appended_to_and_released_before_the_rewrite_reached_it_replays_cleanly(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -257,8 +257,18 @@ class Journal:
         began. ``keep(sources)``, with the handles that the records written meanwhile fork
         from: False abandons the rewrite (the owner's ``records`` may lack a conversation
         such a fork needs); it then returns 0 and the old file stays, as it does when the
-        generator is closed before its end. Raises ``DiskFull`` (the old one stays)."""
-        start = self.size
+        generator is closed before its end. Raises ``DiskFull`` (the old one stays).
+
+        The rewrite begins with this call, not at the first step: what is written before
+        that step is among the records copied after ``records``."""
+        return self._rewrite_steps(records, keep, self.size)
+
+    def _rewrite_steps(
+        self,
+        records: Iterable[tuple[int, int, bytes | memoryview, bytes]],
+        keep: Callable[[set[int]], bool] | None,
+        start: int,
+    ) -> Generator[None, None, int]:
         tmp = self.path + ".new"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         size = 0

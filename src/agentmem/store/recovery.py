@@ -179,8 +179,12 @@ def journal_compaction(store: Store) -> Generator[None, None, int] | None:
                 data = bytes(layout.node_bytes(store, node))
                 yield journal.APPEND, ref.handle, data, chunk_id(data)
 
+    # Begun now, with the snapshot: an append served before the first step is copied after
+    # it (begun at the first step, it would be in neither).
+    rewrite = jrnl.rewrite_steps(records(), keep=lambda forks: not forks & unwritten)
+
     def logged() -> Generator[None, None, int]:
-        saved = yield from jrnl.rewrite_steps(records(), keep=lambda forks: not forks & unwritten)
+        saved = yield from rewrite
         log.info("journal rewritten: %d bytes saved", saved)
         return saved
 
