@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import resource
@@ -20,6 +21,8 @@ from agentmem.store.steps import run
 from tests.conftest import message, step_through
 
 CFG = Config(dict_train_bytes=64 << 10, dict_size=16 << 10, segment_bytes=1 << 20)
+#: ``CFG`` with the journal rewritten at any size (once mostly dead).
+REWRITE_ANY = dataclasses.replace(CFG, journal_rewrite_min_bytes=0)
 
 
 def crash(store: Store) -> None:
@@ -196,9 +199,7 @@ def test_relaxed_mode_syncs_in_maintenance_not_per_append(tmp_path: pathlib.Path
 
 
 def test_the_journal_is_rewritten_once_mostly_dead(tmp_path: pathlib.Path) -> None:
-    from agentmem.store import journal as jmod
-
-    store = Store(CFG, state_dir=str(tmp_path))
+    store = Store(REWRITE_ANY, state_dir=str(tmp_path))
     a = store.register_agent("a")
     keep = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(3)], a)
     for i in range(30):
@@ -207,11 +208,7 @@ def test_the_journal_is_rewritten_once_mostly_dead(tmp_path: pathlib.Path) -> No
     j = store.journal
     assert j is not None
     before = j.size
-    old_min, jmod.REWRITE_MIN_BYTES = jmod.REWRITE_MIN_BYTES, 0
-    try:
-        saved = store.compact_journal()
-    finally:
-        jmod.REWRITE_MIN_BYTES = old_min
+    saved = store.compact_journal()
     assert saved > 0 and j.size == before - saved
     store.append(keep, message(3))
     crash(store)
@@ -232,7 +229,7 @@ def replayed(store: Store, tmp_path: pathlib.Path) -> dict[Handle, list[bytes]]:
 
 def _dead_journal(tmp_path: pathlib.Path) -> tuple[Store, list[Handle]]:
     """A store whose journal is mostly released conversations, and three live ones."""
-    store = Store(CFG, state_dir=str(tmp_path))
+    store = Store(REWRITE_ANY, state_dir=str(tmp_path))
     a, b = store.register_agent("a"), store.register_agent("b")
     live = [
         store.alloc_smu(SMUType.CONVERSATION, [message(10 * k + i) for i in range(40)], ag)
@@ -251,7 +248,6 @@ def test_a_rewrite_in_steps_keeps_what_was_written_meanwhile(
     live store (each message once), and it is smaller."""
     from agentmem.store import journal as jmod
 
-    monkeypatch.setattr(jmod, "REWRITE_MIN_BYTES", 0)
     monkeypatch.setattr(jmod, "_IOV_PARTS", 8)  # a step every 4 records
     store, (one, two, three) = _dead_journal(tmp_path)
     j = store.journal
@@ -286,7 +282,6 @@ def test_a_rewrite_is_abandoned_when_a_fork_needs_what_it_left_out(
     the old journal stays; a rewrite closed early leaves no file behind either."""
     from agentmem.store import journal as jmod
 
-    monkeypatch.setattr(jmod, "REWRITE_MIN_BYTES", 0)
     monkeypatch.setattr(jmod, "_IOV_PARTS", 8)
     store, (one, two, three) = _dead_journal(tmp_path)
     j = store.journal
@@ -311,13 +306,56 @@ def test_a_rewrite_is_abandoned_when_a_fork_needs_what_it_left_out(
     assert replayed(store, tmp_path) == expected
 
 
+def test_what_is_written_before_a_rewrite_takes_its_first_step_is_kept(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A rewrite begins when it is made, not at its first step: an append served in between
+    is one of the records written meanwhile (the conversations are as they were when it was
+    made), not lost between the two."""
+    store, (one, _two, _three) = _dead_journal(tmp_path)
+    steps = store.compact_journal_steps()
+    assert steps is not None
+    store.append(one, message(800))
+    store.alloc_smu(SMUType.CONVERSATION, [message(801)], "b")
+    assert run(steps) > 0
+    expected = {h: texts(store, h) for h in store.refs}
+    assert expected[one][-1] == message(800)
+    assert replayed(store, tmp_path) == expected
+
+
+def test_a_conversation_appended_to_and_released_before_the_rewrite_reached_it_replays_cleanly(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends to a conversation that the rewrite has not reached yet, then its release: the
+    copied records name it (its appends, its ``DROP``), so the new file must create it too;
+    a restart replays it without a problem and without it."""
+    from agentmem.store import journal as jmod
+
+    monkeypatch.setattr(jmod, "_IOV_PARTS", 8)
+    store, live = _dead_journal(tmp_path)
+    three = live[2]
+    steps = store.compact_journal_steps()
+    assert steps is not None
+    next(steps)  # the rewrite is on its first conversation
+    store.append(three, message(700))
+    store.release(three)
+    assert run(steps) > 0
+    expected = {h: texts(store, h) for h in store.refs}
+    crash(store)
+    again = Store(CFG, state_dir=str(tmp_path))
+    try:
+        assert again.restored.problems == []
+        assert {h: texts(again, Handle(h)) for h in again.refs} == expected
+    finally:
+        again.close()
+
+
 def test_the_maintenance_pass_rewrites_the_journal_a_step_at_a_time(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from agentmem.store import journal as jmod
     from agentmem.store import tiering
 
-    monkeypatch.setattr(jmod, "REWRITE_MIN_BYTES", 0)
     monkeypatch.setattr(jmod, "_IOV_PARTS", 8)
     monkeypatch.setattr(tiering, "IDLE_PASS_SECONDS", 0.0)  # one step a pass
     store, live = _dead_journal(tmp_path)

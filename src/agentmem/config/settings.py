@@ -55,6 +55,10 @@ class Config:
     #: Acknowledge a conversation append only once ``fdatasync`` made it durable (strict);
     #: False: once written, synced within a second (relaxed: a power loss may lose that second).
     durable_sync: bool = True
+    #: The journal is not rewritten below this size, whatever its share of dead records
+    #: (``store/journal.py``): a rewrite copies every live conversation, which is not worth
+    #: it for a few megabytes of dead ones. Crash tests set ~1 MiB to have it rewritten often.
+    journal_rewrite_min_bytes: int = 64 << 20
     #: Conversations restored from the journal after a crash wait this long for their agent to
     #: reconnect (under the same name) before they are released.
     orphan_keep_seconds: int = 86400
@@ -86,6 +90,7 @@ class Config:
             "cold_after_seconds",
             "warm_budget_bytes",
             "orphan_keep_seconds",
+            "journal_rewrite_min_bytes",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")

@@ -24,10 +24,11 @@ Durability (``Config.durable_sync``):
   the reply, and synced once a second. A daemon crash loses nothing (the kernel has the bytes);
   a power loss or kernel crash loses up to the last second of acknowledged appends.
 
-Compaction: when the file has grown past ``REWRITE_MIN_BYTES`` and twice what the live
-conversations hold, it is rewritten (to a new file, fsync'ed, renamed over the old one) as
-one ``CONV`` and its ``APPEND`` records per live conversation; in steps between requests,
-the records written meanwhile copied after them (:meth:`Journal.rewrite_steps`).
+Compaction: when the file has grown past ``Config.journal_rewrite_min_bytes`` (64 MiB) and
+twice what the live conversations hold, it is rewritten (to a new file, fsync'ed, renamed over
+the old one) as one ``CONV`` and its ``APPEND`` records per live conversation; in steps
+between requests, the records written meanwhile copied after them
+(:meth:`Journal.rewrite_steps`).
 """
 
 from __future__ import annotations
@@ -65,8 +66,6 @@ _HANDLE: Final = struct.Struct("<Q")
 #: Parts (a record's header or data) written by one ``pwritev``: under the kernel's IOV_MAX
 #: of 1024.
 _IOV_PARTS: Final = 512
-#: The journal is not rewritten below this size, whatever its share of dead records.
-REWRITE_MIN_BYTES: Final = 64 << 20
 #: Bytes read at a time when a rewrite copies the records written while it went on, and
 #: written between two syncs of the new file (its last step's sync of 43 MB took 40 ms here).
 _COPY_BYTES: Final = 8 << 20
@@ -258,8 +257,18 @@ class Journal:
         began. ``keep(sources)``, with the handles that the records written meanwhile fork
         from: False abandons the rewrite (the owner's ``records`` may lack a conversation
         such a fork needs); it then returns 0 and the old file stays, as it does when the
-        generator is closed before its end. Raises ``DiskFull`` (the old one stays)."""
-        start = self.size
+        generator is closed before its end. Raises ``DiskFull`` (the old one stays).
+
+        The rewrite begins with this call, not at the first step: what is written before
+        that step is among the records copied after ``records``."""
+        return self._rewrite_steps(records, keep, self.size)
+
+    def _rewrite_steps(
+        self,
+        records: Iterable[tuple[int, int, bytes | memoryview, bytes]],
+        keep: Callable[[set[int]], bool] | None,
+        start: int,
+    ) -> Generator[None, None, int]:
         tmp = self.path + ".new"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         size = 0

@@ -144,16 +144,17 @@ def compact_journal(store: Store) -> int:
 
 def journal_compaction(store: Store) -> Generator[None, None, int] | None:
     """The journal's rewrite as the live conversations, in steps (``Journal.rewrite_steps``),
-    or None when it is not due (below ``REWRITE_MIN_BYTES``, or under twice what the live
-    conversations hold). Returns bytes saved.
+    or None when it is not due (below ``Config.journal_rewrite_min_bytes``, or under twice what
+    the live conversations hold). Returns bytes saved.
 
     The store may be used between the steps: the conversations are the ones live when it
     began, each up to the length it had then, and what the journal gets meanwhile follows
     them as it is. A conversation released before all its records were written is left
-    part-written (its ``DROP`` follows); if something written meanwhile forks from one, the
-    rewrite is abandoned, to be tried again later."""
+    part-written, its ``CONV`` at least (the appends and the ``DROP`` that follow name it);
+    if something written meanwhile forks from one, the rewrite is abandoned, to be tried
+    again later."""
     jrnl = store.journal
-    if jrnl is None or jrnl.size < journal.REWRITE_MIN_BYTES:
+    if jrnl is None or jrnl.size < store.config.journal_rewrite_min_bytes:
         return None
     refs = [r for r in store.refs.values() if isinstance(r, ConversationRef)]
     live = sum(r.size + 64 * (r.length + 1) for r in refs)
@@ -164,11 +165,13 @@ def journal_compaction(store: Store) -> Generator[None, None, int] | None:
 
     def records() -> Iterator[tuple[int, int, bytes, bytes]]:
         for ref, length in snapshot:
+            # Created even when released already: the records written meanwhile (appends,
+            # then its DROP) name it, and replay would find no conversation to apply them to.
+            name = ref.agent.name.encode()
+            yield journal.CONV, ref.handle, name, chunk_id(name)
             if store.refs.get(ref.handle) is not ref:
                 unwritten.add(ref.handle)
                 continue
-            name = ref.agent.name.encode()
-            yield journal.CONV, ref.handle, name, chunk_id(name)
             for node in conversations.nodes(ref, 0, length):
                 if store.refs.get(ref.handle) is not ref:  # released: its nodes may be freed
                     unwritten.add(ref.handle)
@@ -176,8 +179,12 @@ def journal_compaction(store: Store) -> Generator[None, None, int] | None:
                 data = bytes(layout.node_bytes(store, node))
                 yield journal.APPEND, ref.handle, data, chunk_id(data)
 
+    # Begun now, with the snapshot: an append served before the first step is copied after
+    # it (begun at the first step, it would be in neither).
+    rewrite = jrnl.rewrite_steps(records(), keep=lambda forks: not forks & unwritten)
+
     def logged() -> Generator[None, None, int]:
-        saved = yield from jrnl.rewrite_steps(records(), keep=lambda forks: not forks & unwritten)
+        saved = yield from rewrite
         log.info("journal rewritten: %d bytes saved", saved)
         return saved
 

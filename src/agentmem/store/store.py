@@ -791,8 +791,8 @@ class Store:
 
     def compact_journal(self) -> int:
         """Rewrite the journal as the live conversations when it has grown past twice their
-        size (and ``REWRITE_MIN_BYTES``); returns bytes saved. A rewrite the maintenance
-        passes have in progress is finished instead (one new file at a time)."""
+        size (and ``Config.journal_rewrite_min_bytes``); returns bytes saved. A rewrite the
+        maintenance passes have in progress is finished instead (one new file at a time)."""
         rewrite, self.journal_rewrite = self.journal_rewrite, None
         if rewrite is not None:
             return steps.run(rewrite)
