@@ -250,12 +250,15 @@ WORKER = textwrap.dedent(
             time.sleep(0.002)
     while not os.path.exists(stop):
         step()
+    deadline = time.monotonic() + 60
     while True:  # the daemon runs on now: the last word of each conversation
         try:
             held = {int(d["handle"]) for d in client.handles()}
             final = {h: tags(client.messages(h)) for h in sorted(held)}
             break
         except DaemonUnavailable:
+            if time.monotonic() > deadline:
+                raise
             time.sleep(0.002)
     for h, got in final.items():
         say("final", h, *got)
