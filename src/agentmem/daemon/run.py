@@ -141,6 +141,7 @@ def run_daemon(
     try:
         server.serve_forever()
     finally:
+        service.gc_clock.uninstall()  # a process that goes on after its daemon collects as usual
         if metrics_server is not None:
             metrics_server.stop()
         observer.remove_file()
