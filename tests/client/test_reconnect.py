@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import pathlib
 import signal
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
 import agentmem
+from agentmem.client import UnixSocketTransport
 from agentmem.errors import DaemonUnavailable, UnknownHandle
+from agentmem.protocol import framing
 from agentmem.testing import DaemonProcess
 
 
@@ -62,3 +67,34 @@ def test_a_reconnect_does_not_wait_for_the_names_to_be_published_again() -> None
             c.close()
     finally:
         daemon.kill()
+
+
+def test_a_daemon_killed_in_the_middle_of_a_reply_is_unavailable(tmp_path: pathlib.Path) -> None:
+    """The daemon died while it wrote a reply (half a frame, then the close): the call fails
+    with DaemonUnavailable, as when it dies at any other moment, so the caller's reconnect
+    and retry go on (a ProtocolError here stopped an agent in a crash test)."""
+    path = str(tmp_path / "daemon.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    reply = framing.Encoder().encode({"id": 1, "data": b"x" * 4000})
+
+    def half_a_reply() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)  # the request
+            conn.sendall(reply[: len(reply) // 2])
+
+    server = threading.Thread(target=half_a_reply)
+    server.start()
+    transport = UnixSocketTransport(path)
+    try:
+        with pytest.raises(DaemonUnavailable, match="middle of a frame"):
+            transport.request({"op": "read", "id": 1})
+        with pytest.raises(DaemonUnavailable):  # closed after the break
+            transport.request({"op": "read", "id": 2})
+    finally:
+        transport.close()
+        server.join(10)
+        listener.close()
+    assert not server.is_alive()

@@ -514,7 +514,6 @@ def test_nothing_acknowledged_is_lost_when_killed_during_work_in_steps(
         for k, p in enumerate(agents.procs):
             assert p.wait(WAIT) == 0, f"agent w{k} exited with {p.returncode}\n{agents.stderr()}"
         elapsed = time.monotonic() - t0
-        observer.close()
         daemon.kill(signal.SIGKILL)
         offline = subprocess.run(
             [sys.executable, "-m", "agentmem", "check", "--state-dir", state, "--socket", "/x"],
@@ -532,6 +531,7 @@ def test_nothing_acknowledged_is_lost_when_killed_during_work_in_steps(
         raise
     finally:
         open(stop, "w").close()
+        observer.close()
         agents.close()
         watch.close()
         daemon.kill(signal.SIGKILL)

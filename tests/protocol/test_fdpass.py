@@ -243,7 +243,7 @@ def test_eof_between_and_inside_frames():
         a.close()
         inbox = FdInbox()
         assert recv_frames(b, inbox) == []
-        with pytest.raises(ProtocolError, match="middle of a frame"):
+        with pytest.raises(EOFError, match="middle of a frame"):
             recv_frames(b, inbox)
         assert inbox.held_fds == 0
 

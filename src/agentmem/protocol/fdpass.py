@@ -285,7 +285,9 @@ def recv_some(
         _close_all(fds)
         inbox.close()
         if inbox.decoder.buffered:
-            raise ProtocolError("peer closed the connection in the middle of a frame")
+            # A peer killed while it wrote a frame: gone, like any other close (a client's
+            # daemon killed mid-reply is unavailable, not speaking a wrong protocol).
+            raise EOFError("peer closed the connection in the middle of a frame")
         raise EOFError("peer closed the connection")
     return inbox.feed(data, fds), len(data)
 
