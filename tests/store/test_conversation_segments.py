@@ -197,20 +197,27 @@ def test_demoted_messages_that_do_not_fit_come_back_as_bytes() -> None:
     assert all(store.may_map(h, seg) for seg, _, _ in extents(me))
 
 
-def test_compaction_keeps_each_owners_chunks_in_its_own_segments() -> None:
+def _sparse_owners(n: int) -> tuple[Store, list[tuple[Handle, int]]]:
+    """A store of ``n`` conversations of 200 messages, each with 3/4 of its second segment
+    demoted (holes); each handle with the first message it kept hot, there."""
     store = new_store()
     a = store.register_agent("a")
-    hs = [
-        store.alloc_smu(SMUType.CONVERSATION, [message(1000 * c + i) for i in range(200)], a)
-        for c in range(2)
-    ]
-    held = []
-    for h in hs:
+    out = []
+    for c in range(n):
+        h = store.alloc_smu(SMUType.CONVERSATION, [message(1000 * c + i) for i in range(200)], a)
         second = store.hot.owned_segments(h)[1]
         idx = [i for i, n in enumerate(ref(store, h).path) if n.chunks[0].loc is second]
-        cut = idx[0] + 3 * len(idx) // 4  # 3/4 of the second segment demoted: holes
+        cut = idx[0] + 3 * len(idx) // 4
         store.demote(h, keep=200 - cut)
-        held.append((cut, store.messages(h, cut)[0]))  # in the sparse segment: it moves
+        out.append((h, cut))
+    return store, out
+
+
+def test_compaction_keeps_each_owners_chunks_in_its_own_segments() -> None:
+    store, cuts = _sparse_owners(2)
+    hs = [h for h, _ in cuts]
+    # in the sparse segment: it moves
+    held = [(cut, store.messages(h, cut)[0]) for h, cut in cuts]
     before = {h: texts(store, h) for h in hs}
     assert store.compact() > 0
     for h, (cut, view) in zip(hs, held, strict=True):
@@ -348,19 +355,10 @@ def test_compaction_in_steps_moves_what_is_still_there_as_it_was(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(layout, "SCAN_STEP", 64)  # many steps even for a small index
-    store = new_store()
-    a = store.register_agent("a")
-    hs = [
-        store.alloc_smu(SMUType.CONVERSATION, [message(1000 * c + i) for i in range(200)], a)
-        for c in range(5)
-    ]
-    held = []
-    for h in hs:
-        second = store.hot.owned_segments(h)[1]
-        idx = [i for i, n in enumerate(ref(store, h).path) if n.chunks[0].loc is second]
-        cut = idx[0] + 3 * len(idx) // 4  # 3/4 of the second segment demoted: holes
-        store.demote(h, keep=200 - cut)
-        held.append((cut, store.messages(h, cut)[0]))  # in the sparse segment: it moves
+    store, cuts = _sparse_owners(5)
+    hs = [h for h, _ in cuts]
+    # in the sparse segments: they move
+    held = [(cut, store.messages(h, cut)[0]) for h, cut in cuts]
     expected = {h: texts(store, h) for h in hs}
     gone, down, grows, forked, kept = hs
     running = store.compact_steps()
@@ -399,12 +397,7 @@ def test_compaction_in_steps_moves_what_is_still_there_as_it_was(
 
 
 def test_compact_finishes_a_compaction_in_steps_in_progress() -> None:
-    store = new_store()
-    a = store.register_agent("a")
-    h = store.alloc_smu(SMUType.CONVERSATION, [message(i) for i in range(200)], a)
-    second = store.hot.owned_segments(h)[1]
-    idx = [i for i, n in enumerate(ref(store, h).path) if n.chunks[0].loc is second]
-    store.demote(h, keep=200 - (idx[0] + 3 * len(idx) // 4))
+    store, [(h, _)] = _sparse_owners(1)
     store.compaction = store.compact_steps()
     assert store.compaction is not None
     next(store.compaction)
@@ -415,20 +408,6 @@ def test_compact_finishes_a_compaction_in_steps_in_progress() -> None:
     assert store.check().ok
 
 
-def _sparse_owners(n: int) -> tuple[Store, list[Handle]]:
-    """A store of ``n`` conversations, each with 3/4 of its second segment demoted."""
-    store = new_store()
-    a = store.register_agent("a")
-    hs = []
-    for c in range(n):
-        h = store.alloc_smu(SMUType.CONVERSATION, [message(1000 * c + i) for i in range(200)], a)
-        second = store.hot.owned_segments(h)[1]
-        idx = [i for i, n in enumerate(ref(store, h).path) if n.chunks[0].loc is second]
-        store.demote(h, keep=200 - (idx[0] + 3 * len(idx) // 4))
-        hs.append(h)
-    return store, hs
-
-
 def test_a_handle_released_at_any_step_of_a_compaction_gets_no_segment_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -436,7 +415,7 @@ def test_a_handle_released_at_any_step_of_a_compaction_gets_no_segment_back(
     total = None
     when = 0
     while total is None or when <= total:
-        store, (_, h, _) = _sparse_owners(3)
+        store, [_, (h, _), _] = _sparse_owners(3)
         expected = texts(store, h)
         fork: list[Handle] = []
 

@@ -69,17 +69,12 @@ def run(service: Service, clock: Callable[[], float] = time.process_time) -> Non
 def _compact(store: Store, deadline: float) -> int:
     """Go on with the store's segment compaction until ``deadline``; bytes reclaimed once it
     ends. A step that raises drops it (a later pass starts afresh)."""
-    running = store.compaction
-    assert running is not None
-    try:
-        ended, reclaimed = steps.run_until(running, deadline, time.monotonic)
-    except BaseException:
+    assert store.compaction is not None
+
+    def ended() -> None:
         store.compaction = None
-        raise
-    if not ended:
-        return 0
-    store.compaction = None
-    return reclaimed or 0
+
+    return steps.resume(store.compaction, deadline, time.monotonic, ended) or 0
 
 
 def tick(service: Service) -> int:

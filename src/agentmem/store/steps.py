@@ -43,6 +43,25 @@ def run_until(
         return True, done.value
 
 
+def resume(
+    steps: Generator[Any, None, _T],
+    deadline: float,
+    clock: Callable[[], float],
+    ended: Callable[[], object],
+) -> _T | None:
+    """:func:`run_until` for work kept between maintenance passes (a journal rewrite, a
+    segment compaction): ``ended()`` (the holder lets it go) once the steps ended or one
+    raised (which propagates); their result, None while some are left."""
+    try:
+        done, result = run_until(steps, deadline, clock)
+    except BaseException:
+        ended()
+        raise
+    if done:
+        ended()
+    return result
+
+
 def batches(
     entries: Sequence[ChunkEntry], limit: int, wanted: Callable[[ChunkEntry], bool]
 ) -> Iterator[list[ChunkEntry]]:

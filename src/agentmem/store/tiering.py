@@ -342,12 +342,8 @@ def _compact_journal(store: Store, deadline: float) -> int:
         rewrite = store.journal_rewrite = store.compact_journal_steps()
         if rewrite is None:
             return 0
-    try:
-        ended, saved = steps.run_until(rewrite, deadline, time.monotonic)
-    except BaseException:
+
+    def ended() -> None:
         store.journal_rewrite = None
-        raise
-    if not ended:
-        return 0
-    store.journal_rewrite = None
-    return saved or 0
+
+    return steps.resume(rewrite, deadline, time.monotonic, ended) or 0
