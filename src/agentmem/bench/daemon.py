@@ -598,7 +598,9 @@ def run(
         ),
         ("spawn", lambda: bench_spawn(sizes.spawns, small_prompt)),
         ("pss", lambda: pss.bench_pss(sizes.pss_procs, prompt, source)),
-        ("observe", lambda: bench_observe(3 * sizes.op_calls, sizes.warmup, repeats, prompt)),
+        # Three times the runs of the other sections, each a third as long: the on/off ratio is a
+        # median of paired runs, and three times the pairs ride out a noisy run better.
+        ("observe", lambda: bench_observe(sizes.op_calls, sizes.warmup, 3 * repeats, prompt)),
         ("durability", lambda: bench_durability(sizes.op_calls, sizes.warmup, repeats)),
         ("walk", lambda: bench_walk(sizes.walk_agents, sizes.walk_messages, repeats)),
         (
