@@ -19,14 +19,17 @@ class Config:
     #: demoted when idle, so ratio beats speed: on the corpus's 691 conversations (86 MB, 256 KiB
     #: groups, 8 MiB-trained dictionary) level 3 gives 7.45x at ~115 MB/s of demote including the
     #: one-time training, level 6 8.12x at ~63 MB/s, level 9 8.39x at ~47 MB/s
-    #: (`agentmem bench store --corpus`). Reads decode at the same speed whatever the level.
+    #: (`agentmem bench store --corpus` at each level, when warm groups were 256 KiB; its record,
+    #: bench/results/store.md, has 7.96x at level 6 in 1 MiB groups). Reads decode at
+    #: the same speed whatever the level.
     conversation_zstd_level: int = 6
     #: Decode and re-hash every frame before its chunk counts as stored (STYLE principle 11).
     verify_frames: bool = True
     #: Bytes of one SMU type seen before a dictionary is trained for it. A 112 KiB dictionary
     #: wants ~100x its size of samples (zstd's guidance). Measured on the corpus's conversations
     #: at level 3, 256 KiB groups: trained on 2 MiB 6.70x, on 8 MiB 7.42x, on 16 MiB 7.41x.
-    #: Training 8 MiB takes ~0.5 s once per type; samples wait in memory until then.
+    #: Training 8 MiB takes ~0.5 s once per type; the frames made until then are the samples
+    #: (decoded for training), so no copies wait in memory.
     dict_train_bytes: int = 8 << 20
     #: Dictionary size. 112 KiB lifted 1 KiB messages from 2.3x to 4.7x (DESIGN.md).
     dict_size: int = 112 << 10
@@ -36,15 +39,16 @@ class Config:
     #: segment of its own, so it can be mapped by its readers without exposing anything else.
     #: Equal to the daemon's inline limit: smaller content is always copied, never mapped.
     exclusive_min_bytes: int = 16 << 10
-    #: Hot bytes the daemon keeps at most (0: no budget). Over it, the maintenance tick asks
-    #: the eviction policy what to demote to the warm tier.
+    #: Hot bytes the daemon keeps at most (0: no budget). Checked on every placement in the hot
+    #: tier: over it, the eviction policy chooses what to demote to the warm tier.
     hot_budget_bytes: int = 0
     #: Content of a handle unused for this many seconds goes warm whatever the budget (the
     #: original design's default: 5 minutes); 0 turns it off.
     warm_after_seconds: int = 300
     #: Content of a handle of an agent in the ``idle`` state, unused for this many seconds, goes
     #: warm even with room in the hot budget (0, the default: idle agents go first only under
-    #: pressure, as the policy orders them; ``agentmem swarm`` sets 1 to show memory at rest).
+    #: pressure, as the policy orders them; ``agentmem swarm`` sets it just above the longest
+    #: gap between an agent's turns, 5 s at its default think time, to show memory at rest).
     idle_agent_warm_seconds: int = 0
     #: Content of a handle unused for this many seconds goes cold (to disk) whatever the
     #: budgets (the original design's default: a day); 0 turns it off. Needs a state directory.
