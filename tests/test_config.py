@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from agentmem.config import Config, config_file
-from agentmem.config.settings import parse_size
+from agentmem.config.settings import OTHER_VARIABLES, parse_size
 
 
 def test_a_config_file_sets_fields_and_the_environment_overrides_it(tmp_path: pathlib.Path) -> None:
@@ -45,10 +45,26 @@ def test_environment_values_are_parsed_like_the_file_and_bad_ones_named() -> Non
             Config.from_env({name: raw})
 
 
+def test_an_unknown_agentmem_variable_is_refused_and_named() -> None:
+    # A misspelt budget would otherwise not apply, silently (the file refuses its unknown keys).
+    with pytest.raises(
+        ValueError,
+        match=r"AGENTMEM_HOT_BUDGET is not an agentmem setting "
+        r"\(did you mean AGENTMEM_HOT_BUDGET_BYTES\?\)",
+    ):
+        Config.from_env({"AGENTMEM_HOT_BUDGET": "2G"})
+    with pytest.raises(ValueError, match=r"^AGENTMEM_XYZZY is not an agentmem setting$"):
+        Config.from_env({"AGENTMEM_XYZZY": "1"})
+    # The variables read elsewhere are not settings, and not refused; others' are left alone.
+    other = {name: "x" for name in OTHER_VARIABLES} | {"PATH": "/bin", "AGENTMEMX": "1"}
+    assert Config.from_env(other) == Config()
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("hot_budget = 1\n", "unknown setting 'hot_budget'"),
+        ("hot_budget = 1\n", r"unknown setting 'hot_budget' \(did you mean hot_budget_bytes\?\)$"),
+        ("xyzzy = 1\n", "unknown setting 'xyzzy'$"),
         ("durable_sync = 1\n", "durable_sync must be true or false"),
         ('zstd_level = "high"\n', "zstd_level must be an integer"),
         ("zstd_level = 99\n", "zstd levels must be 1..22"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 
@@ -124,7 +125,8 @@ class Config:
         for key, raw in data.items():
             field = fields.get(key)
             if field is None:
-                raise ValueError(f"config file {path}: unknown setting {key!r}")
+                hint = _did_you_mean(key, list(fields), "")
+                raise ValueError(f"config file {path}: unknown setting {key!r}{hint}")
             if isinstance(field.default, bool):
                 if not isinstance(raw, bool):
                     raise ValueError(f"config file {path}: {key} must be true or false")
@@ -146,10 +148,19 @@ class Config:
     ) -> Config:
         """Build a config from ``AGENTMEM_<FIELD>`` variables (e.g. ``AGENTMEM_ZSTD_LEVEL=6``,
         ``AGENTMEM_HOT_BUDGET_BYTES=2G``, ``AGENTMEM_DURABLE_SYNC=off``). ``ValueError`` names
-        the variable and its bad value."""
+        the variable and its bad value, or an ``AGENTMEM_`` variable that is neither a setting
+        nor one of :data:`OTHER_VARIABLES`."""
         env = os.environ if environ is None else environ
+        fields = dataclasses.fields(cls)
+        known = OTHER_VARIABLES | {"AGENTMEM_" + f.name.upper() for f in fields}
+        for name in env:
+            if name.startswith("AGENTMEM_") and name not in known:
+                # As a config file's unknown key: a misspelt budget must not quietly not apply.
+                # Compared without the prefix, which every name shares.
+                hint = _did_you_mean(name[9:], [k[9:] for k in known], "AGENTMEM_")
+                raise ValueError(f"{name} is not an agentmem setting{hint}")
         values: dict[str, object] = {}
-        for field in dataclasses.fields(cls):
+        for field in fields:
             name = "AGENTMEM_" + field.name.upper()
             raw = env.get(name)
             if raw is None:
@@ -169,9 +180,27 @@ class Config:
         return dataclasses.replace(base if base is not None else cls(), **values)  # type: ignore[arg-type]
 
 
+#: The ``AGENTMEM_`` variables that are not settings (``agentmem.config``, the CLI).
+OTHER_VARIABLES = frozenset(
+    {
+        "AGENTMEM_CONFIG",
+        "AGENTMEM_CORPUS",
+        "AGENTMEM_PROFILE_ALLOCS",
+        "AGENTMEM_RUNTIME_DIR",
+        "AGENTMEM_SOCKET",
+        "AGENTMEM_STATE_DIR",
+        "AGENTMEM_TRIM_ON_IDLE",
+    }
+)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _did_you_mean(word: str, choices: list[str], prefix: str) -> str:
+    """`` (did you mean <prefix><the closest choice>?)``, or "" when none is close."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 def parse_size(text: str) -> int:
