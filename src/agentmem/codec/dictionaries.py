@@ -46,7 +46,8 @@ MIN_TRAIN_DICT_BYTES = 256
 #: A sample longer than this is truncated to its first 64 KiB before it is kept for training.
 #: Frames hold chunks (at most CDC_MAX_SIZE) or warm groups (WARM_GROUP_BYTES), so a
 #: longer sample teaches little its head does not; and the cap bounds one unit's share of the
-#: training set: with the default 2 MiB of samples at least 32 distinct units contribute.
+#: training set: with the default 8 MiB of samples (``Config.dict_train_bytes``) at least 128
+#: distinct units contribute.
 MAX_SAMPLE_BYTES = 64 << 10
 #: Ids are 32-bit (the frame header's dict_id field); 0 is reserved for "no dictionary".
 NO_DICTIONARY = 0
