@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 from xml.sax.saxutils import escape
 
-from agentmem.errors import AgentmemError, DaemonUnavailable
+from agentmem.errors import AgentmemError
 from agentmem.statstext import format_bytes
 
 #: Drawing geometry, in SVG pixels.
@@ -148,7 +148,7 @@ def run(
 
     try:
         client = connect_observer(socket_path, "flamegraph")
-    except DaemonUnavailable as exc:
+    except AgentmemError as exc:
         print(f"agentmem flamegraph: {exc}", file=sys.stderr)
         return 1
     try:

@@ -60,7 +60,7 @@ class AsyncUnixTransport:
             await loop.sock_connect(sock, path)
         except OSError as exc:
             sock.close()
-            raise DaemonUnavailable(f"no daemon answers on {path}: {exc.strerror}") from exc
+            raise DaemonUnavailable(f"no daemon answers on {path}: {exc.strerror or exc}") from exc
         return cls(sock, loop)
 
     def _on_readable(self) -> None:

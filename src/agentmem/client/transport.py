@@ -58,7 +58,7 @@ class UnixSocketTransport:
             sock.connect(path)
         except OSError as exc:
             sock.close()
-            raise DaemonUnavailable(f"no daemon answers on {path}: {exc.strerror}") from exc
+            raise DaemonUnavailable(f"no daemon answers on {path}: {exc.strerror or exc}") from exc
         self._sock: socket.socket | None = sock
         self._inbox = fdpass.FdInbox()
         self._pending: list[fdpass.Received] = []

@@ -1,0 +1,86 @@
+"""The observer commands against a socket where no agentmem daemon of this version answers:
+one line on stderr naming the path and what was wrong, exit status 1, no traceback."""
+
+from __future__ import annotations
+
+import pathlib
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from agentmem.cli.main import main
+from agentmem.protocol import framing
+
+COMMANDS = {
+    "stats": ["stats"],
+    "top": ["top"],
+    "check": ["check"],
+    "flamegraph": ["flamegraph", "-o", "profile.svg"],
+}
+
+#: What the peer answers the handshake with, and what the command must say about it.
+PEERS = {
+    "http": (b"HTTP/1.1 400 Bad Request\r\n\r\n", "bad frame magic b'HT'"),
+    "newer protocol": (
+        framing.HEADER.pack(framing.MAGIC, framing.FRAME_VERSION + 1, 0, 1) + b"\x80",
+        f"frame version {framing.FRAME_VERSION + 1} not supported",
+    ),
+}
+
+
+@pytest.fixture(params=list(PEERS))
+def peer(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[tuple[str, str]]:
+    """A socket whose one connection gets the peer's answer to its first request; yields the
+    path and the expected reason."""
+    answer, reason = PEERS[request.param]
+    path = str(tmp_path / "other.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)  # the hello
+            conn.sendall(answer)
+            while conn.recv(65536):  # until the client hangs up
+                pass
+
+    server = threading.Thread(target=serve_one)
+    server.start()
+    try:
+        yield path, reason
+    finally:
+        server.join(10)
+        listener.close()
+    assert not server.is_alive()
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_peer_that_is_not_an_agentmem_daemon(
+    command: str,
+    peer: tuple[str, str],
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, reason = peer
+    monkeypatch.chdir(tmp_path)
+    assert main([*COMMANDS[command], "--socket", path]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"agentmem {command}: no agentmem daemon of this version on {path}: ")
+    assert reason in err and err.count("\n") == 1
+    assert not (tmp_path / "profile.svg").exists()
+
+
+def test_a_socket_path_too_long_is_named_with_its_reason(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / ("x" * 120) / "agentmem.sock")
+    assert main(["stats", "--socket", path]) == 1
+    assert capsys.readouterr().err == (
+        f"agentmem stats: no daemon answers on {path}: AF_UNIX path too long\n"
+    )
