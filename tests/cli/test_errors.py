@@ -84,3 +84,38 @@ def test_a_socket_path_too_long_is_named_with_its_reason(
     assert capsys.readouterr().err == (
         f"agentmem stats: no daemon answers on {path}: AF_UNIX path too long\n"
     )
+
+
+def bad_arguments(tmp: pathlib.Path) -> list[tuple[list[str], str]]:
+    """Command lines refused before any work, and what the error must say."""
+    (tmp / "file").write_text("kept\n")
+    (tmp / "empty").mkdir()
+    (tmp / "conversations-only" / "conversations" / "none-yet").mkdir(parents=True)
+    return [
+        (["swarm", "--agents", "abc"], "argument --agents: 'abc' is not a whole number"),
+        (["swarm", "--processes", "-2"], "argument --processes: must be >= 1"),
+        (["swarm", "--think", "-1"], "argument --think: must be >= 0 seconds"),
+        (["swarm", "--concurrency", "-5"], "argument --concurrency: must be >= 0"),
+        (["swarm", "--plot", str(tmp / "plot.txt")], "the plot is a PNG; name it FILE.png"),
+        (["swarm", "--json", str(tmp / "file" / "r.json")], f"{tmp / 'file'} is not a directory"),
+        (["swarm", "--md", str(tmp / "empty")], f"--md {tmp / 'empty'}: Is a directory"),
+        (["bench", "tiers", "--agents", "0"], "--agents must be >= 1"),
+        (["swarm", "--corpus", str(tmp / "empty")], "no files at conversations/*/*"),
+        (["bench", "store", "--corpus", str(tmp / "conversations-only")], "conversations/*/*"),
+        (["bench", "daemon", "--corpus", str(tmp / "empty")], "system_prompts/asgeirtj/*"),
+    ]
+
+
+def test_bad_arguments_are_refused_in_one_line_before_any_work(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, reason in bad_arguments(tmp_path):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2, argv
+        err = capsys.readouterr().err
+        last = err.splitlines()[-1]  # after argparse's usage lines
+        assert last.startswith("agentmem") and "error: " in last and reason in last, argv
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conversations-only", "empty", "file"]
+    assert (tmp_path / "file").read_text() == "kept\n"

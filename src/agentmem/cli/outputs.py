@@ -17,7 +17,10 @@ def unwritable(path: str | os.PathLike[str], *, make_parents: bool = False) -> s
     p = pathlib.Path(path)
     try:
         if make_parents:
-            p.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                return f"{p.parent} is not a directory"
         if p.exists():
             open(p, "a", encoding="utf-8").close()
         else:
