@@ -1,10 +1,14 @@
-"""The observer commands against a socket where no agentmem daemon of this version answers:
-one line on stderr naming the path and what was wrong, exit status 1, no traceback."""
+"""Commands meeting what they cannot work with: a socket where no agentmem daemon of this
+version answers, arguments they cannot use, Ctrl-C. One line on stderr that says what was
+wrong, a non-zero exit status, no traceback."""
 
 from __future__ import annotations
 
 import pathlib
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -12,6 +16,7 @@ import pytest
 
 from agentmem.cli.main import main
 from agentmem.protocol import framing
+from tests.daemon.conftest import WAIT
 
 COMMANDS = {
     "stats": ["stats"],
@@ -119,3 +124,31 @@ def test_bad_arguments_are_refused_in_one_line_before_any_work(
         assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["conversations-only", "empty", "file"]
     assert (tmp_path / "file").read_text() == "kept\n"
+
+
+def test_ctrl_c_while_a_daemon_does_not_answer_exits_130_without_a_traceback(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = str(tmp_path / "stuck.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentmem", "stats", "--socket", path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        listener.settimeout(WAIT)
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(WAIT)
+            assert conn.recv(65536)  # the hello: the command now waits for its reply
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=WAIT)
+    finally:
+        proc.kill()
+        proc.wait()
+        listener.close()
+    assert (proc.returncode, out, err) == (130, "", "agentmem stats: interrupted\n")

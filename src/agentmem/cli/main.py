@@ -338,7 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = getattr(args, flag, None)
         if isinstance(path, pathlib.Path) and (problem := unwritable(path, make_parents=True)):
             parser.error(f"--{flag} {path}: {problem}")
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: the command's own cleanup has run; no traceback
+        print(f"agentmem {args.command}: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
     return code
 
 
