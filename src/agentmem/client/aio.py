@@ -31,8 +31,9 @@ from agentmem.client.client import (
     views_stop,
 )
 from agentmem.client.profile import Sampler
+from agentmem.client.transport import OUT_OF_RANGE
 from agentmem.config import default_socket_path, trim_on_idle
-from agentmem.errors import DaemonUnavailable, ProtocolError
+from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
 from agentmem.ids import Handle
 from agentmem.protocol import fdpass, framing
 from agentmem.protocol import messages as m
@@ -99,9 +100,12 @@ class AsyncUnixTransport:
             raise DaemonUnavailable("the connection is closed")
         ident = msg["id"]
         assert isinstance(ident, int)
+        try:
+            frame = framing.encode(msg, fds=bool(fds))
+        except OverflowError:
+            raise InvalidArgument(OUT_OF_RANGE) from None
         waiter: asyncio.Future[tuple[dict[str, object], list[int]]] = self._loop.create_future()
         self._waiters[ident] = waiter
-        frame = framing.encode(msg, fds=bool(fds))
         try:
             async with self._send_lock:
                 await self._send(sock, frame, fds)
