@@ -88,6 +88,8 @@ def test_published_content_comes_with_the_handshake(aconnect: Connect) -> None:
         publisher = await aconnect("async-publisher")
         prompt = text(3, 1 << 20)
         await publisher.publish(await publisher.alloc_smu("system_prompt", prompt), "a/prompt")
+        with pytest.raises(InvalidArgument, match=r"open=\['a/prompt'\]"):
+            await aconnect("async-not-opener", open="a/prompt")
         agent = await aconnect("async-opener", open=["a/prompt"])
         h = agent.opened["a/prompt"]
         assert agent._prefetched.keys() == {h}  # the content came with the reply

@@ -22,6 +22,7 @@ from agentmem.client.client import (
     _profile_every,
     alloc_request,
     iter_message_views,
+    open_names,
     prefetched,
     read_views,
     resident_bytes,
@@ -195,7 +196,8 @@ class AsyncClient:
         """Register this agent (done by :func:`connect`); ``open`` as in :func:`connect`."""
         st = AgentState.parse(state)
         name = name or _default_name()
-        extra: dict[str, object] = {"open": list(open), "read": True} if open else {}
+        names = open_names(open)
+        extra: dict[str, object] = {"open": names, "read": True} if names else {}
         info, attachments = await self._call_with(
             m.hello(0, name, importance=importance, state=st.label, **extra)
         )
