@@ -175,6 +175,11 @@ def test_unusable_socket_paths_fail_in_one_line() -> None:
             assert result.stderr.startswith(f"agentmem daemon: {reason}")
             assert result.stderr.count("\n") == 1  # one line, no traceback
             assert not os.path.exists(path + ".lock")
+        path = os.path.join(tmp, "agentmem.sock")
+        result = _run("--socket", path, "--state-dir", blocker)
+        assert (result.returncode, result.stderr.count("\n")) == (1, 1)
+        assert result.stderr.startswith(f"agentmem daemon: cannot create state directory {blocker}")
+        assert not os.path.exists(path) and not os.path.exists(path + ".lock")
 
 
 def test_the_lock_is_never_won_on_a_lock_file_being_removed(

@@ -21,12 +21,13 @@ from collections.abc import Callable
 from agentmem.errors import DaemonRunning
 
 
-def prepare_dir(path: str, *, mode: int = 0o700) -> None:
-    """Create ``path`` with ``mode`` if missing; refuse one that is not ours or is too open."""
+def prepare_dir(path: str, *, mode: int = 0o700, what: str = "runtime directory") -> None:
+    """Create ``path`` with ``mode`` if missing; refuse one that is not ours or is too open.
+    ``what`` names the directory in the error (``PermissionError``)."""
     try:
         os.makedirs(path, mode=mode, exist_ok=True)
     except OSError as exc:
-        raise PermissionError(f"cannot create runtime directory {path}: {exc}") from exc
+        raise PermissionError(f"cannot create {what} {path}: {exc}") from exc
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise PermissionError(f"{path} is not a directory")

@@ -86,7 +86,7 @@ def run_daemon(
     state_lock = None
     try:
         if state_dir is not None:
-            lifecycle.prepare_dir(state_dir, mode=0o700)
+            lifecycle.prepare_dir(state_dir, mode=0o700, what="state directory")
             state_lock = lifecycle.Lock(os.path.join(state_dir, "daemon"))
             state_lock.acquire()
         service = Service(
