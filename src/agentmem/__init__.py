@@ -105,6 +105,8 @@ def connect(
     back when the agent reports itself idle or paused (None: as ``AGENTMEM_TRIM_ON_IDLE``
     says, on by default).
     """
+    if inprocess and (socket_path is not None or autostart):
+        raise InvalidArgument("inprocess=True uses no daemon: give no socket_path or autostart")
     if inprocess:
         from agentmem.client.client import _profile_every
         from agentmem.config import trim_on_idle as trim_default

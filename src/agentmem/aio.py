@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from agentmem.client.aio import AsyncClient
 from agentmem.client.aio import connect as _connect
+from agentmem.errors import InvalidArgument
 from agentmem.states import AgentState
 
 __all__ = ["AsyncClient", "connect"]
@@ -24,6 +25,8 @@ async def connect(
     """Connect an asyncio agent: to the daemon (started on first use), or with
     ``inprocess=True`` to the store shared by this process's in-process agents. ``open``:
     published names opened in the handshake, their content with it (``client.opened``)."""
+    if inprocess and (socket_path is not None or autostart):
+        raise InvalidArgument("inprocess=True uses no daemon: give no socket_path or autostart")
     if inprocess:
         from agentmem.daemon.inprocess import AsyncInProcessTransport
 

@@ -72,6 +72,24 @@ def test_two_call_sites_two_stacks_with_their_bytes(
     assert "wrote" in capsys.readouterr().err
 
 
+def test_an_unwritable_output_fails_before_the_profile_is_fetched_or_reset(
+    daemon: DaemonProcess, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with connect(daemon.socket, name="profiled", profile_allocs=True) as agent:
+        load_prompts(agent)
+    svg = tmp_path / "alloc.svg"
+    for bad in (
+        ["-o", str(tmp_path / "missing" / "alloc.svg")],
+        ["-o", str(svg), "--collapsed", str(tmp_path)],
+    ):
+        assert main(["flamegraph", "--socket", daemon.socket, "--reset", *bad]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("agentmem flamegraph: cannot write ") and err.count("\n") == 1
+        assert not svg.exists()  # nothing left behind
+    assert main(["flamegraph", "--socket", daemon.socket, "-o", str(svg)]) == 0
+    assert "3000 bytes" in svg.read_text()  # the profile was not reset
+
+
 def test_sampling_weight_bounds_and_reset(daemon: DaemonProcess) -> None:
     with RawPeer(daemon.socket) as peer:
         peer.hello("raw-profiler")

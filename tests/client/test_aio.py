@@ -12,7 +12,7 @@ from agentmem import aio
 from agentmem.client.aio import AsyncClient
 from agentmem.daemon.inprocess import AsyncInProcessTransport
 from agentmem.daemon.service import Service
-from agentmem.errors import UnknownHandle
+from agentmem.errors import InvalidArgument, UnknownHandle
 from agentmem.stats import StoreStats
 from agentmem.testing import DaemonProcess
 from tests.conftest import message, text
@@ -61,6 +61,10 @@ def test_many_tasks_share_one_connection(aconnect: Connect) -> None:
         assert isinstance(s, StoreStats) and s.unique_bytes < 2 * len(prompt) + 200_000
         with pytest.raises(UnknownHandle):
             await client.read(999_999)  # type: ignore[arg-type]
+        with pytest.raises((UnknownHandle, InvalidArgument)):  # past 64 bits: refused unsent
+            await client.read(2**70)  # type: ignore[arg-type]
+        kept = await client.alloc_smu("blob", b"the connection goes on")
+        assert bytes(await client.read(kept)) == b"the connection goes on"
         await client.close()
 
     asyncio.run(main())
@@ -84,6 +88,8 @@ def test_published_content_comes_with_the_handshake(aconnect: Connect) -> None:
         publisher = await aconnect("async-publisher")
         prompt = text(3, 1 << 20)
         await publisher.publish(await publisher.alloc_smu("system_prompt", prompt), "a/prompt")
+        with pytest.raises(InvalidArgument, match=r"open=\['a/prompt'\]"):
+            await aconnect("async-not-opener", open="a/prompt")
         agent = await aconnect("async-opener", open=["a/prompt"])
         h = agent.opened["a/prompt"]
         assert agent._prefetched.keys() == {h}  # the content came with the reply

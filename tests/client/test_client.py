@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -7,6 +8,8 @@ import sys
 
 import pytest
 
+import agentmem
+import agentmem.aio
 from agentmem.client import Client, connect
 from agentmem.config import Config
 from agentmem.daemon.inprocess import InProcessTransport
@@ -123,6 +126,9 @@ def test_bad_input_gets_typed_errors(connect_agent: ClientFactory) -> None:
         c.set_state("sleepy")
     with pytest.raises(UnknownHandle):
         c.read(123456)  # type: ignore[arg-type]
+    # Never issued either; past 64 bits the socket's encoder refuses it before sending.
+    with pytest.raises((UnknownHandle, InvalidArgument)):
+        c.read(2**70)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
         c.alloc_smu("conversation", b"one buffer")
     with pytest.raises(AgentExists):
@@ -143,6 +149,8 @@ def test_published_content_opens_in_the_handshake(connect_agent: ClientFactory) 
     assert bytes(agent.read(again)) == prompt
     with pytest.raises(UnknownHandle):
         connect_agent(open=["no/such/name"])
+    with pytest.raises(InvalidArgument, match=r"open=\['coder/prompt'\]"):
+        connect_agent(open="coder/prompt")  # one str: not its characters one by one
     agent.unpublish("coder/prompt")
     with pytest.raises(UnknownHandle):
         agent.open("coder/prompt")
@@ -250,3 +258,11 @@ def test_an_agent_without_a_program_name_is_named_after_python(how: str) -> None
         )
     first, second = out.stdout.split()
     assert first.startswith("python-") and second == f"{first}-2", out.stdout
+
+
+def test_inprocess_takes_no_socket(daemon: DaemonProcess) -> None:
+    for kwargs in ({"socket_path": daemon.socket}, {"autostart": True}):
+        with pytest.raises(InvalidArgument, match="inprocess=True uses no daemon"):
+            agentmem.connect(inprocess=True, **kwargs)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument, match="inprocess=True uses no daemon"):
+            asyncio.run(agentmem.aio.connect(inprocess=True, **kwargs))  # type: ignore[arg-type]

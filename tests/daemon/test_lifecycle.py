@@ -132,6 +132,56 @@ def test_a_stale_socket_does_not_prevent_a_restart() -> None:
         d.kill()
 
 
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_a_socket_path_that_is_not_a_socket_is_left_alone(kind: str) -> None:
+    """A file or directory named as the socket is the user's: the daemon refuses it, one line
+    on stderr, rather than removing it to bind there."""
+    with tempfile.TemporaryDirectory(prefix="agentmem-test-") as tmp:
+        path = os.path.join(tmp, "agentmem.sock")
+        if kind == "file":
+            with open(path, "w") as f:
+                f.write("notes\n")
+        else:
+            os.mkdir(path)
+        result = _run("--socket", path, "--state-dir", "none")
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"agentmem daemon: cannot listen on {path}: a {kind} is there, not a socket; "
+            "left as it is\n"
+        )
+        if kind == "file":
+            with open(path) as f:
+                assert f.read() == "notes\n"
+        else:
+            assert os.path.isdir(path)
+        assert not os.path.exists(path + ".lock")
+
+
+def test_unusable_socket_paths_fail_in_one_line() -> None:
+    with tempfile.TemporaryDirectory(prefix="agentmem-test-") as tmp:
+        blocker = os.path.join(tmp, "file")
+        open(blocker, "w").close()
+        too_long = os.path.join(tmp, "x" * 120, "agentmem.sock")  # AF_UNIX paths: 107 bytes
+        for path, reason in (
+            (os.path.join(blocker, "agentmem.sock"), f"cannot lock {blocker}/agentmem.sock.lock"),
+            (
+                os.path.join(blocker, "d", "agentmem.sock"),
+                f"cannot create runtime directory {blocker}/d",
+            ),
+            (too_long, f"cannot listen on {too_long}: AF_UNIX path too long"),
+        ):
+            result = _run("--socket", path, "--state-dir", "none")
+            assert result.returncode == 1
+            assert result.stderr.startswith(f"agentmem daemon: {reason}")
+            assert result.stderr.count("\n") == 1  # one line, no traceback
+            assert not os.path.exists(path + ".lock")
+        path = os.path.join(tmp, "agentmem.sock")
+        result = _run("--socket", path, "--state-dir", blocker)
+        assert (result.returncode, result.stderr.count("\n")) == (1, 1)
+        assert result.stderr.startswith(f"agentmem daemon: cannot create state directory {blocker}")
+        assert not os.path.exists(path) and not os.path.exists(path + ".lock")
+
+
 def test_the_lock_is_never_won_on_a_lock_file_being_removed(
     tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -59,6 +59,9 @@ def run(
         client = connect_observer(socket_path, "check")
     except DaemonUnavailable:
         client = None
+    except AgentmemError as exc:  # something else answers there
+        print(f"agentmem check: {exc}", file=sys.stderr)
+        return 1
     if client is not None:
         try:
             report = client.check(repair=repair)

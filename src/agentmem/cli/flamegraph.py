@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 from xml.sax.saxutils import escape
 
-from agentmem.errors import AgentmemError, DaemonUnavailable
+from agentmem.errors import AgentmemError
 from agentmem.statstext import format_bytes
 
 #: Drawing geometry, in SVG pixels.
@@ -143,12 +143,21 @@ def run(
     reset: bool = False,
     title: str | None = None,
 ) -> int:
-    """Fetch the domain's allocation profile and write the files; returns the exit status."""
+    """Fetch the domain's allocation profile and write the files; returns the exit status.
+
+    The files are checked writable first: a profile fetched (and, with ``reset``, reset in the
+    daemon) is never lost to a path it cannot be written to."""
+    from agentmem.cli.outputs import unwritable
     from agentmem.cli.stats import connect_observer
 
+    for path in (svg_path, collapsed_path):
+        problem = None if path is None else unwritable(path)
+        if problem is not None:
+            print(f"agentmem flamegraph: cannot write {path}: {problem}", file=sys.stderr)
+            return 1
     try:
         client = connect_observer(socket_path, "flamegraph")
-    except DaemonUnavailable as exc:
+    except AgentmemError as exc:
         print(f"agentmem flamegraph: {exc}", file=sys.stderr)
         return 1
     try:

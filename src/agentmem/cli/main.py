@@ -302,16 +302,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Where each kind of corpus data lies under ``--corpus DIR`` (as in ../shared/corpus): the
+#: benchmarks and the swarm read conversations, ``bench daemon`` only system prompts.
+CORPUS_FILES = {"conversations": "conversations/*/*", "prompts": "system_prompts/asgeirtj/*"}
+
+
+def _corpus_problem(corpus: pathlib.Path, what: str) -> str | None:
+    """Why ``corpus`` holds no ``what`` (a key of CORPUS_FILES) to read, or None."""
+    if not corpus.is_dir():
+        return "not a directory"
+    pattern = CORPUS_FILES[what]
+    if not any(p.is_file() for p in corpus.glob(pattern)):
+        return f"no files at {pattern} (a corpus is laid out like ../shared/corpus)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "repeats", 1) < 1:
         parser.error("--repeats must be >= 1")
+    agents = getattr(args, "agents", None)
+    if agents is not None and agents < 1:
+        parser.error("--agents must be >= 1")
     corpus = getattr(args, "corpus", None)
-    if corpus is not None and not corpus.is_dir():
-        parser.error(f"--corpus {corpus}: not a directory")
-    code: int = args.func(args)
+    if corpus is not None:
+        what = "prompts" if getattr(args, "bench", None) == "daemon" else "conversations"
+        problem = _corpus_problem(corpus, what)
+        if problem is not None:
+            parser.error(f"--corpus {corpus}: {problem}")
+    from agentmem.cli.outputs import unwritable
+
+    for flag in ("json", "md", "plot"):  # checked now, not after a run of minutes
+        path = getattr(args, flag, None)
+        if isinstance(path, pathlib.Path) and (problem := unwritable(path, make_parents=True)):
+            parser.error(f"--{flag} {path}: {problem}")
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: the command's own cleanup has run; no traceback
+        print(f"agentmem {args.command}: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
     return code
 
 

@@ -14,21 +14,26 @@ from typing import TextIO
 
 from agentmem.client import Client, connect
 from agentmem.config import default_socket_path
-from agentmem.errors import AgentmemError, DaemonUnavailable
+from agentmem.errors import AgentmemError, ProtocolError
 from agentmem.stats import AgentStats, StoreStats, to_wire
 from agentmem.statstext import render, render_agent, render_table
 
 
 def connect_observer(socket_path: str | None, command: str) -> Client:
     """An observer client of the daemon on ``socket_path`` (default: the usual one); never
-    starts a daemon. ``DaemonUnavailable`` if none answers."""
-    return connect(
-        socket_path or default_socket_path(),
-        name=f"agentmem-{command}-{os.getpid()}",
-        observer=True,
-        autostart=False,
-        profile_allocs=False,
-    )
+    starts a daemon. ``DaemonUnavailable`` if none answers; ``ProtocolError`` if what answers
+    is not an agentmem daemon of this version (the message says so, and names the path)."""
+    path = socket_path or default_socket_path()
+    try:
+        return connect(
+            path,
+            name=f"agentmem-{command}-{os.getpid()}",
+            observer=True,
+            autostart=False,
+            profile_allocs=False,
+        )
+    except ProtocolError as exc:
+        raise ProtocolError(f"no agentmem daemon of this version on {path}: {exc}") from exc
 
 
 def run(
@@ -47,7 +52,7 @@ def run(
     out = out if out is not None else sys.stdout
     try:
         client = connect_observer(socket_path, "stats")
-    except DaemonUnavailable as exc:
+    except AgentmemError as exc:
         print(f"agentmem stats: {exc}", file=sys.stderr)
         return 1
     try:

@@ -47,10 +47,31 @@ def _scale(text: str) -> float:
     return value
 
 
+def _whole(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be >= {least}")
+    return value
+
+
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
+    return _whole(text, 1)
+
+
+def _natural(text: str) -> int:
+    return _whole(text, 0)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be >= 0 seconds")
     return value
 
 
@@ -63,6 +84,13 @@ def _mib(text: str) -> int:
     if not value > 0:
         raise argparse.ArgumentTypeError("must be > 0 MiB")
     return int(value * 2**20)
+
+
+def _png(text: str) -> pathlib.Path:
+    path = pathlib.Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text!r}: the plot is a PNG; name it FILE.png")
+    return path
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,7 +119,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--processes", type=_positive, help="spread the agents over this many processes")
     p.add_argument("--turns", type=_positive, default=5, help="turns per agent (default 5)")
     p.add_argument(
-        "--think", type=float, default=0.5, help="mean idle seconds between turns (default 0.5)"
+        "--think", type=_seconds, default=0.5, help="mean idle seconds between turns (default 0.5)"
     )
     p.add_argument(
         "--sweep", type=_counts, default=(), help="also run these agent counts (e.g. 10,25,50,100)"
@@ -111,14 +139,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--concurrency",
-        type=int,
+        type=_natural,
         default=2 * (os.cpu_count() or 1),
         help="turns in flight at once over all agents, in every mode (default: twice the "
         "CPUs; 0: no limit)",
     )
     p.add_argument("--json", type=pathlib.Path, help="write the results as JSON here")
     p.add_argument("--md", type=pathlib.Path, help="write the markdown table here")
-    p.add_argument("--plot", type=pathlib.Path, help="write the PNG plot of total PSS here")
+    p.add_argument(
+        "--plot", type=_png, metavar="FILE.png", help="write the PNG plot of total PSS here"
+    )
     p.set_defaults(func=run)
 
 
@@ -141,10 +171,10 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale,
         processes=args.processes,
         turns=args.turns,
-        think=max(0.0, args.think),
+        think=args.think,
         sweep=tuple(sweep),
         demote=not args.no_demote,
-        concurrency=max(0, args.concurrency),
+        concurrency=args.concurrency,
         warm_budget=args.warm_budget,
     )
     unwind_on_signals()  # a kill puts KSM's settings back too

@@ -138,7 +138,7 @@ def run(socket_path: str | None, *, stdin: TextIO = sys.stdin, interval: float =
 
     try:
         client = connect_observer(socket_path, "top")
-    except DaemonUnavailable as exc:
+    except AgentmemError as exc:
         print(f"agentmem top: {exc}", file=sys.stderr)
         return 1
     view = View()

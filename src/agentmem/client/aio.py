@@ -22,6 +22,7 @@ from agentmem.client.client import (
     _profile_every,
     alloc_request,
     iter_message_views,
+    open_names,
     prefetched,
     read_views,
     resident_bytes,
@@ -31,8 +32,9 @@ from agentmem.client.client import (
     views_stop,
 )
 from agentmem.client.profile import Sampler
+from agentmem.client.transport import OUT_OF_RANGE
 from agentmem.config import default_socket_path, trim_on_idle
-from agentmem.errors import DaemonUnavailable, ProtocolError
+from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
 from agentmem.ids import Handle
 from agentmem.protocol import fdpass, framing
 from agentmem.protocol import messages as m
@@ -60,7 +62,7 @@ class AsyncUnixTransport:
             await loop.sock_connect(sock, path)
         except OSError as exc:
             sock.close()
-            raise DaemonUnavailable(f"no daemon answers on {path}: {exc.strerror}") from exc
+            raise DaemonUnavailable(f"no daemon answers on {path}: {exc.strerror or exc}") from exc
         return cls(sock, loop)
 
     def _on_readable(self) -> None:
@@ -99,9 +101,12 @@ class AsyncUnixTransport:
             raise DaemonUnavailable("the connection is closed")
         ident = msg["id"]
         assert isinstance(ident, int)
+        try:
+            frame = framing.encode(msg, fds=bool(fds))
+        except OverflowError:
+            raise InvalidArgument(OUT_OF_RANGE) from None
         waiter: asyncio.Future[tuple[dict[str, object], list[int]]] = self._loop.create_future()
         self._waiters[ident] = waiter
-        frame = framing.encode(msg, fds=bool(fds))
         try:
             async with self._send_lock:
                 await self._send(sock, frame, fds)
@@ -191,7 +196,8 @@ class AsyncClient:
         """Register this agent (done by :func:`connect`); ``open`` as in :func:`connect`."""
         st = AgentState.parse(state)
         name = name or _default_name()
-        extra: dict[str, object] = {"open": list(open), "read": True} if open else {}
+        names = open_names(open)
+        extra: dict[str, object] = {"open": names, "read": True} if names else {}
         info, attachments = await self._call_with(
             m.hello(0, name, importance=importance, state=st.label, **extra)
         )

@@ -107,7 +107,7 @@ class Client:
         self.trims = 0
         self._trimmed_at = float("-inf")
         self._resident_at_start = resident_bytes() if trim_on_idle else 0
-        self._open_names = list(open)
+        self._open_names = open_names(open)
         #: Handles of the published names asked for with ``open``, opened in the handshake.
         self.opened: dict[str, Handle] = {}
         #: The content of opened handles as the handshake brought it, for their first read.
@@ -674,6 +674,14 @@ def _unpacked(words: memoryview, inline: object) -> Iterator[bytes | tuple[int, 
             yield (-1 if seg_id == m.PACKED_COPY else seg_id), words[i + 1], words[i + 2]
     if next(rest, None) is not None:
         raise ProtocolError("packed message pieces leave inline messages over")
+
+
+def open_names(open: Sequence[str]) -> list[str]:
+    """``connect``'s ``open`` as a list. ``InvalidArgument`` for one ``str``, whose characters
+    would otherwise be opened one by one ("nothing is published as 'c'")."""
+    if isinstance(open, str):
+        raise InvalidArgument(f"open takes a list of published names: open=[{open!r}]")
+    return list(open)
 
 
 def _message_list(data: object) -> list[bytes | str]:

@@ -12,7 +12,7 @@ import os
 import socket
 from collections.abc import Sequence
 
-from agentmem.errors import DaemonUnavailable, ProtocolError
+from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
 from agentmem.protocol import fdpass, framing
 from agentmem.protocol.fdpass import recv_some
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from typing import Protocol
 else:  # structural typing is for type checkers: at run time a plain base
     Protocol = object
+
+#: What an integer argument msgpack cannot carry (beyond 64 bits: no handle is) raises.
+OUT_OF_RANGE = "an integer argument is out of range: the protocol carries 64-bit integers"
 
 Attachment = int | memoryview
 """An fd to map (socket transport) or a ready read-only view (in-process transport)."""
@@ -58,7 +61,7 @@ class UnixSocketTransport:
             sock.connect(path)
         except OSError as exc:
             sock.close()
-            raise DaemonUnavailable(f"no daemon answers on {path}: {exc.strerror}") from exc
+            raise DaemonUnavailable(f"no daemon answers on {path}: {exc.strerror or exc}") from exc
         self._sock: socket.socket | None = sock
         self._inbox = fdpass.FdInbox()
         self._pending: list[fdpass.Received] = []
@@ -93,6 +96,8 @@ class UnixSocketTransport:
         except ProtocolError:
             self.close()
             raise
+        except OverflowError:  # raised by the encoder, before anything was sent
+            raise InvalidArgument(OUT_OF_RANGE) from None
         item = pending.pop(0)
         return item.frame.body, list(item.fds)
 

@@ -11,6 +11,7 @@ clients that start a daemon on first use rely on).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import stat
@@ -20,12 +21,13 @@ from collections.abc import Callable
 from agentmem.errors import DaemonRunning
 
 
-def prepare_dir(path: str, *, mode: int = 0o700) -> None:
-    """Create ``path`` with ``mode`` if missing; refuse one that is not ours or is too open."""
+def prepare_dir(path: str, *, mode: int = 0o700, what: str = "runtime directory") -> None:
+    """Create ``path`` with ``mode`` if missing; refuse one that is not ours or is too open.
+    ``what`` names the directory in the error (``PermissionError``)."""
     try:
         os.makedirs(path, mode=mode, exist_ok=True)
     except OSError as exc:
-        raise PermissionError(f"cannot create runtime directory {path}: {exc}") from exc
+        raise PermissionError(f"cannot create {what} {path}: {exc}") from exc
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise PermissionError(f"{path} is not a directory")
@@ -33,6 +35,21 @@ def prepare_dir(path: str, *, mode: int = 0o700) -> None:
         raise PermissionError(f"{path} belongs to uid {st.st_uid}, not to us ({os.getuid()})")
     if stat.S_IMODE(st.st_mode) & ~mode & 0o777:
         os.chmod(path, mode)
+
+
+def remove_stale_socket(path: str) -> None:
+    """Remove the socket a dead daemon left at ``path`` (the caller holds its lock, so no live
+    daemon listens there). Raises ``FileExistsError`` if ``path`` is something else: a file or
+    a directory given as the socket path is the user's, and never removed."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a file"
+        raise FileExistsError(errno.EEXIST, f"{kind} is there, not a socket; left as it is", path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 class Lock:

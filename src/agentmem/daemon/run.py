@@ -49,8 +49,12 @@ def run_daemon(
     """
     multi = allowed_uids is not None
     directory = os.path.dirname(os.path.abspath(socket_path))
-    if directory == runtime_dir() or not os.path.exists(directory):
-        lifecycle.prepare_dir(directory, mode=0o711 if multi else 0o700)
+    try:
+        if directory == runtime_dir() or not os.path.exists(directory):
+            lifecycle.prepare_dir(directory, mode=0o711 if multi else 0o700)
+    except PermissionError as exc:  # it names the directory and why
+        print(f"agentmem daemon: {exc}", file=sys.stderr)
+        return 1
     lock = lifecycle.Lock(socket_path)
     try:
         lock.acquire()
@@ -59,20 +63,30 @@ def run_daemon(
             return 0
         print(f"agentmem daemon: {exc}", file=sys.stderr)
         return 1
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(socket_path)
+    except OSError as exc:  # the lock file cannot be made there
+        print(f"agentmem daemon: cannot lock {lock.path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     old_umask = os.umask(0o111 if multi else 0o177)
     try:
+        lifecycle.remove_stale_socket(socket_path)
         listener.bind(socket_path)
+        listener.listen(BACKLOG)
+    except OSError as exc:  # not a socket, a path too long for AF_UNIX, no write permission
+        print(
+            f"agentmem daemon: cannot listen on {socket_path}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        listener.close()
+        lock.release()
+        return 1
     finally:
         os.umask(old_umask)
-    listener.listen(BACKLOG)
     uids = None if allowed_uids is None else {os.getuid(), *allowed_uids}
     state_lock = None
     try:
         if state_dir is not None:
-            lifecycle.prepare_dir(state_dir, mode=0o700)
+            lifecycle.prepare_dir(state_dir, mode=0o700, what="state directory")
             state_lock = lifecycle.Lock(os.path.join(state_dir, "daemon"))
             state_lock.acquire()
         service = Service(
