@@ -16,8 +16,8 @@ from agentmem.daemon.inprocess import InProcessTransport
 from agentmem.daemon.service import Service
 from agentmem.errors import (
     AgentExists,
-    DaemonUnavailable,
     InvalidArgument,
+    StoreClosed,
     UnknownAgent,
     UnknownHandle,
     WrongType,
@@ -110,8 +110,10 @@ def test_closing_a_client_releases_its_refs(connect_agent: ClientFactory) -> Non
     assert isinstance(s, StoreStats)
     assert a.name not in [x.name for x in s.per_agent]
     assert s.unique_bytes == 0
-    with pytest.raises(DaemonUnavailable):
+    # Closed by its owner: StoreClosed, not the DaemonUnavailable a reconnect loop retries.
+    with pytest.raises(StoreClosed, match="the client is closed"):
         a.alloc_smu("blob", b"x")
+    assert a.closed
 
 
 def test_bad_input_gets_typed_errors(connect_agent: ClientFactory) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 import agentmem
 from agentmem.client import UnixSocketTransport
-from agentmem.errors import DaemonUnavailable, UnknownHandle
+from agentmem.errors import DaemonUnavailable, StoreClosed, UnknownHandle
 from agentmem.protocol import framing
 from agentmem.testing import DaemonProcess
 
@@ -38,6 +38,26 @@ def test_client_reconnects_after_the_daemon_restarts() -> None:
         with pytest.raises(UnknownHandle):
             client.read(old)  # its ref died with the old connection
         client.close()
+    finally:
+        daemon.kill()
+
+
+def test_a_client_closed_while_broken_stays_closed() -> None:
+    """Closed by its owner after the daemon went away, a client does not reconnect on the next
+    call (which would give it a connection nobody will close): it raises StoreClosed."""
+    daemon = DaemonProcess().start()
+    try:
+        client = agentmem.connect(daemon.socket, name="closed-while-broken")
+        daemon.kill(signal.SIGKILL)
+        with pytest.raises(DaemonUnavailable):
+            client.alloc_smu("blob", b"x")
+        daemon.start()
+        client.close()
+        with pytest.raises(StoreClosed):
+            client.alloc_smu("blob", b"y")
+        assert client.reconnects == 0 and client.closed
+        with agentmem.connect(daemon.socket, name="watcher") as watcher:
+            assert "closed-while-broken" not in [a.name for a in watcher.get_stats().per_agent]
     finally:
         daemon.kill()
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from agentmem import stats as wire_stats
 from agentmem.client.client import (
+    CLOSED,
     _default_name,
     _message_list,
     _profile_every,
@@ -34,7 +35,7 @@ from agentmem.client.client import (
 from agentmem.client.profile import Sampler
 from agentmem.client.transport import OUT_OF_RANGE
 from agentmem.config import default_socket_path, trim_on_idle
-from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
+from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError, StoreClosed
 from agentmem.ids import Handle
 from agentmem.protocol import fdpass, framing
 from agentmem.protocol import messages as m
@@ -210,7 +211,7 @@ class AsyncClient:
     ) -> tuple[Any, list[int]]:
         transport = self._transport
         if transport is None:
-            raise DaemonUnavailable("the client is closed")
+            raise StoreClosed(CLOSED)
         ident = next(self._ids)
         msg["id"] = ident
         reply, attachments = await transport.request(msg, fds)

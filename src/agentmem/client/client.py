@@ -25,7 +25,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from agentmem.client.transport import Attachment, Transport, UnixSocketTransport
 from agentmem.config import default_socket_path
 from agentmem.config import trim_on_idle as _trim_on_idle
-from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError, UnknownHandle
+from agentmem.errors import (
+    DaemonUnavailable,
+    InvalidArgument,
+    ProtocolError,
+    StoreClosed,
+    UnknownHandle,
+)
 from agentmem.ids import Handle
 from agentmem.protocol import messages as m
 from agentmem.states import AgentState, SMUType
@@ -60,6 +66,9 @@ _connections = itertools.count(1)
 #: property lookup, ~0.5 us a call); anything else goes through ``SMUType.parse``.
 _TYPE_LABELS: dict[object, str] = {t.label: t.label for t in SMUType}
 _CONVERSATION = SMUType.CONVERSATION.label
+#: What a call on a client after its ``close()`` raises (``StoreClosed``, never
+#: ``DaemonUnavailable``: a caller that retries while the daemon is away must not retry this).
+CLOSED = "the client is closed: connect again for a new one"
 
 
 def _default_name() -> str:
@@ -81,6 +90,7 @@ class Client:
     opens a new connection under the same name first. If the daemon crashed and restarted with
     its journal, the agent's conversations come back under the same handles (``restored``), with
     every acknowledged append in them; other handles are gone and raise ``UnknownHandle``.
+    After :meth:`close`, every call raises ``StoreClosed`` (no reconnect).
 
     ``observer=True`` connects without registering an agent (``agentmem stats`` and ``top``
     do): the client may then only read statistics. ``profile_allocs=N`` attaches the caller's
@@ -147,9 +157,10 @@ class Client:
         #: (conversations are journaled; they keep their numbers).
         self.restored: list[Handle] = [Handle(h) for h in info.get("restored", ())]
 
-    def _revive(self) -> None:
+    def _revive(self) -> Transport:
+        """A new connection under the same name, in place of the broken one; returns it."""
         assert self._reconnect is not None
-        old, self._transport = self._transport, self._reconnect()
+        old, self._transport = self._transport, (new := self._reconnect())
         if old is not None:
             old.close()
         self._maps.clear()
@@ -164,17 +175,18 @@ class Client:
             # A restarted daemon whose names are not published again yet: the agent takes its
             # journaled conversations back all the same; what it opened waits for the names.
             self._hello(open_names=False)
+        return new
 
     # --- plumbing --------------------------------------------------------------------------
 
     def _call(self, msg: dict[str, object], fds: Sequence[int] = ()) -> Any:
         # :meth:`_call_with` written out: every plain request (most of them) goes through here,
         # and saves the extra call frame and the tuple of (result, attachments).
-        if self._broken and self._reconnect is not None:
-            self._revive()
         transport = self._transport
-        if transport is None:
-            raise DaemonUnavailable("the client is closed")
+        if transport is None:  # closed by close(): not the daemon's absence, no reconnect
+            raise StoreClosed(CLOSED)
+        if self._broken and self._reconnect is not None:
+            transport = self._revive()
         ident = msg["id"] = next(self._ids)
         try:
             reply, attachments = transport.request(msg, fds)
@@ -186,11 +198,11 @@ class Client:
     def _call_with(
         self, msg: dict[str, object], fds: Sequence[int] = ()
     ) -> tuple[Any, list[Attachment]]:
-        if self._broken and self._reconnect is not None:
-            self._revive()
         transport = self._transport
-        if transport is None:
-            raise DaemonUnavailable("the client is closed")
+        if transport is None:  # closed by close(): not the daemon's absence, no reconnect
+            raise StoreClosed(CLOSED)
+        if self._broken and self._reconnect is not None:
+            transport = self._revive()
         ident = msg["id"] = next(self._ids)
         try:
             reply, attachments = transport.request(msg, fds)
