@@ -100,8 +100,9 @@ class StoreStats:
     dictionary_bytes: int
     """Bytes of those dictionaries plus pending training samples."""
     metadata_bytes: int
-    """Estimated bytes of index records (chunks, SMUs, messages, refs) and their dict slots.
-    Cheap statistics (``cheap=True``) count the records only, not their chunk pointers."""
+    """Estimated bytes of index records (chunks, SMUs, messages, refs) and their dict slots,
+    and of the table of sizes they share (kept while the store lives). Cheap statistics
+    (``cheap=True``) count the records only, not their chunk pointers."""
     hot: TierStats
     """Hot tier."""
     warm: TierStats
