@@ -101,8 +101,9 @@ class StoreStats:
     """Bytes of those dictionaries plus pending training samples."""
     metadata_bytes: int
     """Estimated bytes of index records (chunks, SMUs, messages, refs) and their dict slots,
-    and of the table of sizes they share (kept while the store lives). Cheap statistics
-    (``cheap=True``) count the records only, not their chunk pointers."""
+    and of the table of chunk sizes they share (kept while the store lives; up to 16,385
+    sizes). Cheap statistics (``cheap=True``) count the records only, not their chunk
+    pointers."""
     hot: TierStats
     """Hot tier."""
     warm: TierStats
