@@ -100,8 +100,10 @@ class StoreStats:
     dictionary_bytes: int
     """Bytes of those dictionaries plus pending training samples."""
     metadata_bytes: int
-    """Estimated bytes of index records (chunks, SMUs, messages, refs) and their dict slots.
-    Cheap statistics (``cheap=True``) count the records only, not their chunk pointers."""
+    """Estimated bytes of index records (chunks, SMUs, messages, refs) and their dict slots,
+    and of the table of chunk sizes they share (kept while the store lives; up to 16,385
+    sizes). Cheap statistics (``cheap=True``) count the records only, not their chunk
+    pointers."""
     hot: TierStats
     """Hot tier."""
     warm: TierStats

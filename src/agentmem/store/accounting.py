@@ -76,6 +76,8 @@ def _record_bytes() -> dict[str, int]:
         "node_chunks": sys.getsizeof(key) + chunk_tuple,
         "pointer": 8,
         "int": sys.getsizeof(1 << 20),
+        # a distinct size in the table of shared sizes (``Store.intern_size``)
+        "size": sys.getsizeof(1 << 20) + slot,
         "ref": sys.getsizeof(Ref) // 8 + 64 + slot,  # slotted object of 4 fields + handle slot
     }
 
@@ -132,6 +134,7 @@ def _metadata_steps(store: Store, *, pointers: bool = True) -> Generator[None, N
         + len(store.refs) * s["ref"]
         + n_pointers * s["pointer"]
         + n_ints * s["int"]
+        + len(store._sizes) * s["size"]
     )
 
 

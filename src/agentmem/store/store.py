@@ -68,6 +68,7 @@ AnyRef = Ref | ConversationRef
 
 _CONVERSATION = SMUType.CONVERSATION
 _HOT = Tier.HOT
+_WHOLE_MAX = constants.MESSAGE_WHOLE_MAX
 #: Newest messages of a conversation that stay where they are when its older ones are demoted
 #: under pressure (the policy's "older messages before recent ones").
 RECENT_MESSAGES = 8
@@ -246,6 +247,7 @@ class Store:
         self._agent_ids = itertools.count(1)
         #: One int object per distinct chunk size, shared by every entry of that size: an int
         #: above 256 is a 28-byte object, ~10 % of a chunk's metadata budget of 256 bytes.
+        #: Never pruned, so it holds only sizes up to ``MESSAGE_WHOLE_MAX`` (``intern_size``).
         self._sizes: dict[int, int] = {}
         #: Bumped whenever a chunk changes location; invalidates cached extents.
         self.epoch = 0
@@ -1000,8 +1002,12 @@ class Store:
             raise QuotaExceeded(f"the domain would exceed its {quota}-byte quota")
 
     def intern_size(self, n: int) -> int:
-        """The shared int object for size ``n`` (ints above 256 are 28-byte objects)."""
-        return self._sizes.setdefault(n, n)
+        """The shared int object for size ``n`` (ints above 256 are 28-byte objects), for
+        sizes up to ``MESSAGE_WHOLE_MAX``: every chunk's and every one-chunk message's, at most
+        16,385 entries. A larger size is a message of several chunks and keeps an int of its
+        own (28 bytes beside 16 KiB or more of content): interned, each distinct one stayed in
+        the table for the daemon's life (~68 bytes each), after its message was long gone."""
+        return self._sizes.setdefault(n, n) if n <= _WHOLE_MAX else n
 
     def new_ref(self, agent: Agent, smu: SMU) -> Handle:
         h = Handle(next(self._handles))
