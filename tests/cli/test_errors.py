@@ -14,8 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from agentmem.cli import stats as stats_cli
 from agentmem.cli.main import main
 from agentmem.protocol import framing
+from agentmem.testing import DaemonProcess
 from tests.daemon.conftest import WAIT
 
 COMMANDS = {
@@ -79,6 +81,44 @@ def test_a_peer_that_is_not_an_agentmem_daemon(
     assert err.startswith(f"agentmem {command}: no agentmem daemon of this version on {path}: ")
     assert reason in err and err.count("\n") == 1
     assert not (tmp_path / "profile.svg").exists()
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_peer_that_never_answers_the_handshake(
+    command: str,
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stopped or wedged daemon (here: a socket whose backlog takes the connection and
+    nobody reads it) no longer holds the command forever: it gives up after the handshake's
+    bound, in one line."""
+    path = str(tmp_path / "silent.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    monkeypatch.setattr(stats_cli, "HANDSHAKE_SECONDS", 0.2)
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert main([*COMMANDS[command], "--socket", path]) == 1
+    finally:
+        listener.close()
+    assert capsys.readouterr() == (
+        "",
+        f"agentmem {command}: no reply from the daemon within 0.2 s\n",
+    )
+
+
+def test_the_handshake_bound_does_not_bound_what_follows() -> None:
+    """A fresh walk of a large domain or a check may take minutes: after the handshake the
+    observer waits as long as the daemon takes, as before."""
+    with DaemonProcess() as daemon:
+        client = stats_cli.connect_observer(daemon.socket, "stats")
+        try:
+            assert client._transport._sock.gettimeout() is None  # type: ignore[union-attr]
+            assert len(client.get_stats().per_agent) == 0
+        finally:
+            client.close()
 
 
 def test_a_socket_path_too_long_is_named_with_its_reason(

@@ -57,8 +57,11 @@ def run(
     socket_path = socket_path or default_socket_path()
     try:
         client = connect_observer(socket_path, "check")
-    except DaemonUnavailable:
-        client = None
+    except DaemonUnavailable as exc:
+        if isinstance(exc.__cause__, TimeoutError):  # a daemon is there, and does not answer
+            print(f"agentmem check: {exc}", file=sys.stderr)
+            return 1
+        client = None  # none there: check its state directory
     except AgentmemError as exc:  # something else answers there
         print(f"agentmem check: {exc}", file=sys.stderr)
         return 1

@@ -18,22 +18,31 @@ from agentmem.errors import AgentmemError, ProtocolError
 from agentmem.stats import AgentStats, StoreStats, to_wire
 from agentmem.statstext import render, render_agent, render_table
 
+#: How long a command waits for the daemon's answer to its handshake (a stopped or wedged
+#: daemon, or a program that accepts and never answers, would otherwise hold it forever). Only
+#: the handshake: what the command asks next (a walk of a large domain, a check) may take long.
+HANDSHAKE_SECONDS = 10.0
+
 
 def connect_observer(socket_path: str | None, command: str) -> Client:
     """An observer client of the daemon on ``socket_path`` (default: the usual one); never
-    starts a daemon. ``DaemonUnavailable`` if none answers; ``ProtocolError`` if what answers
-    is not an agentmem daemon of this version (the message says so, and names the path)."""
+    starts a daemon. ``DaemonUnavailable`` if none answers, or none within
+    ``HANDSHAKE_SECONDS``; ``ProtocolError`` if what answers is not an agentmem daemon of this
+    version (the message says so, and names the path)."""
     path = socket_path or default_socket_path()
     try:
-        return connect(
+        client = connect(
             path,
             name=f"agentmem-{command}-{os.getpid()}",
             observer=True,
             autostart=False,
             profile_allocs=False,
+            timeout=HANDSHAKE_SECONDS,
         )
     except ProtocolError as exc:
         raise ProtocolError(f"no agentmem daemon of this version on {path}: {exc}") from exc
+    client.set_timeout(None)
+    return client
 
 
 def run(

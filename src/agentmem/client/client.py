@@ -406,6 +406,17 @@ class Client:
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    def set_timeout(self, seconds: float | None) -> None:
+        """Bound each later request of this connection to ``seconds`` (None: wait as long as
+        the daemon takes); past it the call raises ``DaemonUnavailable``. A connection made
+        again after the daemon went away has ``connect``'s ``timeout``. No effect in-process."""
+        transport = self._transport
+        if transport is None:
+            raise StoreClosed(CLOSED)
+        settimeout = getattr(transport, "settimeout", None)
+        if settimeout is not None:
+            settimeout(seconds)
+
     def close(self) -> None:
         """Close the connection; the daemon releases every handle this agent held."""
         transport, self._transport = self._transport, None

@@ -90,6 +90,10 @@ class UnixSocketTransport:
                     frame, got = received[0]
                     return frame.body, list(got) if got else []
                 pending.extend(received)
+        except TimeoutError as exc:
+            waited = sock.gettimeout()
+            self.close()
+            raise DaemonUnavailable(f"no reply from the daemon within {waited} s") from exc
         except (OSError, EOFError) as exc:
             self.close()
             raise DaemonUnavailable(f"the daemon connection broke: {exc}") from exc
@@ -100,6 +104,11 @@ class UnixSocketTransport:
             raise InvalidArgument(OUT_OF_RANGE) from None
         item = pending.pop(0)
         return item.frame.body, list(item.fds)
+
+    def settimeout(self, seconds: float | None) -> None:
+        """Bound each later request to ``seconds`` (None: wait as long as the daemon takes)."""
+        if self._sock is not None:
+            self._sock.settimeout(seconds)
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
