@@ -348,6 +348,29 @@ def test_dictionary_trains_from_frames_without_holding_copies() -> None:
         assert s.check().ok
 
 
+def test_frames_kept_for_training_count_once_their_content_is_gone() -> None:
+    """A frame made before its type's dictionary is kept as a training sample after its
+    chunks are freed: its bytes are counted (dictionary_bytes, physical), not hidden, until
+    training lets it go."""
+    with Store(Config(dict_train_bytes=128 << 10, dict_size=8 << 10)) as s:
+        a = s.register_agent("a")
+        first = s.alloc_smu(SMUType.CONVERSATION, [message(j) for j in range(40)], a)
+        s.demote(first)
+        frames = s.warm.stats().stored_bytes
+        assert frames > 0 and s.warm.training_bytes == 0  # still warm content
+        s.release(first)
+        stats = s.get_stats()
+        assert s.warm.stats().stored_bytes == 0 and s.warm.training_bytes == frames
+        assert stats.dictionary_bytes == frames and stats.physical_bytes >= frames
+        for i in range(1, 4):  # past dict_train_bytes: trained, the samples go
+            s.demote(
+                s.alloc_smu(SMUType.CONVERSATION, [message(i * 100 + j) for j in range(40)], a)
+            )
+        assert len(s.dictionaries) == 1
+        assert s.warm.training_bytes == 0
+        assert s.get_stats().dictionary_bytes == s.dictionaries.memory_bytes
+
+
 def test_compaction_reclaims_sparse_segments_and_keeps_views(store: Store) -> None:
     a = store.register_agent("a")
     # 1 MiB segments (fixture); many 3 KiB items so each segment holds ~340 of them.

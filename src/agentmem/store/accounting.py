@@ -144,6 +144,7 @@ def physical_bytes(store: Store) -> int:
         store.hot.stats().physical_bytes
         + store.warm.stats().physical_bytes
         + store.dictionaries.memory_bytes
+        + store.warm.training_bytes
     )
 
 
@@ -415,7 +416,7 @@ def _assemble(store: Store, per_agent: tuple[AgentStats, ...], metadata: int) ->
     # daemon holding 100,000 handles, in the statistics it publishes every second).
     counts = store.handles_by_type
     sizes = [sum(a.by_type[t] for a in store.agents.values()) for t in range(len(counts))]
-    dict_bytes = store.dictionaries.memory_bytes
+    dict_bytes = store.dictionaries.memory_bytes + store.warm.training_bytes
     return StoreStats(
         agents=len(store.agents),
         handles=len(store.refs),

@@ -126,6 +126,10 @@ class WarmTier:
         # Training material per type until its dictionary is trained: (group, member sizes).
         self._pending: dict[SMUType, list[tuple[WarmGroup, list[int]]]] = {}
         self._pending_raw: dict[SMUType, int] = {}
+        #: id() of the groups in ``_pending``, and per type the bytes of those whose chunks
+        #: are all gone: training still holds their frames (``training_bytes``).
+        self._pending_ids: set[int] = set()
+        self._pending_dead: dict[SMUType, int] = {}
         self._trained: set[SMUType] = set()
         #: Train dictionaries on a thread of their own (zstd's trainer releases the GIL: its
         #: 0.25-0.5 s for 8 MiB of samples held a daemon's every client once per type); the
@@ -203,6 +207,7 @@ class WarmTier:
         """
         pending = self._pending.setdefault(smu_type, [])
         pending.append((group, sizes))
+        self._pending_ids.add(id(group))
         total = self._pending_raw.get(smu_type, 0) + group.raw_size
         self._pending_raw[smu_type] = total
         if total < self.dictionaries.train_bytes:
@@ -215,6 +220,8 @@ class WarmTier:
                 samples.append(plain[off : off + n])
                 off += n
         del self._pending[smu_type], self._pending_raw[smu_type]
+        self._pending_ids.difference_update(id(g) for g, _ in pending)
+        self._pending_dead.pop(smu_type, None)
         self._trained.add(smu_type)
         size = self.dictionaries.dict_size
         if not self.background_training:
@@ -282,6 +289,9 @@ class WarmTier:
     def _drop(self, group: WarmGroup) -> None:
         self.freed_frame_bytes += len(group.frame)
         self._cache.drop(group)
+        if id(group) in self._pending_ids:  # its frame stays, a sample for training
+            dead = self._pending_dead
+            dead[group.smu_type] = dead.get(group.smu_type, 0) + len(group.frame)
 
     # --- clean copies ----------------------------------------------------------------------
 
@@ -383,6 +393,12 @@ class WarmTier:
     def frame_bytes(self) -> int:
         """Bytes of the frames holding warm content (not those kept only for clean copies)."""
         return self._frame_bytes
+
+    @property
+    def training_bytes(self) -> int:
+        """Bytes of frames whose chunks are all gone, kept as samples until their type's
+        dictionary is trained (at most ``train_bytes`` of plain bytes per type, compressed)."""
+        return sum(self._pending_dead.values())
 
     @property
     def shadow_bytes(self) -> int:
