@@ -4,6 +4,7 @@ wrong, a non-zero exit status, no traceback."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import signal
 import socket
@@ -192,3 +193,25 @@ def test_ctrl_c_while_a_daemon_does_not_answer_exits_130_without_a_traceback(
         proc.wait()
         listener.close()
     assert (proc.returncode, out, err) == (130, "", "agentmem stats: interrupted\n")
+
+
+def test_output_that_cannot_be_written(tmp_path: pathlib.Path) -> None:
+    """A full disk gets one line and status 1; a reader that went away (| head) a quiet 141,
+    as a shell reports it; neither a traceback nor an error at exit."""
+    with DaemonProcess() as daemon:
+        cmd = [sys.executable, "-m", "agentmem", "stats", "--json", "--socket", daemon.socket]
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(
+                cmd, check=False, stdout=full, stderr=subprocess.PIPE, text=True
+            )
+        assert (result.returncode, result.stderr) == (
+            1,
+            "agentmem stats: cannot write the output: No space left on device\n",
+        )
+        r, w = os.pipe()
+        os.close(r)  # the reader is gone before the command writes anything
+        try:
+            result = subprocess.run(cmd, check=False, stdout=w, stderr=subprocess.PIPE, text=True)
+        finally:
+            os.close(w)
+        assert (result.returncode, result.stderr) == (141, "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import pathlib
 import sys
@@ -340,9 +341,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{flag} {path}: {problem}")
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # here, where a failure can still be reported
     except KeyboardInterrupt:  # Ctrl-C: the command's own cleanup has run; no traceback
         print(f"agentmem {args.command}: interrupted", file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
+    except OSError as exc:
+        if exc.errno not in (errno.EPIPE, errno.ENOSPC):
+            raise
+        # The output cannot be written: its reader went away (| head) or its disk is full.
+        # What is still buffered goes nowhere, not to a second error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if exc.errno == errno.EPIPE:
+            return 141  # 128 + SIGPIPE, as a shell reports a writer its reader left
+        print(f"agentmem {args.command}: cannot write the output: {exc.strerror}", file=sys.stderr)
+        return 1
     return code
 
 
