@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from agentmem.cli import stats as stats_cli
+from agentmem.cli import top as top_cli
 from agentmem.cli.main import main
 from agentmem.protocol import framing
 from agentmem.testing import DaemonProcess
@@ -215,3 +216,13 @@ def test_output_that_cannot_be_written(tmp_path: pathlib.Path) -> None:
         finally:
             os.close(w)
         assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_top_without_a_terminal_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """No keys to read: the live view would draw once and end, silently, with status 0."""
+    with DaemonProcess() as daemon, open(os.devnull) as stdin:
+        assert top_cli.run(daemon.socket, stdin=stdin) == 1
+    assert capsys.readouterr() == (
+        "",
+        "agentmem top: needs a terminal; for the table once, agentmem stats\n",
+    )

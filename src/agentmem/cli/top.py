@@ -141,6 +141,10 @@ def run(socket_path: str | None, *, stdin: TextIO = sys.stdin, interval: float =
     except AgentmemError as exc:
         print(f"agentmem top: {exc}", file=sys.stderr)
         return 1
+    if not stdin.isatty():  # no keys to read: the view would draw once and end, silently
+        client.close()
+        print("agentmem top: needs a terminal; for the table once, agentmem stats", file=sys.stderr)
+        return 1
     view = View()
     fd = stdin.fileno()
     try:
