@@ -96,6 +96,41 @@ def test_release_frees_content_and_retires_segments(store: Store) -> None:
     assert store.hot.retired_segments >= 1
 
 
+def test_an_open_segment_left_empty_is_retired_after_a_second() -> None:
+    """A pool's open segment stays when it empties (the next allocation reuses it) but not
+    for as long as the store rests: a maintenance pass a second later retires it, views of
+    what it held still read, and the next allocation opens a new one."""
+    now = [0.0]
+    with Store(clock=lambda: now[0]) as s:
+        a = s.register_agent("a")
+        kinds = (SMUType.SYSTEM_PROMPT, SMUType.TOOL_DEF, SMUType.TOOL_RESULT)
+        handles = [s.alloc_smu(t, text(i, 3000), a) for i, t in enumerate(kinds)]
+        kept = s.read(handles[0])
+        before = bytes(kept)
+        for h in handles:
+            s.release(h)
+        assert stats(s).segments == 2  # the shared and the private pool's open segments
+        for t, retired in ((0.0, 0), (0.5, 0), (1.0, 2)):
+            now[0] = t
+            assert s.maintain()["segments_retired"] == retired
+        assert stats(s).segments == 0 and stats(s).hot.physical_bytes == 0
+        assert bytes(kept) == before
+        # In use again before its second is up: it stays, and the clock starts over.
+        h = s.alloc_smu(SMUType.TOOL_RESULT, b"again", a)
+        now[0] = 2.0
+        assert s.maintain()["segments_retired"] == 0
+        s.release(h)
+        now[0] = 2.5
+        assert s.maintain()["segments_retired"] == 0
+        h = s.alloc_smu(SMUType.TOOL_RESULT, b"and again", a)
+        s.release(h)
+        now[0] = 3.0
+        assert s.maintain()["segments_retired"] == 0  # empty again, but only just seen so
+        now[0] = 4.0
+        assert s.maintain()["segments_retired"] == 1
+        assert bytes(s.read(s.alloc_smu(SMUType.TOOL_RESULT, b"new", a))) == b"new"
+
+
 def test_views_survive_release_and_store_close() -> None:
     s = Store()
     a = s.register_agent("a")

@@ -61,6 +61,10 @@ OWN_AFTER_BYTES = 16 << 10
 #: and a conversation that stops at 20 KiB has its last 4 KiB in a 64 KiB segment of which
 #: it touches 1 or 2 pages (tmpfs allocates pages on first write), not in a 4 MiB one.
 OWNED_FIRST_BYTES = 64 << 10
+#: How long a pool's open segment may hold nothing live before a maintenance pass retires it
+#: (``HotTier.retire_idle_open``): long enough that content allocated and freed in turns keeps
+#: reusing it, short enough that a store at rest gives its pages back within a tick or two.
+IDLE_OPEN_SECONDS = 1.0
 #: Types whose segments may be mapped by any agent of the domain that reads one of them.
 SHARED_TYPES = frozenset({SMUType.SYSTEM_PROMPT, SMUType.TOOL_DEF})
 
@@ -103,6 +107,8 @@ class HotTier:
         #: Plain bytes of the chunks in far segments (part of ``_raw``).
         self.far_bytes = 0
         self.retired_segments = 0
+        #: Open segments found with nothing live by :meth:`retire_idle_open`: since when.
+        self._idle_open: dict[int, float] = {}
         #: Called with each segment retired (the daemon tells clients that mapped it).
         self.on_retire: list[Callable[[Segment], None]] = []
 
@@ -137,6 +143,26 @@ class HotTier:
             seg.pool = PRIVATE
             if seg.live_chunks == 0:
                 self._retire(seg)
+
+    def retire_idle_open(self, now: float) -> int:
+        """Retire the pools' open segments found with nothing live ``IDLE_OPEN_SECONDS`` ago
+        and still so at ``now`` (the maintenance passes call this); returns how many. An open
+        segment is kept when it empties, for the next allocation; one left empty held its
+        pages (up to ``segment_bytes`` a pool) for as long as the store rested. The next
+        allocation opens a new one."""
+        seen, idle = self._idle_open, {}
+        retired = 0
+        for pool, seg in self._open.items():
+            if seg is None or not seg.used or seg.live_chunks:
+                continue
+            since = idle[seg.seg_id] = seen.get(seg.seg_id, now)
+            if now - since >= IDLE_OPEN_SECONDS:
+                del idle[seg.seg_id]
+                self._open[pool] = None
+                self._retire(seg)
+                retired += 1
+        self._idle_open = idle
+        return retired
 
     def retire_if_empty(self, seg: Segment) -> None:
         """Retire ``seg`` if no live chunk is left in it (and it is not an open one)."""

@@ -318,6 +318,7 @@ def maintain(store: Store) -> dict[str, int]:
         store.tier_errors.append(str(exc))
         del store.tier_errors[:-16]
     done["orphans"] = expire_orphans(store)
+    done["segments_retired"] = store.hot.retire_idle_open(store.clock())
     journal = store.journal
     if journal is not None:
         journal.sync(force=True)  # relaxed mode: at most a second of appends at risk
