@@ -16,7 +16,6 @@ table of shared sizes, so the index's estimate at rest must come back to the byt
 
 from __future__ import annotations
 
-import collections
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ from agentmem.constants import CDC_MAX_SIZE
 from agentmem.stats import StoreStats
 from agentmem.testing import DaemonProcess
 from tests.conftest import message, text
-from tests.daemon.conftest import Channel, Child, wait_until
+from tests.daemon.conftest import Channel, Child, daemon_fds, wait_until
 
 ROUNDS = 30
 #: Large messages a giver appends, each of a size no other round's has.
@@ -100,21 +99,6 @@ def _round(socket_path: str, n: int, large: Sequence[bytes], mode: str) -> None:
     taker.join()
 
 
-def _fds(pid: int) -> collections.Counter[str]:
-    """The daemon's descriptors by kind (segments included), leaving out the files the
-    once-a-second statistics tick holds open for an instant."""
-    kinds: collections.Counter[str] = collections.Counter()
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{name}")
-        except FileNotFoundError:
-            continue
-        if target.startswith("/proc/") or "agent_stats" in target:
-            continue
-        kinds[target.split(":", 1)[0]] += 1
-    return kinds
-
-
 @pytest.mark.slow
 def test_agents_coming_and_going_leave_the_daemon_as_it_was() -> None:
     env = {**os.environ, "AGENTMEM_JOURNAL_REWRITE_MIN_BYTES": str(REWRITE_MIN)}
@@ -135,7 +119,7 @@ def test_agents_coming_and_going_leave_the_daemon_as_it_was() -> None:
         # Warm-up: every size the rounds store but their large messages' own.
         tails = range(ROUNDS * LARGE_EACH)
         _round(d.socket, -1, [_large(2, i) for i in tails], "release")
-        before, fds_before = at_rest(), _fds(d.pid)
+        before, fds_before = at_rest(), daemon_fds(d.pid, segments=True)
         assert before.handles == before.chunks == 0
         for n in range(ROUNDS):
             mine = tails[n * LARGE_EACH : (n + 1) * LARGE_EACH]
@@ -151,7 +135,7 @@ def test_agents_coming_and_going_leave_the_daemon_as_it_was() -> None:
             "metadata_bytes",
         ):
             assert getattr(after, field) == getattr(before, field), field
-        assert _fds(d.pid) == fds_before
+        assert daemon_fds(d.pid, segments=True) == fds_before
 
         def journal_bytes() -> int:
             tiering = stats().tiering

@@ -10,7 +10,6 @@ well-behaved client (the *witness*) still reading back exactly what it stored.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import fcntl
 import itertools
@@ -44,7 +43,14 @@ from agentmem.stats import StoreStats
 from agentmem.store.segments import SHARE_SEALS
 from agentmem.testing import DaemonProcess
 from tests.conftest import message, text
-from tests.daemon.conftest import Child, RawPeer, closed_by_peer, open_fds, wait_until
+from tests.daemon.conftest import (
+    Child,
+    RawPeer,
+    closed_by_peer,
+    daemon_fds,
+    open_fds,
+    wait_until,
+)
 
 # --- the witness and the invariants checked after bad input ---------------------------------
 
@@ -66,23 +72,6 @@ class Witness:
         for h, data in self.content.items():
             assert bytes(self.client.read(h)) == data
         assert self.client.messages(self.chat) == [message(i) for i in range(20)]
-
-
-def daemon_fds(pid: int) -> collections.Counter[str]:
-    """The daemon's open descriptors by kind, hot segments left out (they come and go with
-    content; everything else is fixed once the witness is connected). Also left out: files the
-    once-a-second statistics tick holds open for an instant (/proc/self/smaps_rollup for the
-    daemon's PSS, the agent_stats file being rewritten)."""
-    kinds: collections.Counter[str] = collections.Counter()
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{name}")
-        except FileNotFoundError:
-            continue
-        if "agentmem-seg-" in target or target.startswith("/proc/") or "agent_stats" in target:
-            continue
-        kinds[target.split(":", 1)[0]] += 1
-    return kinds
 
 
 @pytest.fixture(scope="module")
