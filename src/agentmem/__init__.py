@@ -90,6 +90,7 @@ def connect(
     importance: int = 0,
     state: AgentState | str = AgentState.ACTIVE,
     autostart: bool | None = None,
+    timeout: float | None = None,
     profile_allocs: bool | int | None = None,
     open: Sequence[str] = (),
     trim_on_idle: bool | None = None,
@@ -103,7 +104,9 @@ def connect(
     N; None: as ``AGENTMEM_PROFILE_ALLOCS`` says). ``open`` names published content to open
     in the handshake (``client.opened[name]``). ``trim_on_idle``: give the process's free heap
     back when the agent reports itself idle or paused (None: as ``AGENTMEM_TRIM_ON_IDLE``
-    says, on by default).
+    says, on by default). ``timeout``: seconds that bound the connect and every request, past
+    which the call raises ``DaemonUnavailable`` (None: wait as long as the daemon takes;
+    nothing waits on a socket in-process).
     """
     if inprocess and (socket_path is not None or autostart):
         raise InvalidArgument("inprocess=True uses no daemon: give no socket_path or autostart")
@@ -127,6 +130,7 @@ def connect(
         importance=importance,
         state=state,
         autostart=autostart,
+        timeout=timeout,
         profile_allocs=profile_allocs,
         open=open,
         trim_on_idle=trim_on_idle,

@@ -118,3 +118,19 @@ def test_a_daemon_killed_in_the_middle_of_a_reply_is_unavailable(tmp_path: pathl
         server.join(10)
         listener.close()
     assert not server.is_alive()
+
+
+def test_a_timeout_bounds_a_daemon_that_does_not_answer(tmp_path: pathlib.Path) -> None:
+    """``agentmem.connect(timeout=)``: a daemon that takes the connection and never answers
+    (stopped, wedged) gives DaemonUnavailable past it, where the call would wait forever."""
+    path = str(tmp_path / "silent.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    try:
+        with pytest.raises(DaemonUnavailable, match=r"no reply from the daemon within 0\.2 s"):
+            agentmem.connect(path, timeout=0.2)
+    finally:
+        listener.close()
+    with DaemonProcess() as daemon, agentmem.connect(daemon.socket, timeout=60) as client:
+        assert bytes(client.read(client.alloc_smu("blob", b"answered"))) == b"answered"
