@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import mmap
+import pathlib
+import socket
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import pytest
 
+import agentmem
 from agentmem import aio
 from agentmem.client.aio import AsyncClient
 from agentmem.daemon.inprocess import AsyncInProcessTransport
 from agentmem.daemon.service import Service
-from agentmem.errors import InvalidArgument, UnknownHandle
+from agentmem.errors import InvalidArgument, ProtocolError, UnknownHandle
 from agentmem.stats import StoreStats
 from agentmem.testing import DaemonProcess
 from tests.conftest import message, text
@@ -122,3 +126,35 @@ def test_message_views_of_a_long_conversation(aconnect: Connect) -> None:
         await client.close()
 
     asyncio.run(main())
+
+
+def test_a_peer_that_is_not_agentmem_is_a_protocol_error_as_for_the_sync_client(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Something other than an agentmem daemon answers: both clients say the protocol was
+    broken (what ``agentmem stats`` reports as 'no agentmem daemon of this version')."""
+    path = str(tmp_path / "other.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+
+    def serve(connections: int) -> None:
+        for _ in range(connections):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)  # the hello
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                while conn.recv(65536):  # until the client hangs up
+                    pass
+
+    server = threading.Thread(target=serve, args=(2,))
+    server.start()
+    try:
+        with pytest.raises(ProtocolError, match="bad frame magic"):
+            asyncio.run(aio.connect(path))
+        with pytest.raises(ProtocolError, match="bad frame magic"):
+            agentmem.connect(path)
+    finally:
+        server.join(10)
+        listener.close()
+    assert not server.is_alive()

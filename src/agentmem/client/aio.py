@@ -87,7 +87,12 @@ class AsyncUnixTransport:
             waiter.set_result((item.frame.body, list(item.fds)))
 
     def _fail(self, exc: BaseException) -> None:
-        error = DaemonUnavailable(f"the daemon connection broke: {exc}")
+        # A peer that broke the protocol is named as such, as by the sync transport.
+        error: Exception = (
+            exc
+            if isinstance(exc, ProtocolError)
+            else DaemonUnavailable(f"the daemon connection broke: {exc}")
+        )
         for waiter in self._waiters.values():
             if not waiter.done():
                 waiter.set_exception(error)
