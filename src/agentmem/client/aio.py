@@ -33,7 +33,6 @@ from agentmem.client.client import (
     views_stop,
 )
 from agentmem.client.profile import Sampler
-from agentmem.client.transport import OUT_OF_RANGE
 from agentmem.config import default_socket_path, trim_on_idle
 from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError, StoreClosed
 from agentmem.ids import Handle
@@ -110,7 +109,7 @@ class AsyncUnixTransport:
         try:
             frame = framing.encode(msg, fds=bool(fds))
         except OverflowError:
-            raise InvalidArgument(OUT_OF_RANGE) from None
+            raise InvalidArgument(m.OUT_OF_RANGE) from None
         waiter: asyncio.Future[tuple[dict[str, object], list[int]]] = self._loop.create_future()
         self._waiters[ident] = waiter
         try:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from agentmem.errors import DaemonUnavailable, InvalidArgument, ProtocolError
 from agentmem.protocol import fdpass, framing
 from agentmem.protocol.fdpass import recv_some
+from agentmem.protocol.messages import OUT_OF_RANGE
 
 TYPE_CHECKING = False  # not typing's: the client must not import typing (see ids.py)
 
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 else:  # structural typing is for type checkers: at run time a plain base
     Protocol = object
 
-#: What an integer argument msgpack cannot carry (beyond 64 bits: no handle is) raises.
-OUT_OF_RANGE = "an integer argument is out of range: the protocol carries 64-bit integers"
 
 Attachment = int | memoryview
 """An fd to map (socket transport) or a ready read-only view (in-process transport)."""

@@ -444,6 +444,8 @@ def _own(session: Session, msg: dict[str, object], key: str = "handle") -> Handl
     if h.__class__ is not int:
         h = m.require(msg, key, int)  # raises the precise error (or takes an int subclass)
     if h not in session.handles:
+        if not 0 <= h < 1 << 64:  # only in-process: msgpack carries no such int
+            raise InvalidArgument(m.OUT_OF_RANGE)
         raise UnknownHandle(f"unknown handle {h}")
     return h  # type: ignore[return-value]  # an int in the table: a Handle
 

@@ -53,11 +53,15 @@ __all__ = [
     "reply_ok",
     "request",
     "require",
+    "OUT_OF_RANGE",
 ]
 
 #: Version of the message schema, exchanged in ``hello``. Distinct from the frame header's
 #: FRAME_VERSION: that one changes with the byte layout, this one with the meaning of messages.
 PROTOCOL_VERSION: Final = 1
+#: What an integer argument the protocol cannot carry (beyond 64 bits; no handle is) raises,
+#: ``InvalidArgument``: from the socket clients before sending, from the in-process service.
+OUT_OF_RANGE: Final = "an integer argument is out of range: the protocol carries 64-bit integers"
 
 # Planned operations. Their arguments and results are specified with the daemon; the names are
 # fixed here so both sides spell them alike. The four calls of the original interface first.
