@@ -126,10 +126,6 @@ class WarmTier:
         # Training material per type until its dictionary is trained: (group, member sizes).
         self._pending: dict[SMUType, list[tuple[WarmGroup, list[int]]]] = {}
         self._pending_raw: dict[SMUType, int] = {}
-        #: id() of the groups in ``_pending``, and per type the bytes of those whose chunks
-        #: are all gone: training still holds their frames (``training_bytes``).
-        self._pending_ids: set[int] = set()
-        self._pending_dead: dict[SMUType, int] = {}
         self._trained: set[SMUType] = set()
         #: Train dictionaries on a thread of their own (zstd's trainer releases the GIL: its
         #: 0.25-0.5 s for 8 MiB of samples held a daemon's every client once per type); the
@@ -207,7 +203,6 @@ class WarmTier:
         """
         pending = self._pending.setdefault(smu_type, [])
         pending.append((group, sizes))
-        self._pending_ids.add(id(group))
         total = self._pending_raw.get(smu_type, 0) + group.raw_size
         self._pending_raw[smu_type] = total
         if total < self.dictionaries.train_bytes:
@@ -220,8 +215,6 @@ class WarmTier:
                 samples.append(plain[off : off + n])
                 off += n
         del self._pending[smu_type], self._pending_raw[smu_type]
-        self._pending_ids.difference_update(id(g) for g, _ in pending)
-        self._pending_dead.pop(smu_type, None)
         self._trained.add(smu_type)
         size = self.dictionaries.dict_size
         if not self.background_training:
@@ -289,9 +282,6 @@ class WarmTier:
     def _drop(self, group: WarmGroup) -> None:
         self.freed_frame_bytes += len(group.frame)
         self._cache.drop(group)
-        if id(group) in self._pending_ids:  # its frame stays, a sample for training
-            dead = self._pending_dead
-            dead[group.smu_type] = dead.get(group.smu_type, 0) + len(group.frame)
 
     # --- clean copies ----------------------------------------------------------------------
 
@@ -397,8 +387,14 @@ class WarmTier:
     @property
     def training_bytes(self) -> int:
         """Bytes of frames whose chunks are all gone, kept as samples until their type's
-        dictionary is trained (at most ``train_bytes`` of plain bytes per type, compressed)."""
-        return sum(self._pending_dead.values())
+        dictionary is trained (at most ``train_bytes`` of plain bytes per type, compressed).
+        A group is gone from the tier once it holds no warm chunk and no clean copy."""
+        return sum(
+            len(group.frame)
+            for pending in self._pending.values()
+            for group, _ in pending
+            if not group.live and not group.clean
+        )
 
     @property
     def shadow_bytes(self) -> int:
