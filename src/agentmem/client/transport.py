@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 else:  # structural typing is for type checkers: at run time a plain base
     Protocol = object
 
-
 Attachment = int | memoryview
 """An fd to map (socket transport) or a ready read-only view (in-process transport)."""
 

@@ -143,9 +143,14 @@ def physical_bytes(store: Store) -> int:
     return (
         store.hot.stats().physical_bytes
         + store.warm.stats().physical_bytes
-        + store.dictionaries.memory_bytes
-        + store.warm.training_bytes
+        + dictionary_bytes(store)
     )
+
+
+def dictionary_bytes(store: Store) -> int:
+    """The dictionaries and what waits to train them (samples, and frames kept as samples
+    after their content was freed)."""
+    return store.dictionaries.memory_bytes + store.warm.training_bytes
 
 
 def _owners(
@@ -416,7 +421,7 @@ def _assemble(store: Store, per_agent: tuple[AgentStats, ...], metadata: int) ->
     # daemon holding 100,000 handles, in the statistics it publishes every second).
     counts = store.handles_by_type
     sizes = [sum(a.by_type[t] for a in store.agents.values()) for t in range(len(counts))]
-    dict_bytes = store.dictionaries.memory_bytes + store.warm.training_bytes
+    dict_bytes = dictionary_bytes(store)
     return StoreStats(
         agents=len(store.agents),
         handles=len(store.refs),
